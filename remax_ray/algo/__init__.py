@@ -1,0 +1,56 @@
+"""Pure-torch algorithm core of remax-ray: log-probs, advantages, KL, losses.
+
+Imports nothing but torch and the standard library, so it can be unit tested
+(and used in any worker) without ray, vllm or transformers.
+"""
+
+from remax_ray.algo.advantages import (
+    ESTIMATORS,
+    EstimatorSpec,
+    gae_advantages,
+    get_estimator,
+    grpo_advantages,
+    outcome_advantages,
+    reinforce_advantages,
+    remax_advantages,
+    rloo_advantages,
+    token_returns,
+)
+from remax_ray.algo.kl import KL_ESTIMATORS, KL_PLACEMENTS, kl_estimate, kl_loss
+from remax_ray.algo.logprobs import entropy_from_logits, response_mask, token_logprobs
+from remax_ray.algo.losses import (
+    AGG_MODES,
+    aggregate,
+    masked_mean,
+    masked_sum,
+    policy_gradient_loss,
+    ppo_clip_loss,
+    value_loss,
+)
+
+__all__ = [
+    "AGG_MODES",
+    "ESTIMATORS",
+    "KL_ESTIMATORS",
+    "KL_PLACEMENTS",
+    "EstimatorSpec",
+    "aggregate",
+    "entropy_from_logits",
+    "gae_advantages",
+    "get_estimator",
+    "grpo_advantages",
+    "kl_estimate",
+    "kl_loss",
+    "masked_mean",
+    "masked_sum",
+    "outcome_advantages",
+    "policy_gradient_loss",
+    "ppo_clip_loss",
+    "reinforce_advantages",
+    "remax_advantages",
+    "rloo_advantages",
+    "response_mask",
+    "token_logprobs",
+    "token_returns",
+    "value_loss",
+]

@@ -1,0 +1,194 @@
+"""Advantage estimators.
+
+Outcome-level estimators map sequence scores [B, n] (B prompts, n sampled
+responses each) to advantages [B, n]. ReMax (Li et al., arXiv 2310.10505)
+subtracts the score of the greedy response to the same prompt: the greedy
+response does not depend on the sampled one, so the baseline keeps the
+gradient unbiased while removing the prompt-dependent part of the reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+def _check_scores(scores: Tensor, min_samples: int, name: str) -> None:
+    """Raise ValueError unless scores is [B, n] with n >= min_samples."""
+    if scores.dim() != 2:
+        raise ValueError(f"{name}: scores must be [B, n], got shape {tuple(scores.shape)}")
+    if scores.shape[1] < min_samples:
+        raise ValueError(
+            f"{name} needs at least {min_samples} samples per prompt (n >= {min_samples}), "
+            f"got n = {scores.shape[1]}"
+        )
+
+
+def remax_advantages(scores: Tensor, greedy_scores: Tensor) -> Tensor:
+    """ReMax: scores [B, n] minus the greedy response's score greedy_scores [B] -> [B, n]."""
+    _check_scores(scores, 1, "remax")
+    if greedy_scores is None or greedy_scores.shape != scores.shape[:1]:
+        got = None if greedy_scores is None else tuple(greedy_scores.shape)
+        raise ValueError(f"remax: greedy_scores must be [B] = [{scores.shape[0]}], got {got}")
+    return scores - greedy_scores.to(scores.dtype).unsqueeze(1)
+
+
+def reinforce_advantages(scores: Tensor, greedy_scores: Tensor | None = None) -> Tensor:
+    """Plain REINFORCE, no baseline: scores [B, n] -> a copy [B, n]; greedy ignored."""
+    _check_scores(scores, 1, "reinforce")
+    return scores.clone()
+
+
+def rloo_advantages(scores: Tensor, greedy_scores: Tensor | None = None) -> Tensor:
+    """REINFORCE leave-one-out: score minus the mean of the other n-1 samples.
+
+    The baseline excludes the sample itself, so it is independent of it and
+    the estimator stays unbiased (including the sample would bias by 1/n).
+
+    Args:
+        scores: [B, n], n >= 2; greedy_scores: ignored.
+
+    Returns:
+        [B, n].
+    """
+    _check_scores(scores, 2, "rloo")
+    n = scores.shape[1]
+    others_mean = (scores.sum(dim=1, keepdim=True) - scores) / (n - 1)
+    return scores - others_mean
+
+
+def grpo_advantages(scores: Tensor, greedy_scores: Tensor | None = None, eps: float = 1e-6) -> Tensor:
+    """GRPO: (score - group mean) / (group std + eps).
+
+    The std is the population std (unbiased=False) of the n samples of one
+    prompt: it is the statistic of the group itself and gives exactly +-1
+    for a group of two different scores. A group with equal scores gets 0.
+
+    Args:
+        scores: [B, n], n >= 2; greedy_scores: ignored; eps: > 0.
+
+    Returns:
+        [B, n].
+    """
+    _check_scores(scores, 2, "grpo")
+    mean = scores.mean(dim=1, keepdim=True)
+    std = scores.std(dim=1, keepdim=True, unbiased=False)
+    return (scores - mean) / (std + eps)
+
+
+def gae_advantages(
+    token_rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over right-padded responses.
+
+    delta_t = r_t + gamma * V_{t+1} - V_t,  A_t = delta_t + gamma * lam * A_{t+1},
+    with V and r taken as 0 outside the mask (the episode ends at the last
+    response token, so no value is bootstrapped past it).
+
+    Args:
+        token_rewards: [N, T]; values: [N, T]; mask: [N, T] 0/1 prefix mask.
+
+    Returns:
+        (advantages [N, T], returns [N, T] = advantages + values), both 0
+        where mask is 0 and detached (they are regression/PG targets).
+    """
+    mask = mask.detach().float()
+    rewards = token_rewards.detach().float() * mask
+    vals = values.detach().float() * mask
+    num_steps = rewards.shape[1]
+    adv = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(num_steps)):
+        next_value = vals[:, t + 1] if t + 1 < num_steps else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - vals[:, t]
+        # Multiplying by mask resets the recursion on padding, so nothing
+        # from past the end leaks into the last real token.
+        running = (delta + gamma * lam * running) * mask[:, t]
+        adv[:, t] = running
+    return adv, (adv + vals) * mask
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """How to call an advantage estimator.
+
+    fn: the function. Outcome-level ones take (scores [B, n], greedy [B] | None).
+    needs_greedy: the rollout must also produce one greedy response per prompt.
+    min_samples: minimum sampled responses per prompt (n).
+    token_level: fn works on token rewards and values (GAE), not on scores.
+    """
+
+    fn: Callable
+    needs_greedy: bool
+    min_samples: int
+    token_level: bool
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {
+    "remax": EstimatorSpec(remax_advantages, needs_greedy=True, min_samples=1, token_level=False),
+    "reinforce": EstimatorSpec(reinforce_advantages, needs_greedy=False, min_samples=1, token_level=False),
+    "rloo": EstimatorSpec(rloo_advantages, needs_greedy=False, min_samples=2, token_level=False),
+    "grpo": EstimatorSpec(grpo_advantages, needs_greedy=False, min_samples=2, token_level=False),
+    "gae": EstimatorSpec(gae_advantages, needs_greedy=False, min_samples=1, token_level=True),
+}
+
+
+def get_estimator(name: str) -> EstimatorSpec:
+    """Look up an estimator by name; ValueError listing valid names otherwise."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name]
+
+
+def outcome_advantages(name: str, scores: Tensor, greedy_scores: Tensor | None = None) -> Tensor:
+    """Dispatch an outcome-level estimator: scores [B, n], greedy [B] -> [B, n]."""
+    spec = get_estimator(name)
+    if spec.token_level:
+        raise ValueError(f"{name!r} is token-level; call {spec.fn.__name__} with token rewards and values")
+    if spec.needs_greedy and greedy_scores is None:
+        raise ValueError(f"{name!r} needs greedy_scores (the score of the greedy response per prompt)")
+    return spec.fn(scores, greedy_scores)
+
+
+def token_returns(
+    score_advantages: Tensor,
+    mask: Tensor,
+    kl: Tensor | None = None,
+    kl_coef: float = 0.0,
+    score_clip: float | None = None,
+) -> Tensor:
+    """Per-token returns with the KL penalty placed in the reward.
+
+    r_t = -kl_coef * kl_t on response tokens, plus the (optionally clipped)
+    score advantage at the last response token; the return at t is
+    sum_{s >= t} r_s (undiscounted: the score arrives at the end, and each
+    action is responsible for the KL of every later token it caused).
+
+    Args:
+        score_advantages: [N] one outcome advantage per response.
+        mask: [N, T] 0/1 right-padded response mask.
+        kl: optional [N, T] per-token KL estimate (see kl.kl_estimate).
+        kl_coef: KL penalty weight.
+        score_clip: clip the score advantage to [-score_clip, score_clip].
+
+    Returns:
+        [N, T] float32, 0 where mask is 0. Rows with an empty mask are all 0.
+    """
+    mask = mask.float()
+    score = score_advantages.float()
+    if score_clip is not None:
+        score = score.clamp(-score_clip, score_clip)
+    rewards = torch.zeros_like(mask)
+    if kl is not None and kl_coef != 0.0:
+        rewards = -kl_coef * kl.float() * mask
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask > 0, positions, torch.full_like(positions, -1)).max(dim=1).values  # [N]
+    has_tokens = last >= 0
+    rows = torch.arange(mask.shape[0], device=mask.device)[has_tokens]
+    rewards = rewards.index_put((rows, last[has_tokens]), score[has_tokens], accumulate=True)
+    # Reverse cumulative sum: return_t = sum_{s >= t} r_s.
+    returns = rewards.flip(1).cumsum(1).flip(1)
+    return returns * mask

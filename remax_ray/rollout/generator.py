@@ -1,0 +1,119 @@
+"""Generator: a plain class around ``vllm.LLM`` (the Ray shell lives in ``remax_ray.cluster``).
+
+One ``generate`` call per step carries, for every prompt, n sampled requests (each with its own
+seed) and one greedy request. Greedy with n > 1 is invalid in vLLM, hence one request per response.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from remax_ray.rollout.seeds import sample_seed
+from remax_ray.rollout.types import Completion, PromptRollout
+
+EXTENSION = "remax_ray.rollout.worker_ext.WeightReloadExtension"
+
+
+class Generator:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        max_prompt_tokens: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        dtype: str = "float32",
+        seed: int = 0,
+        kv_cache_gib: float = 1.0,
+        gpu_memory_utilization: float = 0.3,
+        enforce_eager: bool = True,
+    ) -> None:
+        # Read by vLLM's CPU backend at engine start; a no-op on GPU.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
+        from vllm import LLM
+
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            max_model_len=max_prompt_tokens + max_new_tokens,
+            gpu_memory_utilization=gpu_memory_utilization,
+            worker_extension_cls=EXTENSION,
+            # Temperature-scaled log-probs, so they compare with the learner's logits / T.
+            logprobs_mode="processed_logprobs",
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def _encode(self, prompt: str) -> list[int]:
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        # Keep the end of an over-long prompt: it is what the response continues.
+        return ids[-self.max_prompt_tokens:] or [self.tokenizer.eos_token_id]
+
+    def generate(self, prompts: list[str], *, n: int, step: int, first_index: int,
+                 run_seed: int) -> list[PromptRollout]:
+        """n seeded samples + 1 greedy response per prompt, in ONE vLLM call; results in prompt order.
+
+        ``first_index`` is the global index of ``prompts[0]`` in the step's batch, so seeds do not
+        depend on how the batch was sharded across replicas.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        encoded = [self._encode(p) for p in prompts]
+        requests, params = [], []
+        for i, ids in enumerate(encoded):
+            for j in range(n):
+                requests.append(TokensPrompt(prompt_token_ids=ids))
+                params.append(SamplingParams(
+                    temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens,
+                    seed=sample_seed(run_seed, step, first_index + i, j), logprobs=0,
+                ))
+            requests.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens))
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        rollouts, k = [], 0
+        for prompt, ids in zip(prompts, encoded):
+            samples = [_completion(outputs[k + j].outputs[0], with_logprobs=True) for j in range(n)]
+            greedy = _completion(outputs[k + n].outputs[0], with_logprobs=False)
+            rollouts.append(PromptRollout(prompt, ids, samples, greedy))
+            k += n + 1
+        return rollouts
+
+    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        """Log-prob of tokens 1..L-1 of each fixed sequence under the engine's current weights."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(temperature=1.0, max_tokens=1, prompt_logprobs=0)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params,
+                                 use_tqdm=False)
+        return [[d[t].logprob for d, t in zip(o.prompt_logprobs[1:], s[1:])]
+                for o, s in zip(outs, sequences)]
+
+    def load_weights(self, buckets: Iterable[bytes]) -> dict[str, float]:
+        """In-place reload from safetensors buckets, one RPC per bucket (memory stays bounded)."""
+        start, nbytes, ntensors = time.perf_counter(), 0, 0
+        for blob in buckets:
+            nbytes += len(blob)
+            ntensors += sum(self.llm.collective_rpc("remax_reload_safetensors", args=([blob],)))
+        # Cached prefixes hold KV computed by the old weights.
+        self.llm.reset_prefix_cache()
+        return {"sync_s": time.perf_counter() - start, "sync_bytes": float(nbytes),
+                "sync_tensors": float(ntensors)}
+
+
+def _completion(out: Any, with_logprobs: bool) -> Completion:
+    ids = list(out.token_ids)
+    logprobs = None
+    if with_logprobs and out.logprobs is not None:
+        logprobs = [step[t].logprob for step, t in zip(out.logprobs, ids)]
+    return Completion(ids, out.text, out.finish_reason or "length", logprobs)

@@ -1,0 +1,29 @@
+"""Plain data passed between actors: lists and ints only, so it pickles cheaply through Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Completion:
+    """One generated response."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str
+    """'stop' (EOS or stop string) or 'length' (hit max_new_tokens, so there is no EOS)."""
+    logprobs: list[float] | None = None
+    """vLLM's log-prob of each sampled token (a diagnostic; the learner recomputes its own)."""
+
+
+@dataclass
+class PromptRollout:
+    """All responses to one prompt: n samples and one greedy response, from the same vLLM call."""
+
+    prompt: str
+    prompt_ids: list[int]
+    samples: list[Completion]
+    greedy: Completion
+    sample_scores: list[float] = field(default_factory=list)
+    greedy_score: float = 0.0

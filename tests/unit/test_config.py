@@ -1,0 +1,421 @@
+"""Tests for remax_ray.config: defaults, loading precedence, errors, round-trip."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from remax_ray.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    LearnerConfig,
+    apply_overrides,
+    config_from_dict,
+    config_keys,
+    describe_fields,
+    dump_yaml,
+    load_config,
+    to_yaml,
+    validate,
+)
+
+# The documented defaults; other modules rely on these names.
+EXPECTED_DEFAULTS = {
+    "model": {"path": "builtin:smollm2-135m-instruct", "dtype": "auto", "trust_remote_code": False},
+    "rollout": {
+        "num_generators": 1,
+        "samples_per_prompt": 1,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "max_new_tokens": 24,
+        "max_prompt_tokens": 64,
+        "kv_cache_gib": 1.0,
+        "gpu_memory_utilization": 0.3,
+        "enforce_eager": True,
+        "num_cpus_per_generator": 1.0,
+    },
+    "reward": {
+        "kind": "vader",
+        "function": "",
+        "model_path": "",
+        "template": "{prompt}{response}",
+        "max_length": 256,
+        "batch_size": 64,
+        "score_response_only": False,
+    },
+    "learner": {
+        "lr": 1e-5,
+        "weight_decay": 0.0,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "warmup_steps": 0,
+        "max_grad_norm": 1.0,
+        "micro_batch_size": 8,
+        "gradient_checkpointing": False,
+        "num_cpus": 1.0,
+    },
+    "algo": {
+        "estimator": "remax",
+        "kl_coef": 0.0,
+        "kl_estimator": "k1",
+        "kl_placement": "reward",
+        "loss_agg": "token-mean",
+        "score_clip": 0.0,
+        "clip_eps": 0.2,
+        "gamma": 1.0,
+        "lam": 0.95,
+    },
+    "run": {
+        "steps": 20,
+        "prompts_per_step": 16,
+        "seed": 0,
+        "dataset": "builtin:movie-reviews",
+        "eval_every": 5,
+        "eval_prompts": 32,
+        "save_every": 0,
+        "output_dir": "runs/default",
+        "progress": True,
+    },
+    "cluster": {
+        "address": "",
+        "num_cpus": 0,
+        "sync_transport": "auto",
+        "sync_bucket_mb": 64,
+        "device": "auto",
+    },
+}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def _raises(message: str):
+    return pytest.raises(ConfigError, match=re.escape(message))
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_defaults_match_documented_values_and_types():
+    data = Config().to_dict()
+    assert data == EXPECTED_DEFAULTS
+    for section, values in EXPECTED_DEFAULTS.items():
+        for key, value in values.items():
+            assert type(data[section][key]) is type(value), f"{section}.{key}"
+
+
+def test_defaults_load_and_validate():
+    config = load_config()
+    assert config == Config()
+    assert config.validate() is config
+    validate(config)
+
+
+def test_sections_are_frozen():
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.learner.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.run = None  # type: ignore[misc]
+
+
+def test_config_keys_and_descriptions():
+    keys = config_keys()
+    assert keys == [f"{s}.{k}" for s, values in EXPECTED_DEFAULTS.items() for k in values]
+    help_texts = describe_fields()
+    assert list(help_texts) == keys
+    assert all(text.strip() for text in help_texts.values())
+    assert "0 disables clipping" in help_texts["learner.max_grad_norm"]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_yaml_then_overrides_precedence(tmp_path):
+    path = _write(
+        tmp_path,
+        "algo:\n  kl_coef: 0.1\n  estimator: remax\nlearner:\n  lr: 3e-4\nrun:\n  steps: 7\n",
+    )
+    config = load_config(path, ["algo.kl_coef=0.02", "run.steps=3", "run.steps=4"])
+    assert config.algo.kl_coef == 0.02  # override beats file
+    assert config.run.steps == 4  # later override beats earlier
+    assert config.learner.lr == 3e-4  # file beats default; 3e-4 (no dot) is a float
+    assert config.rollout == Config().rollout  # untouched sections keep defaults
+    assert load_config(str(path)).algo.kl_coef == 0.1
+
+
+def test_empty_file_and_empty_section(tmp_path):
+    assert load_config(_write(tmp_path, "")) == Config()
+    assert load_config(_write(tmp_path, "algo:\n# nothing\n")) == Config()
+
+
+def test_override_value_parsing():
+    config = load_config(
+        overrides=[
+            "run.progress=false",
+            "learner.lr=1e-5",
+            "learner.max_grad_norm=2",  # int accepted for a float field
+            "model.path=123",  # string fields keep the raw text
+            "run.output_dir=true",
+            "reward.template=Q: {prompt} A={response}",  # '=' in the value
+            "cluster.address=",
+        ]
+    )
+    assert config.run.progress is False
+    assert config.learner.lr == 1e-5
+    assert config.learner.max_grad_norm == 2.0 and type(config.learner.max_grad_norm) is float
+    assert config.model.path == "123"
+    assert config.run.output_dir == "true"
+    assert config.reward.template == "Q: {prompt} A={response}"
+    assert config.cluster.address == ""
+
+
+def test_apply_overrides_and_config_from_dict_do_not_validate_ranges():
+    config = apply_overrides(Config(), ["learner.lr=-1"])
+    assert config.learner.lr == -1.0
+    config = config_from_dict({"learner": {"lr": 0.5}}, base=config)
+    assert config.learner.lr == 0.5
+    with _raises("learner.lr: must be > 0"):
+        validate(apply_overrides(Config(), ["learner.lr=0"]))
+
+
+# --------------------------------------------------------------------------- key / type errors
+
+
+def test_unknown_key_suggests_closest():
+    with _raises("unknown key 'algo.kl_coeff'; did you mean 'algo.kl_coef'? valid keys: algo.estimator, "):
+        load_config(overrides=["algo.kl_coeff=0.1"])
+
+
+def test_unknown_key_suggests_key_in_other_section(tmp_path):
+    with _raises("unknown key 'rollout.lr'; did you mean 'learner.lr'?"):
+        load_config(overrides=["rollout.lr=0.1"])
+    with _raises("unknown key 'run.zzz'; valid keys: run.steps"):
+        load_config(_write(tmp_path, "run:\n  zzz: 1\n"))
+
+
+def test_unknown_section_suggests_closest(tmp_path):
+    with _raises("unknown section 'learnr'; did you mean 'learner'? valid sections: model, rollout"):
+        load_config(_write(tmp_path, "learnr:\n  lr: 0.1\n"))
+    with _raises("unknown section 'algoo'; did you mean 'algo'?"):
+        load_config(overrides=["algoo.kl_coef=1"])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("rollout:\n  samples_per_prompt: '2.5'\n", "rollout.samples_per_prompt: expected int, got '2.5' (str)"),
+        ("rollout:\n  samples_per_prompt: 2.0\n", "rollout.samples_per_prompt: expected int, got 2.0 (float)"),
+        ("rollout:\n  samples_per_prompt: true\n", "rollout.samples_per_prompt: expected int, got True (bool)"),
+        ("learner:\n  lr: true\n", "learner.lr: expected float, got True (bool)"),
+        ("learner:\n  lr: '1e-5'\n", "learner.lr: expected float, got '1e-5' (str)"),
+        ("learner:\n  lr: .nan\n", "learner.lr: expected a finite float, got nan"),
+        ("run:\n  progress: 1\n", "run.progress: expected bool, got 1 (int)"),
+        ("run:\n  output_dir: 5\n", "run.output_dir: expected str, got 5 (int)"),
+        ("model:\n  path: null\n", "model.path: expected str, got None (NoneType)"),
+    ],
+)
+def test_wrong_type_in_file(tmp_path, text, message):
+    with _raises(message):
+        load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rollout.samples_per_prompt=2.5", "rollout.samples_per_prompt: expected int, got 2.5 (float)"),
+        ("rollout.samples_per_prompt=abc", "rollout.samples_per_prompt: expected int, got 'abc' (str)"),
+        ("run.progress=maybe", "run.progress: expected bool, got 'maybe' (str)"),
+        ("algo.kl_coef=[", "algo.kl_coef: expected float, got '[' (str)"),
+    ],
+)
+def test_wrong_type_in_override(override, message):
+    with _raises(message):
+        load_config(overrides=[override])
+
+
+@pytest.mark.parametrize("override", ["algo.kl_coef", "kl_coef=1", "=1", "algo.=1"])
+def test_malformed_override(override):
+    with _raises("must look like section.key=value"):
+        load_config(overrides=[override])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- 1\n- 2\n", "configuration must be a mapping of sections, got list"),
+        ("algo: 3\n", "section 'algo' must be a mapping of keys, got 3 (int)"),
+        ("algo: [\n", "invalid YAML in"),
+    ],
+)
+def test_malformed_file(tmp_path, text, message):
+    with _raises(message):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with _raises("cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_validate_checks_types_of_hand_built_config():
+    config = Config(learner=LearnerConfig(micro_batch_size="8"))  # type: ignore[arg-type]
+    with _raises("learner.micro_batch_size: expected int, got '8' (str)"):
+        validate(config)
+
+
+# --------------------------------------------------------------------------- range rules
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["rollout.temperature=0"], "rollout.temperature: must be > 0"),
+        (["rollout.top_p=0"], "rollout.top_p: must be in (0, 1]"),
+        (["rollout.top_p=1.5"], "rollout.top_p: must be in (0, 1]"),
+        (["rollout.samples_per_prompt=0"], "rollout.samples_per_prompt: must be >= 1 (got 0)"),
+        (["rollout.max_new_tokens=0"], "rollout.max_new_tokens: must be >= 1"),
+        (["rollout.max_prompt_tokens=0"], "rollout.max_prompt_tokens: must be >= 1"),
+        (["rollout.num_generators=0"], "rollout.num_generators: must be >= 1"),
+        (["rollout.kv_cache_gib=0"], "rollout.kv_cache_gib: must be > 0"),
+        (["rollout.gpu_memory_utilization=0"], "rollout.gpu_memory_utilization: must be in (0, 1]"),
+        (["rollout.gpu_memory_utilization=1.01"], "rollout.gpu_memory_utilization: must be in (0, 1]"),
+        (["rollout.num_cpus_per_generator=-1"], "rollout.num_cpus_per_generator: must be >= 0"),
+        (["learner.lr=0"], "learner.lr: must be > 0 (got 0.0)"),
+        (["learner.weight_decay=-0.1"], "learner.weight_decay: must be >= 0"),
+        (["learner.beta1=1"], "learner.beta1: must be in [0, 1)"),
+        (["learner.beta2=-0.1"], "learner.beta2: must be in [0, 1)"),
+        (["learner.warmup_steps=-1"], "learner.warmup_steps: must be >= 0"),
+        (["learner.max_grad_norm=-1"], "learner.max_grad_norm: must be >= 0"),
+        (["learner.micro_batch_size=0"], "learner.micro_batch_size: must be >= 1"),
+        (["learner.num_cpus=-1"], "learner.num_cpus: must be >= 0"),
+        (["run.steps=-1"], "run.steps: must be >= 0"),
+        (["run.prompts_per_step=0"], "run.prompts_per_step: must be >= 1"),
+        (["run.eval_prompts=0"], "run.eval_prompts: must be >= 1"),
+        (["run.eval_every=-1"], "run.eval_every: must be >= 0"),
+        (["run.save_every=-1"], "run.save_every: must be >= 0"),
+        (["run.dataset= "], "run.dataset: must not be empty"),
+        (["run.output_dir="], "run.output_dir: must not be empty"),
+        (["model.path="], "model.path: must not be empty"),
+        (["algo.kl_coef=-0.1"], "algo.kl_coef: must be >= 0"),
+        (["algo.score_clip=-1"], "algo.score_clip: must be >= 0"),
+        (["algo.clip_eps=0"], "algo.clip_eps: must be > 0"),
+        (["algo.gamma=1.1"], "algo.gamma: must be in [0, 1]"),
+        (["algo.lam=-0.1"], "algo.lam: must be in [0, 1]"),
+        (["reward.max_length=0"], "reward.max_length: must be >= 1"),
+        (["reward.batch_size=0"], "reward.batch_size: must be >= 1"),
+        (["cluster.num_cpus=-1"], "cluster.num_cpus: must be >= 0"),
+        (["cluster.sync_bucket_mb=0"], "cluster.sync_bucket_mb: must be >= 1"),
+        (["model.dtype=fp16"], "model.dtype: unknown dtype 'fp16'; choices: auto, float32, bfloat16"),
+        (["model.dtype=bfloat61"], "model.dtype: unknown dtype 'bfloat61'; did you mean 'bfloat16'?"),
+        (["cluster.sync_transport=gloo"], "cluster.sync_transport: unknown transport 'gloo'; choices: auto, cpu, nccl"),
+        (["cluster.device=gpu"], "cluster.device: unknown device 'gpu'; did you mean 'cuda'? choices: auto, cpu, cuda"),
+        (["cluster.device=tpu"], "cluster.device: unknown device 'tpu'"),
+        (["model.dtype=bf16"], "model.dtype: unknown dtype 'bf16'; did you mean 'bfloat16'?"),
+        (["reward.kind=vadr"], "reward.kind: unknown reward kind 'vadr'; did you mean 'vader'?"),
+        (["reward.kind=function"], "reward.function: required when reward.kind=function"),
+        (
+            ["reward.kind=function", "reward.function=mymod.score"],
+            "reward.function: must look like 'package.module:function' (got 'mymod.score')",
+        ),
+        (["reward.kind=hf"], "reward.model_path: required when reward.kind=hf"),
+        (["reward.template={prompt}"], "reward.template: must contain '{response}'"),
+        (["reward.template={{response}}"], "reward.template: must contain '{response}'"),
+        (["reward.template={response}{x}"], "reward.template: only {prompt} and {response} placeholders"),
+        (["reward.template={response"], "reward.template: invalid format string"),
+        (
+            ["run.prompts_per_step=6", "rollout.samples_per_prompt=3", "learner.micro_batch_size=4"],
+            "run.prompts_per_step * rollout.samples_per_prompt (6 * 3 = 18) must be divisible by "
+            "learner.micro_batch_size (4)",
+        ),
+        (
+            ["run.prompts_per_step=2", "rollout.num_generators=3", "learner.micro_batch_size=1"],
+            "run.prompts_per_step (2) must be >= rollout.num_generators (3)",
+        ),
+        (["algo.estimator=remx"], "algo.estimator: unknown estimator 'remx'; did you mean 'remax'"),
+        (["algo.kl_estimator=k4"], "algo.kl_estimator: unknown KL estimator 'k4'"),
+        (["algo.kl_placement=lose"], "algo.kl_placement: unknown KL placement 'lose'; did you mean 'loss'?"),
+        (["algo.loss_agg=mean"], "algo.loss_agg: unknown loss aggregation 'mean'"),
+    ],
+)
+def test_range_rules(overrides, message):
+    with _raises(message):
+        load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["reward.kind=function", "reward.function=my_pkg.rewards:score"],
+        ["reward.kind=hf", "reward.model_path=/models/rm"],
+        ["reward.template={response}"],
+        ["learner.max_grad_norm=0", "algo.score_clip=0", "run.steps=0", "run.eval_every=0"],
+        ["rollout.top_p=1", "rollout.gpu_memory_utilization=1", "algo.gamma=0", "algo.lam=1"],
+        ["run.prompts_per_step=3", "rollout.num_generators=3", "learner.micro_batch_size=3"],
+        ["model.dtype=bfloat16", "cluster.device=cuda", "cluster.sync_transport=nccl"],
+        ["algo.kl_coef=0.05", "algo.kl_estimator=k3", "algo.kl_placement=loss", "algo.loss_agg=seq-sum"],
+    ],
+)
+def test_valid_edge_values(overrides):
+    load_config(overrides=overrides)
+
+
+def test_estimator_min_samples():
+    from remax_ray.algo import ESTIMATORS
+
+    assert "remax" in ESTIMATORS
+    needy = sorted(name for name, spec in ESTIMATORS.items() if spec.min_samples >= 2)
+    if not needy:
+        pytest.skip("no estimator needs several samples per prompt")
+    name = needy[0]
+    n = ESTIMATORS[name].min_samples
+    with _raises(f"{name} needs rollout.samples_per_prompt >= {n} (got {n - 1})"):
+        load_config(overrides=[f"algo.estimator={name}", f"rollout.samples_per_prompt={n - 1}"])
+    load_config(overrides=[f"algo.estimator={name}", f"rollout.samples_per_prompt={n}", "run.prompts_per_step=8"])
+
+
+# --------------------------------------------------------------------------- round-trip and default.yaml
+
+
+def test_round_trip(tmp_path):
+    config = load_config(
+        overrides=[
+            "learner.lr=3.3e-7",
+            "algo.kl_coef=0.1",
+            "reward.template=Review: {prompt}\n{response}",
+            "reward.function=x.y:z",
+            "cluster.address=ray://head:10001",
+            "run.output_dir=runs/a b: c",
+            "model.path=true",
+            "run.progress=false",
+            "rollout.gpu_memory_utilization=0.123456789",
+        ]
+    )
+    data = config.to_dict()
+    assert isinstance(data, dict) and all(type(v) is dict for v in data.values())
+    path = dump_yaml(config, tmp_path / "sub" / "config.yaml")
+    assert load_config(path) == config
+    assert yaml.safe_load(path.read_text()) == data
+
+
+def test_default_yaml_matches_defaults():
+    assert DEFAULT_CONFIG_PATH.is_file()
+    text = DEFAULT_CONFIG_PATH.read_text()
+    assert load_config(DEFAULT_CONFIG_PATH) == Config()
+    raw = yaml.safe_load(text)
+    assert raw == EXPECTED_DEFAULTS  # every key written out, with exactly the default value
+    # The file is the generated, commented rendering (regenerate: python -m remax_ray.config).
+    assert text == to_yaml(Config())
+
+
+def test_default_yaml_comments_every_key():
+    lines = DEFAULT_CONFIG_PATH.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  ") and not line.lstrip().startswith("#"):
+            assert lines[i - 1].lstrip().startswith("#"), f"no comment above {line!r}"
