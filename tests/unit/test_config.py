@@ -85,6 +85,7 @@ EXPECTED_DEFAULTS = {
         "sync_transport": "auto",
         "sync_bucket_mb": 64,
         "device": "auto",
+        "threads_per_actor": 0,
     },
 }
 
@@ -311,6 +312,7 @@ def test_validate_checks_types_of_hand_built_config():
         (["reward.max_length=0"], "reward.max_length: must be >= 1"),
         (["reward.batch_size=0"], "reward.batch_size: must be >= 1"),
         (["cluster.num_cpus=-1"], "cluster.num_cpus: must be >= 0"),
+        (["cluster.threads_per_actor=-1"], "cluster.threads_per_actor: must be >= 0"),
         (["cluster.sync_bucket_mb=0"], "cluster.sync_bucket_mb: must be >= 1"),
         (["model.dtype=fp16"], "model.dtype: unknown dtype 'fp16'; choices: auto, float32, bfloat16"),
         (["model.dtype=bfloat61"], "model.dtype: unknown dtype 'bfloat61'; did you mean 'bfloat16'?"),

@@ -1,0 +1,101 @@
+"""The ONLY module that turns the plain classes into Ray actors (resources, env, placement).
+
+Each shell adds just what needs Ray itself (object-store refs); all logic stays in the plain classes
+so tests can use them in-process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from remax_ray.config import Config
+from remax_ray.learner.learner import Learner
+from remax_ray.reward.scorer import RewardScorer
+from remax_ray.rollout.generator import Generator
+
+
+class GeneratorShell(Generator):
+    def load_weight_refs(self, refs: list[ray.ObjectRef]) -> dict[str, float]:
+        # Fetch one bucket at a time: only one bucket beyond the model is ever resident here.
+        return self.load_weights(ray.get(ref) for ref in refs)
+
+
+class LearnerShell(Learner):
+    def export_weight_refs(self, bucket_mb: int, dtype: str) -> list[ray.ObjectRef]:
+        return [ray.put(blob) for blob in self.export_weights(bucket_mb, dtype)]
+
+
+class RewardShell(RewardScorer):
+    pass
+
+
+@dataclass
+class Actors:
+    generators: list[Any]
+    reward: Any
+    learner: Any
+    device: str
+    """The learner's device ("cpu" or "cuda")."""
+
+
+def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
+    """Join the cluster named by ``cluster.address`` / RAY_ADDRESS (``ray job submit``), else start one."""
+    if ray.is_initialized():
+        return
+    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=cfg.cluster.num_cpus or None, include_dashboard=include_dashboard)
+
+
+def resolve_device(cfg: Config) -> str:
+    if cfg.cluster.device != "auto":
+        return cfg.cluster.device
+    return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
+
+
+def _threads(cfg: Config) -> int:
+    return cfg.cluster.threads_per_actor or os.cpu_count() or 1
+
+
+def _env(cfg: Config, **extra: str) -> dict[str, Any]:
+    # Ray would set OMP_NUM_THREADS from num_cpus (1); our actors take turns, so each phase may use
+    # all cores instead.
+    threads = str(_threads(cfg))
+    return {"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **extra}}
+
+
+def start_actors(cfg: Config, model_path: str) -> Actors:
+    """Create generators, the reward scorer and the learner; wait until all are ready."""
+    device = resolve_device(cfg)
+    gpu = 1 if device == "cuda" else 0
+    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if gpu else "float32")
+    ro = cfg.rollout
+    gen_cls = ray.remote(GeneratorShell).options(
+        num_cpus=ro.num_cpus_per_generator, num_gpus=gpu,
+        runtime_env=_env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib)))),
+    )
+    generators = [
+        gen_cls.remote(model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
+                       temperature=ro.temperature, top_p=ro.top_p, dtype=dtype, seed=cfg.run.seed,
+                       kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
+                       enforce_eager=ro.enforce_eager)
+        for _ in range(ro.num_generators)
+    ]
+    reward = ray.remote(RewardShell).options(num_cpus=0, runtime_env=_env(cfg)).remote(
+        cfg.reward.kind, function=cfg.reward.function, model_path=cfg.reward.model_path,
+        template=cfg.reward.template, max_length=cfg.reward.max_length,
+        batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only)
+    learner = ray.remote(LearnerShell).options(
+        num_cpus=cfg.learner.num_cpus, num_gpus=gpu, runtime_env=_env(cfg)).remote(
+        model_path, cfg.learner, cfg.algo, temperature=ro.temperature, device=device,
+        seed=cfg.run.seed, num_threads=_threads(cfg))
+    # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
+    ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
+                                                               learner.__ray_ready__.remote()])
+    return Actors(generators, reward, learner, device)

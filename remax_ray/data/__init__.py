@@ -1,0 +1,1 @@
+"""Prompt datasets: jsonl files with a "prompt" field, or the built-in movie-review openings."""

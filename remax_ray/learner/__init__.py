@@ -1,0 +1,1 @@
+"""Learner: policy + frozen reference + the ReMax update; weight export for sync."""

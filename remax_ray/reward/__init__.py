@@ -1,0 +1,11 @@
+"""Reward scoring: turn (prompt, response) pairs into scalar rewards.
+
+:class:`RewardScorer` is a plain class (no ray import) so that it can be unit
+tested directly; the Ray actor that hosts it lives elsewhere.  Built-in toy
+reward functions for ``reward.kind=function`` are in
+:mod:`remax_ray.reward.functions`.
+"""
+
+from remax_ray.reward.scorer import REWARD_KINDS, RewardScorer, load_function
+
+__all__ = ["REWARD_KINDS", "RewardScorer", "load_function"]

@@ -1,0 +1,130 @@
+"""The driver: ``step()`` reads top to bottom: generate -> score -> learn -> sync -> log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import ray
+
+from remax_ray import assets
+from remax_ray.algo import get_estimator
+from remax_ray.cluster import Actors, connect, start_actors
+from remax_ray.config import Config, ConfigError, dump_yaml
+from remax_ray.data.prompts import PromptSplits, batch_indices, load_splits
+from remax_ray.metrics import MetricsSink
+from remax_ray.rollout.types import PromptRollout
+
+
+def preflight(cfg: Config) -> tuple[str, PromptSplits]:
+    """Every check that can fail on user input, before any actor starts."""
+    if get_estimator(cfg.algo.estimator).token_level:
+        raise ConfigError(f"algo.estimator={cfg.algo.estimator!r} needs a value model (PPO), "
+                          "which this learner does not host yet; use remax, reinforce, rloo or grpo")
+    if cfg.cluster.sync_transport == "nccl":
+        raise ConfigError("cluster.sync_transport=nccl is not available in this build; use cpu or auto")
+    model_path = assets.resolve_model_path(cfg.model.path)
+    if not (Path(model_path) / "config.json").exists():
+        raise ConfigError(f"model.path: {model_path} is not a Hugging Face model folder (no config.json)")
+    splits = load_splits(cfg.run.dataset, cfg.run.eval_prompts, cfg.run.seed)
+    return model_path, splits
+
+
+class Trainer:
+    def __init__(self, cfg: Config, actors: Actors | None = None, include_dashboard: bool | None = None):
+        self.cfg = cfg
+        self.model_path, self.splits = preflight(cfg)
+        connect(cfg, include_dashboard)
+        self.actors = actors or start_actors(cfg, self.model_path)
+        self.out = Path(cfg.run.output_dir)
+        dump_yaml(cfg, self.out / "config.yaml")
+        self.metrics = MetricsSink(self.out, run_name=self.out.name)
+        self.step_idx = 0
+
+    def step(self) -> dict[str, float]:
+        """One ReMax step on the next batch of training prompts."""
+        run = self.cfg.run
+        prompts = [self.splits.train[i] for i in
+                   batch_indices(len(self.splits.train), run.prompts_per_step, self.step_idx, run.seed)]
+        t0 = time.perf_counter()
+        rollouts = self.generate(prompts, n=self.cfg.rollout.samples_per_prompt, step=self.step_idx)
+        t1 = time.perf_counter()
+        self.score(rollouts)
+        t2 = time.perf_counter()
+        learned = ray.get(self.actors.learner.train_step.remote(rollouts))
+        t3 = time.perf_counter()
+        synced = self.sync()
+        t4 = time.perf_counter()
+        record = {**learned, **synced, "generate_s": t1 - t0, "score_s": t2 - t1,
+                  "learn_s": t3 - t2, "sync_s": t4 - t3, "step_s": t4 - t0}
+        self.metrics.log(self.step_idx, record)
+        self.step_idx += 1
+        return record
+
+    def generate(self, prompts: list[str], *, n: int, step: int) -> list[PromptRollout]:
+        """Shard prompts across generator replicas (contiguous chunks) and return them in order."""
+        gens = self.actors.generators
+        size = -(-len(prompts) // len(gens))
+        futures = [g.generate.remote(prompts[lo : lo + size], n=n, step=step, first_index=lo,
+                                     run_seed=self.cfg.run.seed)
+                   for g, lo in zip(gens, range(0, len(prompts), size))]
+        return [r for shard in ray.get(futures) for r in shard]
+
+    def score(self, rollouts: list[PromptRollout]) -> None:
+        """Score every sampled and greedy response in one batched call; attach the scores."""
+        prompts, responses = [], []
+        for r in rollouts:
+            for c in [*r.samples, r.greedy]:
+                prompts.append(r.prompt)
+                responses.append(c.text)
+        scores = ray.get(self.actors.reward.score.remote(prompts, responses))
+        k = 0
+        for r in rollouts:
+            r.sample_scores = scores[k : k + len(r.samples)]
+            r.greedy_score = scores[k + len(r.samples)]
+            k += len(r.samples) + 1
+
+    def sync(self) -> dict[str, float]:
+        """Push the learner's weights into every generator before the next generate."""
+        dtype = "bfloat16" if self.actors.device == "cuda" and self.cfg.model.dtype != "float32" else "float32"
+        refs = ray.get(self.actors.learner.export_weight_refs.remote(self.cfg.cluster.sync_bucket_mb, dtype))
+        # Wrapped in a list so Ray passes the refs through instead of resolving them all at once.
+        results = ray.get([g.load_weight_refs.remote(refs) for g in self.actors.generators])
+        return {"sync_bytes": results[0]["sync_bytes"], "sync_buckets": float(len(refs))}
+
+    def evaluate(self) -> float:
+        """Mean reward of greedy responses to the held-out prompts."""
+        rollouts = self.generate(self.splits.eval, n=0, step=-1)
+        self.score(rollouts)
+        return sum(r.greedy_score for r in rollouts) / len(rollouts)
+
+    def save(self, tag: str) -> Path:
+        folder = self.out / "checkpoints" / tag
+        ray.get(self.actors.learner.save.remote(str(folder), {"step": self.step_idx,
+                                                               "seed": self.cfg.run.seed}))
+        return folder
+
+    def fit(self, progress: bool | None = None) -> dict[str, float]:
+        """Evaluate, train ``run.steps`` steps (evaluating/saving every K), evaluate, save."""
+        from tqdm.auto import tqdm
+
+        run = self.cfg.run
+        start = time.perf_counter()
+        before = self.evaluate()
+        self.metrics.log(self.step_idx, {"eval_greedy_reward": before})
+        bar = tqdm(total=run.steps, disable=not (run.progress if progress is None else progress),
+                   desc="remax", unit="step")
+        for _ in range(run.steps):
+            rec = self.step()
+            bar.update(1)
+            bar.set_postfix(reward=f"{rec['reward_sample']:.3f}", greedy=f"{rec['reward_greedy']:.3f}")
+            if run.eval_every and self.step_idx % run.eval_every == 0 and self.step_idx < run.steps:
+                self.metrics.log(self.step_idx, {"eval_greedy_reward": self.evaluate()})
+            if run.save_every and self.step_idx % run.save_every == 0:
+                self.save(f"step-{self.step_idx}")
+        bar.close()
+        after = self.evaluate()
+        self.metrics.log(self.step_idx, {"eval_greedy_reward": after})
+        final = self.save("final")
+        return {"eval_before": before, "eval_after": after, "wall_s": time.perf_counter() - start,
+                "checkpoint": str(final)}
