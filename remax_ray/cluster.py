@@ -91,7 +91,10 @@ def start_actors(cfg: Config, model_path: str) -> Actors:
     ro = cfg.rollout
     gen_cls = ray.remote(GeneratorShell).options(
         num_cpus=ro.num_cpus_per_generator, num_gpus=gpu,
-        runtime_env=_env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib)))),
+        # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a
+        # 2-core machine; our phases take turns, so the engine gets every core.
+        runtime_env=_env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))),
+                         VLLM_CPU_NUM_OF_RESERVED_CPU="0"),
     )
     generators = [
         gen_cls.remote(model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,

@@ -30,7 +30,10 @@ def read_jsonl_prompts(path: Path) -> tuple[list[str], int]:
     if not path.exists():
         raise FileNotFoundError(f"prompt file {path} does not exist")
     prompts, skipped = [], 0
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # Split on "\n" only: str.splitlines() would also break on U+2028 etc., which JSON allows raw
+    # inside strings. utf-8-sig drops a byte-order mark left by Windows editors.
+    text = path.read_text(encoding="utf-8-sig")
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -37,4 +37,28 @@ class WeightReloadExtension:
                 yield name, tensor
 
         self.reload_weights(weights_iterator=counted())
+        if any("embed_tokens" in name for name in names):
+            _retie_lm_head(self.model_runner.get_model())
         return len(names)
+
+
+def _retie_lm_head(model: torch.nn.Module) -> None:
+    """Refresh a tied LM head after its embedding was reloaded.
+
+    With tied embeddings the checkpoint carries only ``embed_tokens``. vLLM's layer-wise reload
+    re-processes that layer but treats the LM head as "not loaded", and on CPU the head computes
+    through a GEMM handle packed from the weight at load time, so it keeps the OLD weights even
+    though the parameter is shared (measured on SmolLM2: 1.2 nats max |dlogp| after a change).
+    Re-running the head's post-load processing rebuilds that handle from the shared tensor.
+    """
+    config = getattr(model, "config", None)
+    head, inner = getattr(model, "lm_head", None), getattr(model, "model", None)
+    embed = getattr(inner, "embed_tokens", None)
+    if not getattr(config, "tie_word_embeddings", False) or head is None or embed is None:
+        return
+    if head.weight.data_ptr() != embed.weight.data_ptr():
+        with torch.no_grad():
+            head.weight.copy_(embed.weight)
+    method = getattr(head, "quant_method", None)
+    if method is not None:
+        method.process_weights_after_loading(head)

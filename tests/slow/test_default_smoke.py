@@ -1,0 +1,35 @@
+"""The real default task, shortened: `remax-ray assets` then 2 steps of SmolLM2 + movie reviews + VADER."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from remax_ray import cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_assets_then_two_default_steps(ray_session, tmp_path, capsys):
+    assert cli.main(["assets"]) == 0
+    prepared = capsys.readouterr().out
+    assert "smollm2-135m-instruct" in prepared and "movie-reviews" in prepared
+
+    out = tmp_path / "run"
+    # Shortened only in length: model, data, reward and algorithm are the embedded default's.
+    code = cli.main(["train", "run.steps=2", "run.eval_prompts=8", "run.prompts_per_step=8",
+                     f"run.output_dir={out}", "run.progress=false"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.rindex("{\n"):])  # the summary is the last thing printed
+    assert math.isfinite(summary["eval_before"]) and math.isfinite(summary["eval_after"])
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [s for s in steps if "reward_sample" in s]
+    assert len(train) == 2
+    for rec in train:
+        assert all(math.isfinite(rec[k]) for k in ("loss", "grad_norm", "kl", "logp_diff"))
+        assert rec["logp_diff"] < 1e-3 and rec["sync_bytes"] > 100e6  # 135M params really travel
+    assert sum("eval_greedy_reward" in s for s in steps) == 2  # before and after
+    assert (out / "checkpoints" / "final" / "model.safetensors").exists()
