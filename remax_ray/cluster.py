@@ -79,7 +79,10 @@ def _env(cfg: Config, **extra: str) -> dict[str, Any]:
     # Ray would set OMP_NUM_THREADS from num_cpus (1); our actors take turns, so each phase may use
     # all cores instead.
     threads = str(_threads(cfg))
-    return {"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **extra}}
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           # vLLM's per-request INFO lines would bury the progress bar; an explicit setting wins.
+           "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"), **extra}
+    return {"env_vars": env}
 
 
 def start_actors(cfg: Config, model_path: str) -> Actors:

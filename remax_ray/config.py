@@ -137,7 +137,7 @@ class RewardConfig:
     max_length: int = _field(256, "Reward-model inputs are truncated to this many tokens (kind=hf).")
     batch_size: int = _field(64, "Texts scored per reward-model forward pass.")
     score_response_only: bool = _field(
-        False, "Score the response alone instead of the rendered template."
+        True, "Score the response alone (the prompt is blanked before the template): the default task rewards the continuation's sentiment, not the review opening's."
     )
 
 
@@ -145,7 +145,7 @@ class RewardConfig:
 class LearnerConfig:
     """The torch learner actor (AdamW optimiser)."""
 
-    lr: float = _field(1e-5, "AdamW learning rate (> 0).")
+    lr: float = _field(5e-5, "AdamW learning rate (> 0).")
     weight_decay: float = _field(0.0, "AdamW weight decay (>= 0).")
     beta1: float = _field(0.9, "AdamW beta1, in [0, 1).")
     beta2: float = _field(0.999, "AdamW beta2, in [0, 1).")
@@ -166,7 +166,7 @@ class AlgoConfig:
         "remax",
         "Advantage estimator from remax_ray.algo.ESTIMATORS (remax = REINFORCE with the greedy response's reward as baseline).",
     )
-    kl_coef: float = _field(0.0, "Coefficient of the KL penalty to the reference model (0 = off).")
+    kl_coef: float = _field(0.02, "Coefficient of the KL penalty to the reference model (0 = off).")
     kl_estimator: str = _field("k1", "KL estimator: k1 | k2 | k3.")
     kl_placement: str = _field(
         "reward", "Where the KL penalty goes: reward (subtracted from the reward) | loss (added to the loss)."
@@ -184,14 +184,14 @@ class AlgoConfig:
 class RunConfig:
     """The training loop, evaluation and checkpoints."""
 
-    steps: int = _field(20, "Number of training steps.")
+    steps: int = _field(30, "Number of training steps.")
     prompts_per_step: int = _field(16, "Prompts sampled per training step.")
     seed: int = _field(0, "Random seed for prompt sampling, generation and the learner.")
     dataset: str = _field(
         "builtin:movie-reviews",
         "Prompt dataset: 'builtin:<asset>' or a .jsonl file whose records have a \"prompt\" field.",
     )
-    eval_every: int = _field(5, "Evaluate every this many steps (0 = only before and after training).")
+    eval_every: int = _field(10, "Evaluate every this many steps (0 = only before and after training).")
     eval_prompts: int = _field(32, "Number of held-out prompts used for evaluation.")
     save_every: int = _field(0, "Save a checkpoint every this many steps (0 = only at the end).")
     output_dir: str = _field("runs/default", "Directory for metrics, the resolved config and checkpoints.")
@@ -208,7 +208,8 @@ class ClusterConfig:
     num_cpus: int = _field(0, "CPUs for a local Ray instance (0 = all); ignored when connecting to a cluster.")
     sync_transport: str = _field(
         "auto",
-        "Learner-to-generator weight transport: auto | cpu | nccl (auto picks nccl when CUDA is present).",
+        "Learner-to-generator weight transport: auto | cpu | nccl. This build ships the cpu transport "
+        "(safetensors buckets through the Ray object store), so auto means cpu and nccl is refused at start.",
     )
     sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
     device: str = _field("auto", "Learner device: auto | cpu | cuda.")

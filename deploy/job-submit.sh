@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Submit `remax-ray train` to a running Ray cluster as a Ray job.
+#   RAY_ADDRESS: the cluster's dashboard address (default http://127.0.0.1:8265, a local `ray start --head`)
+#   arguments:   passed to `remax-ray train`, e.g. --config my.yaml run.steps=50
+# remax-ray must be installed on every node (bash scripts/setup.sh on each, or a shared image):
+# the job's entrypoint joins the cluster through RAY_ADDRESS, which Ray sets for the job.
+set -euo pipefail
+address=${RAY_ADDRESS:-http://127.0.0.1:8265}
+exec ray job submit --address "$address" -- remax-ray train "$@"
