@@ -25,5 +25,5 @@ fi
 for p in torchvision torchaudio torchcodec; do
   if .venv/bin/python -m pip show -q "$p" >/dev/null 2>&1; then pip uninstall -y "$p"; fi
 done
-pip install --no-deps --no-build-isolation -e .
+pip install --no-deps -e .
 .venv/bin/python -c "import torch, transformers, vllm, ray; print('setup: ok', 'torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'transformers', transformers.__version__)"

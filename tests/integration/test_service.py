@@ -7,6 +7,7 @@ import math
 import pytest
 import ray
 
+from remax_ray.cluster import GeneratorShell
 from remax_ray.config import load_config
 from remax_ray.trainer import Trainer
 
@@ -109,8 +110,18 @@ def test_remax_raises_a_learnable_toy_reward(ray_session, tmp_path, tiny_model, 
                      "run.prompts_per_step=8", "learner.micro_batch_size=8")
     try:
         summary = t.fit(progress=False)
+        # The final checkpoint is an HF folder that vLLM serves with the learner's exact weights.
+        fixed = [[1, 2, 3, 4, 5, 6, 7, 8]]
+        learned = ray.get(t.actors.learner.sequence_logprobs.remote(fixed))[0]
     finally:
         t.shutdown()
+    reloaded = ray.remote(GeneratorShell).options(num_cpus=0.25).remote(
+        summary["checkpoint"], max_prompt_tokens=16, max_new_tokens=4)
+    try:
+        served = ray.get(reloaded.sequence_logprobs.remote(fixed))[0]
+    finally:
+        ray.kill(reloaded)
+    assert _max_abs_diff(served, learned) < 1e-4
     rewards = [r["reward_sample"] for r in t.metrics.read() if "reward_sample" in r]
     assert len(rewards) == 20
     first, last = sum(rewards[:3]) / 3, sum(rewards[-5:]) / 5
