@@ -200,8 +200,10 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 320, hidd
     )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
-        # Larger-than-default logits so sampling differs visibly from greedy in tests.
-        model.get_output_embeddings().weight.normal_(0.0, 0.3)
+        # Larger-than-default logits so sampling differs visibly from greedy in tests. A tied head
+        # also scores each token against its own input embedding, so it gets a smaller scale: at 0.3
+        # the model only repeats its last token.
+        model.get_output_embeddings().weight.normal_(0.0, 0.05 if tie_word_embeddings else 0.3)
     model.save_pretrained(out, safe_serialization=True)
     return out
 

@@ -30,6 +30,14 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_untied(tmp_path_factory) -> Path:
+    """Untied head with large logits: a policy that a toy reward can move within a few steps."""
+    from remax_ray.assets import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-untied"), tie_word_embeddings=False)
+
+
+@pytest.fixture(scope="session")
 def prompt_file(tmp_path_factory) -> Path:
     words = "the movie was a great film with good actors but the plot was boring and bad".split()
     path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
