@@ -96,7 +96,7 @@ class Learner:
             "reward_greedy": greedy.mean().item(),
             "response_tokens": num_tokens / num_seqs,
             "lr": self.scheduler.get_last_lr()[0],
-            "learn_s": time.perf_counter() - start,
+            "learner_compute_s": time.perf_counter() - start,
         }
         return metrics
 
