@@ -56,7 +56,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "default.yam
 
 MODEL_DTYPES = ("auto", "float32", "bfloat16")
 REWARD_KINDS = ("vader", "function", "hf")
-SYNC_TRANSPORTS = ("auto", "cpu", "nccl")
+SYNC_TRANSPORTS = ("auto", "cpu", "nccl", "gloo")
 LEARNER_DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -208,8 +208,9 @@ class ClusterConfig:
     num_cpus: int = _field(0, "CPUs for a local Ray instance (0 = all); ignored when connecting to a cluster.")
     sync_transport: str = _field(
         "auto",
-        "Learner-to-generator weight transport: auto | cpu | nccl. This build ships the cpu transport "
-        "(safetensors buckets through the Ray object store), so auto means cpu and nccl is refused at start.",
+        "Learner-to-generator weight transport: auto | cpu | nccl | gloo. cpu: safetensors buckets "
+        "through the Ray object store; nccl/gloo: broadcast over a stateless process group (nccl needs "
+        "a CUDA learner). auto picks nccl when the learner is on CUDA, else cpu.",
     )
     sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
     device: str = _field("auto", "Learner device: auto | cpu | cuda.")

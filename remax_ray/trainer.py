@@ -9,7 +9,7 @@ import ray
 
 from remax_ray import assets
 from remax_ray.algo import get_estimator
-from remax_ray.cluster import Actors, connect, start_actors
+from remax_ray.cluster import Actors, connect, resolve_device, start_actors
 from remax_ray.config import Config, ConfigError, dump_yaml
 from remax_ray.data.prompts import PromptSplits, batch_indices, load_splits
 from remax_ray.metrics import MetricsSink
@@ -21,8 +21,6 @@ def preflight(cfg: Config) -> tuple[str, PromptSplits]:
     if get_estimator(cfg.algo.estimator).token_level:
         raise ConfigError(f"algo.estimator={cfg.algo.estimator!r} needs a value model (PPO), "
                           "which this learner does not host yet; use remax, reinforce, rloo or grpo")
-    if cfg.cluster.sync_transport == "nccl":
-        raise ConfigError("cluster.sync_transport=nccl is not available in this build; use cpu or auto")
     model_path = assets.resolve_model_path(cfg.model.path)
     if not (Path(model_path) / "config.json").exists():
         raise ConfigError(f"model.path: {model_path} is not a Hugging Face model folder (no config.json)")
@@ -30,16 +28,28 @@ def preflight(cfg: Config) -> tuple[str, PromptSplits]:
     return model_path, splits
 
 
+def resolve_transport(cfg: Config, device: str) -> str:
+    """cpu (object store), or the collective backend: nccl (CUDA learner) or gloo."""
+    transport = cfg.cluster.sync_transport
+    if transport == "auto":
+        return "nccl" if device == "cuda" else "cpu"
+    if transport == "nccl" and device != "cuda":
+        raise ConfigError("cluster.sync_transport=nccl needs the learner on CUDA; use cpu or gloo")
+    return transport
+
+
 class Trainer:
     def __init__(self, cfg: Config, actors: Actors | None = None, include_dashboard: bool | None = None):
         self.cfg = cfg
         self.model_path, self.splits = preflight(cfg)
         connect(cfg, include_dashboard)
+        self.transport = resolve_transport(cfg, actors.device if actors else resolve_device(cfg))
         self.actors = actors or start_actors(cfg, self.model_path)
         self.out = Path(cfg.run.output_dir)
         dump_yaml(cfg, self.out / "config.yaml")
         self.metrics = MetricsSink(self.out, run_name=self.out.name)
         self.step_idx = 0
+        self._weight_meta: list | None = None
 
     def step(self) -> dict[str, float]:
         """One ReMax step on the next batch of training prompts."""
@@ -86,11 +96,26 @@ class Trainer:
 
     def sync(self) -> dict[str, float]:
         """Push the learner's weights into every generator before the next generate."""
+        if self.transport != "cpu":
+            return self._sync_collective()
         dtype = "bfloat16" if self.actors.device == "cuda" and self.cfg.model.dtype != "float32" else "float32"
         refs = ray.get(self.actors.learner.export_weight_refs.remote(self.cfg.cluster.sync_bucket_mb, dtype))
         # Wrapped in a list so Ray passes the refs through instead of resolving them all at once.
         results = ray.get([g.load_weight_refs.remote(refs) for g in self.actors.generators])
         return {"sync_bytes": results[0]["sync_bytes"], "sync_buckets": float(len(refs))}
+
+    def _sync_collective(self) -> dict[str, float]:
+        learner, gens = self.actors.learner, self.actors.generators
+        if self._weight_meta is None:  # first sync: form the group (every rank joins at once)
+            host, port = ray.get(learner.collective_address.remote())
+            world = 1 + len(gens)
+            ray.get([learner.init_collective.remote(host, port, world, self.transport)]
+                    + [g.init_collective.remote(host, port, 1 + i, world, self.transport)
+                       for i, g in enumerate(gens)])
+            self._weight_meta = ray.get(learner.weight_meta.remote())
+        sent, *_ = ray.get([learner.broadcast_weights.remote()]
+                           + [g.receive_collective.remote(self._weight_meta) for g in gens])
+        return {"sync_bytes": sent, "sync_buckets": float(len(self._weight_meta))}
 
     def evaluate(self) -> float:
         """Mean reward of greedy responses to the held-out prompts."""

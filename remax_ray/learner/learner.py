@@ -25,6 +25,13 @@ from remax_ray.assets import portable_tokenizer_config
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples
 from remax_ray.rollout.types import PromptRollout
+from remax_ray.sync.collective import (
+    TensorMeta,
+    broadcast_from_learner,
+    free_address,
+    init_group,
+    tensor_meta,
+)
 from remax_ray.sync.cpu import pack_buckets
 
 TRAINER_STATE = "trainer_state.pt"
@@ -154,11 +161,26 @@ class Learner:
         """The policy's HF-named parameters as safetensors buckets (tied weights appear once)."""
         return pack_buckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
 
+    def collective_address(self) -> tuple[str, int]:
+        return free_address()
+
+    def init_collective(self, host: str, port: int, world_size: int, backend: str) -> None:
+        """Host rank 0 of the weight-sync group (blocks until every generator worker joined)."""
+        self._group = init_group(host, port, 0, world_size, backend)
+
+    def weight_meta(self) -> list[TensorMeta]:
+        return tensor_meta(self.policy.named_parameters())
+
+    def broadcast_weights(self) -> float:
+        """Send every parameter over the group, in ``weight_meta`` order; returns bytes sent."""
+        return float(broadcast_from_learner(self._group, self.policy.named_parameters()))
+
     def save(self, folder: str | os.PathLike, extra_state: dict | None = None) -> Path:
         """Write an HF folder (safetensors) plus optimizer/scheduler/RNG state, atomically."""
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a checkpoint is meant to be shared
         self.policy.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
         portable_tokenizer_config(tmp)

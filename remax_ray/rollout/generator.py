@@ -111,6 +111,18 @@ class Generator:
                 "sync_tensors": float(ntensors)}
 
 
+    def init_collective(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> None:
+        """Join the learner's NCCL/gloo weight-sync group (blocks until every rank joined)."""
+        self.llm.collective_rpc("remax_init_collective", args=(host, port, rank_offset, world_size, backend))
+
+    def receive_collective(self, meta: list) -> dict[str, float]:
+        """Receive one broadcast of the learner's weights and reload them in place."""
+        start = time.perf_counter()
+        ntensors = sum(self.llm.collective_rpc("remax_receive_collective", args=(meta,)))
+        self.llm.reset_prefix_cache()
+        return {"sync_s": time.perf_counter() - start, "sync_tensors": float(ntensors)}
+
+
 def _completion(out: Any, with_logprobs: bool) -> Completion:
     ids = list(out.token_ids)
     logprobs = None

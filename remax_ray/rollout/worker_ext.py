@@ -37,10 +37,30 @@ class WeightReloadExtension:
         A bucket must hold whole decoder layers (the exporter guarantees it): vLLM fuses q/k/v and
         gate/up, and a layer whose parts arrive in different reload calls would be processed half-new.
         """
+        return self._remax_reload(_tensors(buckets))
+
+    def remax_init_collective(self, host: str, port: int, rank_offset: int, world_size: int,
+                              backend: str) -> bool:
+        """Join the learner's weight-sync group (see ``remax_ray.sync.collective``)."""
+        from remax_ray.sync.collective import init_group
+
+        self._remax_group = init_group(host, port, rank_offset + getattr(self, "rank", 0), world_size, backend)
+        return True
+
+    def remax_receive_collective(self, meta: list) -> int:
+        """Receive every tensor the learner broadcasts, then reload them in place."""
+        from remax_ray.sync.collective import receive_in_worker
+
+        device = next(self.model_runner.get_model().parameters()).device
+        # Tuples may arrive as lists after vLLM's RPC serialization.
+        meta = [(name, dtype, tuple(shape)) for name, dtype, shape in meta]
+        return self._remax_reload(iter(receive_in_worker(self._remax_group, meta, device)))
+
+    def _remax_reload(self, named: Iterator[tuple[str, torch.Tensor]]) -> int:
         names: list[str] = []
 
         def counted() -> Iterator[tuple[str, torch.Tensor]]:
-            for name, tensor in _tensors(buckets):
+            for name, tensor in named:
                 names.append(name)
                 yield name, tensor
 

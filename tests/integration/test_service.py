@@ -97,10 +97,19 @@ def test_same_seed_same_first_step_across_runs_and_shardings(ray_session, tmp_pa
     one = make_trainer(tmp_path / "a", tiny_model, prompt_file)
     rec_one = one.step()
     one.shutdown()
-    two = make_trainer(tmp_path / "b", tiny_model, prompt_file, "rollout.num_generators=2")
-    rec_two = two.step()
-    two.shutdown()
-    assert len(two.actors.generators) == 2
+    # The second run also syncs over the collective transport (gloo here; nccl on GPUs).
+    two = make_trainer(tmp_path / "b", tiny_model, prompt_file, "rollout.num_generators=2",
+                       "cluster.sync_transport=gloo")
+    try:
+        rec_two = two.step()
+        two.step()  # a second broadcast over the same group
+        fixed = [[3, 1, 4, 1, 5, 9, 2, 6]]
+        learned = ray.get(two.actors.learner.sequence_logprobs.remote(fixed))[0]
+        served = ray.get([g.sequence_logprobs.remote(fixed) for g in two.actors.generators])
+    finally:
+        two.shutdown()
+    assert two.transport == "gloo" and len(two.actors.generators) == 2
+    assert all(_max_abs_diff(s[0], learned) < 1e-4 for s in served)
     for key in ("reward_sample", "reward_greedy", "adv_mean", "loss"):
         assert rec_one[key] == pytest.approx(rec_two[key], abs=1e-6), key
 

@@ -316,7 +316,7 @@ def test_validate_checks_types_of_hand_built_config():
         (["cluster.sync_bucket_mb=0"], "cluster.sync_bucket_mb: must be >= 1"),
         (["model.dtype=fp16"], "model.dtype: unknown dtype 'fp16'; choices: auto, float32, bfloat16"),
         (["model.dtype=bfloat61"], "model.dtype: unknown dtype 'bfloat61'; did you mean 'bfloat16'?"),
-        (["cluster.sync_transport=gloo"], "cluster.sync_transport: unknown transport 'gloo'; choices: auto, cpu, nccl"),
+        (["cluster.sync_transport=mpi"], "cluster.sync_transport: unknown transport 'mpi'; choices: auto, cpu, nccl, gloo"),
         (["cluster.device=gpu"], "cluster.device: unknown device 'gpu'; did you mean 'cuda'? choices: auto, cpu, cuda"),
         (["cluster.device=tpu"], "cluster.device: unknown device 'tpu'"),
         (["model.dtype=bf16"], "model.dtype: unknown dtype 'bf16'; did you mean 'bfloat16'?"),

@@ -14,7 +14,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: F401
 from remax_ray.assets import build_tiny_model
 from remax_ray.config import ConfigError, load_config
 from remax_ray.data.prompts import PromptSplits
-from remax_ray.trainer import preflight
+from remax_ray.trainer import preflight, resolve_transport
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +37,19 @@ def test_gae_needs_a_value_model(prompts: Path) -> None:
         preflight(cfg)
 
 
-def test_nccl_transport_rejected(prompts: Path) -> None:
-    cfg = load_config(None, ["cluster.sync_transport=nccl", f"run.dataset={prompts}"])
-    with pytest.raises(ConfigError, match="cluster.sync_transport=nccl"):
-        preflight(cfg)
+@pytest.mark.parametrize("setting, device, expected", [
+    ("auto", "cpu", "cpu"), ("auto", "cuda", "nccl"), ("cpu", "cuda", "cpu"),
+    ("gloo", "cpu", "gloo"), ("nccl", "cuda", "nccl"),
+])
+def test_transport_resolution(setting: str, device: str, expected: str) -> None:
+    cfg = load_config(None, [f"cluster.sync_transport={setting}"])
+    assert resolve_transport(cfg, device) == expected
+
+
+def test_nccl_transport_needs_a_cuda_learner() -> None:
+    cfg = load_config(None, ["cluster.sync_transport=nccl"])
+    with pytest.raises(ConfigError, match="needs the learner on CUDA"):
+        resolve_transport(cfg, "cpu")
 
 
 def test_folder_without_config_json(tmp_path: Path, prompts: Path) -> None:
