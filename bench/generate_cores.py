@@ -38,7 +38,7 @@ def main() -> None:
     args = p.parse_args()
     prompts = read_jsonl_prompts(resolve_dataset("builtin:movie-reviews", "train"))[0][: args.prompts]
     if args.child:
-        print(json.dumps({"s": _child(args.model, prompts, args.repeats)}))
+        print("RESULT " + json.dumps({"s": _child(args.model, prompts, args.repeats)}), flush=True)
         return
     results = {}
     for label, reserved in (("vllm default (1 core reserved)", None), ("all cores (remax-ray)", "0")):
@@ -49,7 +49,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model,
                               "--prompts", str(args.prompts), "--repeats", str(args.repeats)],
                              env=env, capture_output=True, text=True, check=True).stdout
-        results[label] = json.loads(out.strip().splitlines()[-1])["s"]
+        line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+        results[label] = json.loads(line.removeprefix("RESULT "))["s"]
         print(f"{label:34s} {results[label]:.2f} s per generate ({args.prompts} prompts x 2 requests)")
     a, b = results.values()
     print(f"speed-up from giving vLLM every core: {a / b:.2f}x")
