@@ -90,6 +90,8 @@ def test_full_step_logs_every_phase(trainer):
         assert key in record and math.isfinite(record[key]), key
     logged = trainer.metrics.read()
     assert logged[-1]["step"] == trainer.step_idx - 1 and logged[-1]["sync_bytes"] == record["sync_bytes"]
+    # ...and every numeric value also went to a Ray dashboard gauge.
+    assert {"reward_sample", "sync_s", "logp_diff"} <= set(trainer.metrics._gauges)
 
 
 def test_same_seed_same_first_step_across_runs_and_shardings(ray_session, tmp_path, tiny_model, prompt_file):
