@@ -40,6 +40,8 @@ class Actors:
     learner: Any
     device: str
     """The learner's device ("cpu" or "cuda")."""
+    dtype: str
+    """The generators' weight dtype; the CPU transport sends weights already cast to it."""
 
 
 def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
@@ -117,4 +119,4 @@ def start_actors(cfg: Config, model_path: str) -> Actors:
     # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
     ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
                                                                learner.__ray_ready__.remote()])
-    return Actors(generators, reward, learner, device)
+    return Actors(generators, reward, learner, device, dtype)

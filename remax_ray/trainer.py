@@ -98,8 +98,8 @@ class Trainer:
         """Push the learner's weights into every generator before the next generate."""
         if self.transport != "cpu":
             return self._sync_collective()
-        dtype = "bfloat16" if self.actors.device == "cuda" and self.cfg.model.dtype != "float32" else "float32"
-        refs = ray.get(self.actors.learner.export_weight_refs.remote(self.cfg.cluster.sync_bucket_mb, dtype))
+        refs = ray.get(self.actors.learner.export_weight_refs.remote(self.cfg.cluster.sync_bucket_mb,
+                                                                     self.actors.dtype))
         # Wrapped in a list so Ray passes the refs through instead of resolving them all at once.
         results = ray.get([g.load_weight_refs.remote(refs) for g in self.actors.generators])
         return {"sync_bytes": results[0]["sync_bytes"], "sync_buckets": float(len(refs))}

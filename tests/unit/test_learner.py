@@ -99,3 +99,4 @@ def test_checkpoint_is_an_hf_folder_that_transformers_loads(tiny, tmp_path):
     state = torch.load(folder / "trainer_state.pt", weights_only=False)
     assert state["step"] == 1 and state["learner_steps"] == 1 and "optimizer" in state
     assert not list(tmp_path.glob(".ckpt.*"))  # no temp folder left behind
+    assert (folder.stat().st_mode & 0o777) == 0o755  # shareable, unlike mkdtemp's owner-only default
