@@ -152,8 +152,15 @@ class LearnerConfig:
     warmup_steps: int = _field(0, "Linear learning-rate warm-up over this many steps (0 = none).")
     max_grad_norm: float = _field(1.0, "Gradient-norm clipping threshold (0 disables clipping).")
     micro_batch_size: int = _field(
-        8, "Sequences per forward/backward pass; gradients are accumulated over the step's batch."
+        8, "Sequences per forward/backward pass; gradients are accumulated over a mini-batch."
     )
+    mini_batch_size: int = _field(
+        0,
+        "Sequences per optimizer step (0 = the whole step's batch, one optimizer step per step). "
+        "Only PPO may split a step into several optimizer steps: it corrects for the policy moving "
+        "between them with its clipped importance ratio.",
+    )
+    critic_lr: float = _field(1e-4, "AdamW learning rate of PPO's value model (its own optimizer).")
     gradient_checkpointing: bool = _field(False, "Enable activation checkpointing in the policy.")
     num_cpus: float = _field(1.0, "Ray CPUs reserved for the learner actor.")
 
@@ -164,10 +171,16 @@ class AlgoConfig:
 
     estimator: str = _field(
         "remax",
-        "Advantage estimator from remax_ray.algo.ESTIMATORS (remax = REINFORCE with the greedy response's reward as baseline).",
+        "Advantage estimator from remax_ray.algo.ESTIMATORS: remax (REINFORCE with the greedy "
+        "response's reward as baseline), reinforce, rloo, grpo, or ppo (GAE with a learned value "
+        "model, clipped surrogate).",
     )
     kl_coef: float = _field(0.02, "Coefficient of the KL penalty to the reference model (0 = off).")
-    kl_estimator: str = _field("k1", "KL estimator: k1 | k2 | k3.")
+    kl_estimator: str = _field(
+        "k1",
+        "KL estimator: k1 | k2 | k3. With kl_placement=loss only k2 (whose expected gradient is that "
+        "of KL(pi||ref)) and k3 (that of KL(ref||pi)) pull toward the reference; k1 is refused there.",
+    )
     kl_placement: str = _field(
         "reward", "Where the KL penalty goes: reward (subtracted from the reward) | loss (added to the loss)."
     )
@@ -176,6 +189,12 @@ class AlgoConfig:
     )
     score_clip: float = _field(0.0, "Clip rewards to [-score_clip, score_clip] (0 = no clipping).")
     clip_eps: float = _field(0.2, "PPO ratio clipping epsilon (> 0).")
+    value_clip: float = _field(0.2, "PPO value-loss clipping around the rollout-time values (> 0).")
+    epochs: int = _field(
+        1, "Passes over each step's batch (PPO's K; DeepSpeed-Chat's default 1). Must be 1 for the "
+        "on-policy estimators remax, reinforce, rloo and grpo.")
+    whiten_advantages: bool = _field(
+        True, "PPO: normalise GAE advantages to zero mean and unit variance over the batch's tokens.")
     gamma: float = _field(1.0, "Discount factor for token-level estimators, in [0, 1].")
     lam: float = _field(0.95, "GAE lambda for token-level estimators, in [0, 1].")
 
@@ -528,10 +547,14 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("learner.warmup_steps", lambda v: v >= 0, ">= 0"),
     ("learner.max_grad_norm", lambda v: v >= 0, ">= 0 (0 disables clipping)"),
     ("learner.micro_batch_size", lambda v: v >= 1, ">= 1"),
+    ("learner.mini_batch_size", lambda v: v >= 0, ">= 0 (0 = the whole batch)"),
+    ("learner.critic_lr", lambda v: v > 0, "> 0"),
     ("learner.num_cpus", lambda v: v >= 0, ">= 0"),
     ("algo.kl_coef", lambda v: v >= 0, ">= 0"),
     ("algo.score_clip", lambda v: v >= 0, ">= 0 (0 = no clipping)"),
     ("algo.clip_eps", lambda v: v > 0, "> 0"),
+    ("algo.value_clip", lambda v: v > 0, "> 0"),
+    ("algo.epochs", lambda v: v >= 1, ">= 1"),
     ("algo.gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("algo.lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("run.steps", lambda v: v >= 0, ">= 0"),
@@ -639,6 +662,25 @@ def validate(config: Config) -> None:
     _choice("algo.kl_estimator", al.kl_estimator, tuple(KL_ESTIMATORS), "KL estimator")
     _choice("algo.kl_placement", al.kl_placement, tuple(KL_PLACEMENTS), "KL placement")
     _choice("algo.loss_agg", al.loss_agg, tuple(AGG_MODES), "loss aggregation")
+    if al.kl_placement == "loss" and al.kl_estimator == "k1" and al.kl_coef > 0:
+        # E_pi[grad log pi] = 0: k1's gradient in the loss is pure noise, with no pull to the reference.
+        raise ConfigError(
+            "algo.kl_estimator: k1 has a zero expected gradient on policy, so algo.kl_placement=loss "
+            "would not pull toward the reference; use algo.kl_estimator=k2 (gradient of KL(pi||ref)) "
+            "or k3 (gradient of KL(ref||pi)), or algo.kl_placement=reward"
+        )
+    mini = ln.mini_batch_size or batch
+    if mini % ln.micro_batch_size or batch % mini:
+        raise ConfigError(
+            f"learner.mini_batch_size ({mini}) must divide the step's batch ({batch}) and be a "
+            f"multiple of learner.micro_batch_size ({ln.micro_batch_size})"
+        )
+    if not spec.uses_ratio and (al.epochs > 1 or mini < batch):
+        raise ConfigError(
+            f"algo.estimator={al.estimator} is on-policy: it needs algo.epochs=1 and one optimizer "
+            f"step per batch (learner.mini_batch_size=0 or {batch}); only ppo corrects for a policy "
+            "that moved between optimizer steps"
+        )
 
 
 if __name__ == "__main__":  # print the commented default configuration

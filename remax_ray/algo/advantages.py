@@ -113,26 +113,35 @@ def gae_advantages(
 
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """How to call an advantage estimator.
+    """What an algorithm needs, so the trainer and learner pay only for that.
 
-    fn: the function. Outcome-level ones take (scores [B, n], greedy [B] | None).
-    needs_greedy: the rollout must also produce one greedy response per prompt.
+    fn: the advantage function. Outcome-level ones take (scores [B, n], greedy [B] | None);
+        the critic's (GAE) takes token rewards and values.
+    needs_greedy: the rollout must also produce (and score) one greedy response per prompt.
     min_samples: minimum sampled responses per prompt (n).
-    token_level: fn works on token rewards and values (GAE), not on scores.
+    needs_critic: a value model supplies per-token values; advantages are token-level (GAE).
+    uses_ratio: the loss is PPO's clipped importance ratio against the log-probs recorded before
+        the update (an extra no-grad policy pass); allows several epochs and mini-batches.
     """
 
     fn: Callable
     needs_greedy: bool
     min_samples: int
-    token_level: bool
+    needs_critic: bool = False
+    uses_ratio: bool = False
+
+    @property
+    def token_level(self) -> bool:
+        return self.needs_critic
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
-    "remax": EstimatorSpec(remax_advantages, needs_greedy=True, min_samples=1, token_level=False),
-    "reinforce": EstimatorSpec(reinforce_advantages, needs_greedy=False, min_samples=1, token_level=False),
-    "rloo": EstimatorSpec(rloo_advantages, needs_greedy=False, min_samples=2, token_level=False),
-    "grpo": EstimatorSpec(grpo_advantages, needs_greedy=False, min_samples=2, token_level=False),
-    "gae": EstimatorSpec(gae_advantages, needs_greedy=False, min_samples=1, token_level=True),
+    "remax": EstimatorSpec(remax_advantages, needs_greedy=True, min_samples=1),
+    "reinforce": EstimatorSpec(reinforce_advantages, needs_greedy=False, min_samples=1),
+    "rloo": EstimatorSpec(rloo_advantages, needs_greedy=False, min_samples=2),
+    "grpo": EstimatorSpec(grpo_advantages, needs_greedy=False, min_samples=2),
+    "ppo": EstimatorSpec(gae_advantages, needs_greedy=False, min_samples=1, needs_critic=True,
+                         uses_ratio=True),
 }
 
 
