@@ -19,6 +19,11 @@ from remax_ray.rollout.generator import Generator
 
 
 class GeneratorShell(Generator):
+    def settings(self) -> dict[str, Any]:
+        """What a run that reuses this engine must agree with."""
+        return {"max_prompt_tokens": self.max_prompt_tokens, "max_new_tokens": self.max_new_tokens,
+                "temperature": self.temperature, "top_p": self.top_p}
+
     def load_weight_refs(self, refs: list[ray.ObjectRef]) -> dict[str, float]:
         # Fetch one bucket at a time: only one bucket beyond the model is ever resident here.
         return self.load_weights(ray.get(ref) for ref in refs)
@@ -112,11 +117,20 @@ def start_actors(cfg: Config, model_path: str) -> Actors:
         cfg.reward.kind, function=cfg.reward.function, model_path=cfg.reward.model_path,
         template=cfg.reward.template, max_length=cfg.reward.max_length,
         batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only)
-    learner = ray.remote(LearnerShell).options(
-        num_cpus=cfg.learner.num_cpus, num_gpus=gpu, runtime_env=_env(cfg)).remote(
-        model_path, cfg.learner, cfg.algo, temperature=ro.temperature, device=device,
-        seed=cfg.run.seed, num_threads=_threads(cfg))
+    learner = start_learner(cfg, model_path, device, wait=False)
     # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
     ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
                                                                learner.__ray_ready__.remote()])
     return Actors(generators, reward, learner, device, dtype)
+
+
+def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True) -> Any:
+    """A learner actor of its own process (so its peak memory is its own run's)."""
+    device = device or resolve_device(cfg)
+    learner = ray.remote(LearnerShell).options(
+        num_cpus=cfg.learner.num_cpus, num_gpus=1 if device == "cuda" else 0, runtime_env=_env(cfg)).remote(
+        model_path, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
+        seed=cfg.run.seed, num_threads=_threads(cfg))
+    if wait:
+        ray.get(learner.__ray_ready__.remote())
+    return learner

@@ -18,9 +18,6 @@ from remax_ray.rollout.types import PromptRollout
 
 def preflight(cfg: Config) -> tuple[str, PromptSplits]:
     """Every check that can fail on user input, before any actor starts."""
-    if get_estimator(cfg.algo.estimator).token_level:
-        raise ConfigError(f"algo.estimator={cfg.algo.estimator!r} needs a value model (PPO), "
-                          "which this learner does not host yet; use remax, reinforce, rloo or grpo")
     model_path = assets.resolve_model_path(cfg.model.path)
     if not (Path(model_path) / "config.json").exists():
         raise ConfigError(f"model.path: {model_path} is not a Hugging Face model folder (no config.json)")
@@ -39,25 +36,34 @@ def resolve_transport(cfg: Config, device: str) -> str:
 
 
 class Trainer:
+    """Drives one run. Given ``actors`` (e.g. generators and a reward actor kept alive across the runs
+    of ``remax-ray repro``, with a fresh learner), it first syncs the learner's weights into the
+    generators, so they serve this run's policy and not what an earlier run left behind."""
+
     def __init__(self, cfg: Config, actors: Actors | None = None, include_dashboard: bool | None = None):
         self.cfg = cfg
+        self.spec = get_estimator(cfg.algo.estimator)
         self.model_path, self.splits = preflight(cfg)
         connect(cfg, include_dashboard)
         self.transport = resolve_transport(cfg, actors.device if actors else resolve_device(cfg))
-        self.actors = actors or start_actors(cfg, self.model_path)
         self.out = Path(cfg.run.output_dir)
+        self.actors = actors or start_actors(cfg, self.model_path)
         dump_yaml(cfg, self.out / "config.yaml")
         self.metrics = MetricsSink(self.out, run_name=self.out.name)
         self.step_idx = 0
         self._weight_meta: list | None = None
+        self._fit_start: float | None = None
+        if actors is not None:
+            self.sync()
 
     def step(self) -> dict[str, float]:
-        """One ReMax step on the next batch of training prompts."""
+        """One step on the next batch of training prompts (greedy responses only for ReMax)."""
         run = self.cfg.run
         prompts = [self.splits.train[i] for i in
                    batch_indices(len(self.splits.train), run.prompts_per_step, self.step_idx, run.seed)]
         t0 = time.perf_counter()
-        rollouts = self.generate(prompts, n=self.cfg.rollout.samples_per_prompt, step=self.step_idx)
+        rollouts = self.generate(prompts, n=self.cfg.rollout.samples_per_prompt, step=self.step_idx,
+                                 greedy=self.spec.needs_greedy)
         t1 = time.perf_counter()
         self.score(rollouts)
         t2 = time.perf_counter()
@@ -66,33 +72,41 @@ class Trainer:
         synced = self.sync()
         t4 = time.perf_counter()
         record = {**learned, **synced, "generate_s": t1 - t0, "score_s": t2 - t1,
-                  "learn_s": t3 - t2, "sync_s": t4 - t3, "step_s": t4 - t0}
-        self.metrics.log(self.step_idx, record)
+                  "learn_s": t3 - t2, "sync_s": t4 - t3, "step_s": t4 - t0,
+                  "greedy_responses": float(sum(r.greedy is not None for r in rollouts))}
+        self.log(record)
         self.step_idx += 1
         return record
 
-    def generate(self, prompts: list[str], *, n: int, step: int) -> list[PromptRollout]:
+    def log(self, record: dict[str, float]) -> None:
+        if self._fit_start is not None:  # lets plots put reward against wall-clock time
+            record = {**record, "elapsed_s": time.perf_counter() - self._fit_start}
+        self.metrics.log(self.step_idx, record)
+
+    def generate(self, prompts: list[str], *, n: int, step: int, greedy: bool = True) -> list[PromptRollout]:
         """Shard prompts across generator replicas (contiguous chunks) and return them in order."""
         gens = self.actors.generators
         size = -(-len(prompts) // len(gens))
         futures = [g.generate.remote(prompts[lo : lo + size], n=n, step=step, first_index=lo,
-                                     run_seed=self.cfg.run.seed)
+                                     run_seed=self.cfg.run.seed, greedy=greedy)
                    for g, lo in zip(gens, range(0, len(prompts), size))]
         return [r for shard in ray.get(futures) for r in shard]
 
     def score(self, rollouts: list[PromptRollout]) -> None:
-        """Score every sampled and greedy response in one batched call; attach the scores."""
+        """Score every sampled (and greedy, where present) response in one batched call."""
         prompts, responses = [], []
         for r in rollouts:
-            for c in [*r.samples, r.greedy]:
+            for c in [*r.samples, *([r.greedy] if r.greedy else [])]:
                 prompts.append(r.prompt)
                 responses.append(c.text)
         scores = ray.get(self.actors.reward.score.remote(prompts, responses))
         k = 0
         for r in rollouts:
             r.sample_scores = scores[k : k + len(r.samples)]
-            r.greedy_score = scores[k + len(r.samples)]
-            k += len(r.samples) + 1
+            k += len(r.samples)
+            if r.greedy:
+                r.greedy_score = scores[k]
+                k += 1
 
     def sync(self) -> dict[str, float]:
         """Push the learner's weights into every generator before the next generate."""
@@ -139,22 +153,22 @@ class Trainer:
         from tqdm.auto import tqdm
 
         run = self.cfg.run
-        start = time.perf_counter()
+        start = self._fit_start = time.perf_counter()
         before = self.evaluate()
-        self.metrics.log(self.step_idx, {"eval_greedy_reward": before})
+        self.log({"eval_greedy_reward": before})
         bar = tqdm(total=run.steps, disable=not (run.progress if progress is None else progress),
                    desc="remax", unit="step")
         for _ in range(run.steps):
             rec = self.step()
             bar.update(1)
-            bar.set_postfix(reward=f"{rec['reward_sample']:.3f}", greedy=f"{rec['reward_greedy']:.3f}")
+            bar.set_postfix(reward=f"{rec['reward_sample']:.3f}", kl=f"{rec['kl']:.4f}")
             if run.eval_every and self.step_idx % run.eval_every == 0 and self.step_idx < run.steps:
-                self.metrics.log(self.step_idx, {"eval_greedy_reward": self.evaluate()})
+                self.log({"eval_greedy_reward": self.evaluate()})
             if run.save_every and self.step_idx % run.save_every == 0:
                 self.save(f"step-{self.step_idx}")
         bar.close()
         after = self.evaluate()
-        self.metrics.log(self.step_idx, {"eval_greedy_reward": after})
+        self.log({"eval_greedy_reward": after})
         final = self.save("final")
         return {"eval_before": before, "eval_after": after, "wall_s": time.perf_counter() - start,
                 "checkpoint": str(final)}

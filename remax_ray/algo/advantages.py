@@ -162,26 +162,24 @@ def outcome_advantages(name: str, scores: Tensor, greedy_scores: Tensor | None =
     return spec.fn(scores, greedy_scores)
 
 
-def token_returns(
+def token_rewards(
     score_advantages: Tensor,
     mask: Tensor,
     kl: Tensor | None = None,
     kl_coef: float = 0.0,
     score_clip: float | None = None,
 ) -> Tensor:
-    """Per-token returns with the KL penalty placed in the reward.
+    """Per-token rewards with the KL penalty placed in the reward.
 
-    r_t = -kl_coef * kl_t on response tokens, plus the (optionally clipped)
-    score advantage at the last response token; the return at t is
-    sum_{s >= t} r_s (undiscounted: the score arrives at the end, and each
-    action is responsible for the KL of every later token it caused).
+    r_t = -kl_coef * kl_t on response tokens, plus the (optionally clipped) score (or outcome
+    advantage) at the last response token: the sequence-level reward arrives when the response ends.
 
     Args:
-        score_advantages: [N] one outcome advantage per response.
-        mask: [N, T] 0/1 right-padded response mask.
+        score_advantages: [N] one score (PPO) or outcome advantage (ReMax & co.) per response.
+        mask: [N, T] 0/1 response mask (one contiguous run of ones per row, anywhere in the row).
         kl: optional [N, T] per-token KL estimate (see kl.kl_estimate).
         kl_coef: KL penalty weight.
-        score_clip: clip the score advantage to [-score_clip, score_clip].
+        score_clip: clip the score to [-score_clip, score_clip].
 
     Returns:
         [N, T] float32, 0 where mask is 0. Rows with an empty mask are all 0.
@@ -197,7 +195,43 @@ def token_returns(
     last = torch.where(mask > 0, positions, torch.full_like(positions, -1)).max(dim=1).values  # [N]
     has_tokens = last >= 0
     rows = torch.arange(mask.shape[0], device=mask.device)[has_tokens]
-    rewards = rewards.index_put((rows, last[has_tokens]), score[has_tokens], accumulate=True)
-    # Reverse cumulative sum: return_t = sum_{s >= t} r_s.
-    returns = rewards.flip(1).cumsum(1).flip(1)
-    return returns * mask
+    return rewards.index_put((rows, last[has_tokens]), score[has_tokens], accumulate=True)
+
+
+def token_returns(
+    score_advantages: Tensor,
+    mask: Tensor,
+    kl: Tensor | None = None,
+    kl_coef: float = 0.0,
+    score_clip: float | None = None,
+) -> Tensor:
+    """Undiscounted reward-to-go of :func:`token_rewards`: return_t = sum_{s >= t} r_s.
+
+    Each action is responsible for the KL of every later token it caused and for the final score.
+    This is GAE with gamma = lambda = 1 and zero values, which the tests check.
+
+    Returns:
+        [N, T] float32, 0 where mask is 0.
+    """
+    rewards = token_rewards(score_advantages, mask, kl, kl_coef, score_clip)
+    return rewards.flip(1).cumsum(1).flip(1) * mask.float()
+
+
+def masked_whiten(values: Tensor, mask: Tensor, mean: float, std: float, eps: float = 1e-8) -> Tensor:
+    """(values - mean) / (std + eps) on the mask, 0 elsewhere.
+
+    mean and std are passed in (see :func:`masked_moments`) because a batch's micro-batches are
+    whitened with the statistics of the whole batch, not each their own.
+    """
+    return (values - mean) / (std + eps) * mask
+
+
+def masked_moments(pairs: list[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """Mean and population std of the masked entries of several (values, mask) pairs together."""
+    total = sum(float((v * m).sum()) for v, m in pairs)
+    count = sum(float(m.sum()) for _, m in pairs)
+    if count == 0:
+        return 0.0, 1.0
+    mean = total / count
+    var = sum(float((((v - mean) ** 2) * m).sum()) for v, m in pairs) / count
+    return mean, var**0.5

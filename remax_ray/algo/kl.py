@@ -6,6 +6,13 @@ KL is estimated from them (Schulman's k1/k2/k3, http://joschu.net/blog/kl-approx
 - k1 = log pi - log ref: unbiased, but negative on many tokens (high variance).
 - k2 = 0.5 * (log pi - log ref)^2: always >= 0, biased, low variance.
 - k3 = ref/pi - log(ref/pi) - 1: always >= 0 and unbiased (E_pi[ref/pi] = 1).
+
+As a *loss* term (``kl_placement=loss``) what matters is the expected gradient along the sampled
+tokens, E_pi[grad k], and that is not the gradient of the quantity each estimates as a value:
+- k1: E_pi[grad log pi] = 0. No pull toward the reference, only noise; config refuses it.
+- k2: E_pi[(log pi - log ref) grad log pi] = grad KL(pi || ref), the reverse KL.
+- k3: E_pi[(1 - ref/pi) grad log pi] = -sum ref grad log pi = grad KL(ref || pi), the forward KL.
+tests/unit/test_kl_in_loss_gradient.py checks all three by exact enumeration on a softmax policy.
 """
 
 from __future__ import annotations

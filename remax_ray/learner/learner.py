@@ -1,4 +1,4 @@
-"""Learner: the policy, a frozen reference model, and the ReMax update (a plain class; Ray shell elsewhere)."""
+"""Learner: the policy, a frozen reference model, and the update (a plain class; Ray shell elsewhere)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ import torch
 
 from remax_ray.algo import (
     entropy_from_logits,
+    get_estimator,
     kl_estimate,
     kl_loss,
-    masked_mean,
-    outcome_advantages,
     policy_gradient_loss,
+    ppo_clip_loss,
     token_logprobs,
     token_returns,
 )
 from remax_ray.assets import portable_tokenizer_config
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples
+from remax_ray.learner.critic import Critic
+from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, sequence_scores
+from remax_ray.learner.memory import memory_stats
 from remax_ray.rollout.types import PromptRollout
 from remax_ray.sync.collective import (
     TensorMeta,
@@ -35,9 +38,13 @@ from remax_ray.sync.collective import (
 from remax_ray.sync.cpu import pack_buckets
 
 TRAINER_STATE = "trainer_state.pt"
+_SUMMED = ("loss", "value_loss", "clip_frac", "kl", "entropy", "logp_diff", "logp_diff_tokens")
 
 
 class Learner:
+    """Policy + frozen reference (+ PPO's critic). ``train_step`` = ``make_experience`` (no grad)
+    then ``update`` (epochs x mini-batches x micro-batches with the algorithm's loss)."""
+
     def __init__(self, model_path: str, learner: LearnerConfig, algo: AlgoConfig, *,
                  temperature: float = 1.0, device: str = "cpu", seed: int = 0,
                  num_threads: int | None = None) -> None:
@@ -46,7 +53,8 @@ class Learner:
         if num_threads:
             torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
-        self.cfg, self.algo, self.temperature = learner, algo, temperature
+        self.cfg, self.algo, self.temperature, self.seed = learner, algo, temperature, seed
+        self.spec = get_estimator(algo.estimator)
         self.device = torch.device(device)
         # fp32 master weights everywhere; on GPU the forward runs under bf16 autocast.
         self.policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device)
@@ -59,12 +67,17 @@ class Learner:
         eos = self.policy.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=learner.lr,
-                                           betas=(learner.beta1, learner.beta2),
+        betas = (learner.beta1, learner.beta2)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=learner.lr, betas=betas,
                                            weight_decay=learner.weight_decay)
         warmup = learner.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+        self.critic = None
+        if self.spec.needs_critic:
+            self.critic = Critic(model_path, lr=learner.critic_lr, betas=betas,
+                                 weight_decay=learner.weight_decay, max_grad_norm=learner.max_grad_norm,
+                                 device=self.device)
         self.steps_done = 0
 
     def _autocast(self):
@@ -76,75 +89,116 @@ class Learner:
                         attention_mask=mb.attention_mask.to(self.device), use_cache=False)
         return out.logits[:, :-1]
 
-    def train_step(self, rollouts: list[PromptRollout]) -> dict[str, float]:
-        """One ReMax update on a step's rollouts (scores already attached); returns metrics."""
-        start = time.perf_counter()
-        scores = torch.tensor([r.sample_scores for r in rollouts], dtype=torch.float32)  # [B, n]
-        greedy = torch.tensor([r.greedy_score for r in rollouts], dtype=torch.float32)  # [B]
-        score_adv = outcome_advantages(self.algo.estimator, scores, greedy).reshape(-1)  # [N]
-        items = flatten_samples(rollouts)
-        num_tokens = float(sum(len(r) for _, r, _ in items)) or 1.0
-        num_seqs = float(len(items))
-        totals = dict.fromkeys(("loss", "kl", "entropy", "logp_diff", "logp_diff_tokens"), 0.0)
-        mbs = self.cfg.micro_batch_size
-        for lo in range(0, len(items), mbs):
-            mb = build_batch(items[lo : lo + mbs], score_adv[lo : lo + mbs], self.eos_ids, self.pad_id)
-            self._accumulate(mb, num_tokens, num_seqs, totals)
-        grad_norm = self._optimizer_step()
-        metrics = {
-            "loss": totals["loss"],
-            "grad_norm": grad_norm,
-            "kl": totals["kl"] / num_tokens,
-            "entropy": totals["entropy"] / num_tokens,
-            "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0),
-            "adv_mean": score_adv.mean().item(),
-            "adv_std": score_adv.std(unbiased=False).item(),
-            "reward_sample": scores.mean().item(),
-            "reward_greedy": greedy.mean().item(),
-            "response_tokens": num_tokens / num_seqs,
-            "lr": self.scheduler.get_last_lr()[0],
-            "learner_compute_s": time.perf_counter() - start,
-        }
-        return metrics
+    def _logp(self, model: torch.nn.Module, mb: SequenceBatch) -> torch.Tensor:
+        return token_logprobs(self._logits(model, mb), mb.targets.to(self.device), self.temperature)
 
-    def _accumulate(self, mb: SequenceBatch, num_tokens: float, num_seqs: float, totals: dict) -> None:
-        """Forward/backward of one micro-batch; losses are pre-normalised by the whole batch's counts
-        so the accumulated gradient equals the full-batch gradient."""
-        mask = mb.mask.to(self.device)
-        with torch.no_grad():
-            ref_logp = token_logprobs(self._logits(self.reference, mb), mb.targets.to(self.device),
-                                      self.temperature)
+    def train_step(self, rollouts: list[PromptRollout]) -> dict[str, float]:
+        """One update on a step's rollouts (scores already attached); returns metrics."""
+        start = time.perf_counter()
+        experience = self.make_experience(rollouts)
+        metrics = {**experience.stats, **self.update(experience)}
+        per_seq = experience.num_tokens / experience.num_seqs
+        models = [self.policy, self.reference] + ([self.critic.backbone, self.critic.head] if self.critic else [])
+        optimizers = [self.optimizer] + ([self.critic.optimizer] if self.critic else [])
+        return {**metrics, "response_tokens": per_seq, "lr": self.scheduler.get_last_lr()[0],
+                **memory_stats(models, optimizers, self.device),
+                "learner_compute_s": time.perf_counter() - start}
+
+    @torch.no_grad()
+    def make_experience(self, rollouts: list[PromptRollout]) -> Experience:
+        """Reference log-probs; for PPO also old log-probs, values, then GAE for the whole batch."""
+        items = flatten_samples(rollouts)
+        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts)
+        micro, mbs = [], self.cfg.micro_batch_size
+        for lo in range(0, len(items), mbs):
+            mb = build_batch(items[lo : lo + mbs], scores[lo : lo + mbs], self.eos_ids, self.pad_id)
+            micro.append(MicroExperience(
+                mb, ref_logp=self._logp(self.reference, mb),
+                old_logp=self._logp(self.policy, mb) if self.spec.uses_ratio else None,
+                old_values=self.critic.values(mb) if self.critic else None))
+        if self.critic:
+            stats |= assign_gae(micro, self.algo)
+        num_tokens = float(sum(m.batch.mask.sum().item() for m in micro)) or 1.0
+        return Experience(micro, num_tokens, float(len(items)), stats)
+
+    def update(self, exp: Experience) -> dict[str, float]:
+        """``algo.epochs`` passes; each splits the batch into mini-batches (one optimizer step each)
+        of micro-batches whose losses are normalised by the mini-batch's counts."""
+        per_mini = (self.cfg.mini_batch_size or len(exp.micro) * self.cfg.micro_batch_size) \
+            // self.cfg.micro_batch_size
+        totals = dict.fromkeys(_SUMMED, 0.0)
+        norms, critic_norms = [], []
+        for epoch in range(self.algo.epochs):
+            order = list(range(len(exp.micro)))
+            if self.algo.epochs > 1 or per_mini < len(order):  # reshuffle (seeded) between passes
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.steps_done * 101 + epoch)
+                order = torch.randperm(len(order), generator=g).tolist()
+            for lo in range(0, len(order), per_mini):
+                group = [exp.micro[i] for i in order[lo : lo + per_mini]]
+                agg = dict(agg=self.algo.loss_agg,
+                           num_tokens=float(sum(m.batch.mask.sum().item() for m in group)) or 1.0,
+                           num_seqs=float(sum(len(m.batch) for m in group)))
+                for me in group:
+                    self._micro_update(me, agg, totals, first_epoch=epoch == 0)
+                norms.append(self._optimizer_step())
+                if self.critic:
+                    critic_norms.append(self.critic.step())
+        self.scheduler.step()
+        self.steps_done += 1
+        n_updates = float(len(norms))
+        out = {"loss": totals["loss"] / n_updates, "grad_norm": sum(norms) / n_updates,
+               "optimizer_steps": n_updates, "kl": totals["kl"] / exp.num_tokens,
+               "entropy": totals["entropy"] / exp.num_tokens,
+               "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0)}
+        if self.critic:
+            out |= {"value_loss": totals["value_loss"] / n_updates,
+                    "critic_grad_norm": sum(critic_norms) / n_updates,
+                    "clip_frac": totals["clip_frac"] / n_updates}
+        return out
+
+    def _micro_update(self, me: MicroExperience, agg: dict, totals: dict, first_epoch: bool) -> None:
+        """Forward/backward of one micro-batch (policy, then critic); gradients accumulate."""
+        mb, mask = me.batch, me.batch.mask.to(self.device)
         logits = self._logits(self.policy, mb)
         logp = token_logprobs(logits, mb.targets.to(self.device), self.temperature)  # [m, L-1]
-        kl = kl_estimate(logp.detach(), ref_logp, self.algo.kl_estimator)
-        agg = dict(agg=self.algo.loss_agg, num_tokens=num_tokens, num_seqs=num_seqs)
-        if self.algo.kl_placement == "reward":
-            kl_coef, loss_kl = self.algo.kl_coef, None
-        else:
-            kl_coef = 0.0
-            loss_kl = kl_loss(logp, ref_logp, mask, self.algo.kl_estimator, self.algo.kl_coef, **agg)
-        returns = token_returns(mb.score_advantages.to(self.device), mask, kl, kl_coef,
-                                self.algo.score_clip or None)
-        loss = policy_gradient_loss(logp, returns, mask, **agg)
-        if loss_kl is not None:
-            loss = loss + loss_kl
+        loss = self._policy_loss(me, logp, mask, agg, totals)
+        if self.algo.kl_placement == "loss" and self.algo.kl_coef > 0:
+            loss = loss + kl_loss(logp, me.ref_logp, mask, self.algo.kl_estimator, self.algo.kl_coef, **agg)
         loss.backward()
-        with torch.no_grad():
-            totals["loss"] += loss.item()
+        if self.critic:
+            totals["value_loss"] += self.critic.backward(mb, me.old_values, me.returns,
+                                                         self.algo.value_clip, agg)
+        totals["loss"] += loss.item()
+        if not first_epoch:
+            return
+        with torch.no_grad():  # diagnostics, once per sequence
+            kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)
             totals["kl"] += (kl * mask).sum().item()
             totals["entropy"] += (entropy_from_logits(logits.detach(), self.temperature) * mask).sum().item()
             if mb.has_gen_logprobs:
                 totals["logp_diff"] += ((logp.detach() - mb.gen_logprobs.to(self.device)).abs() * mask).sum().item()
                 totals["logp_diff_tokens"] += mask.sum().item()
 
+    def _policy_loss(self, me: MicroExperience, logp: torch.Tensor, mask: torch.Tensor, agg: dict,
+                     totals: dict) -> torch.Tensor:
+        if self.spec.uses_ratio:  # PPO: clipped ratio against the log-probs recorded before the update
+            loss, clip_frac = ppo_clip_loss(logp, me.old_logp, me.advantages, mask, self.algo.clip_eps, **agg)
+            totals["clip_frac"] += clip_frac.item() * len(me.batch) / agg["num_seqs"]
+            return loss
+        # On-policy (one update): this forward's log-probs are the sampling policy's, so the
+        # KL-in-reward term is computed from them here instead of in an extra no-grad pass.
+        kl_coef = self.algo.kl_coef if self.algo.kl_placement == "reward" else 0.0
+        kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)
+        returns = token_returns(me.batch.score_advantages.to(self.device), mask, kl, kl_coef,
+                                self.algo.score_clip or None)
+        return policy_gradient_loss(logp, returns, mask, **agg)
+
     def _optimizer_step(self) -> float:
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
         self.optimizer.step()
-        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.steps_done += 1
         return grad_norm
 
     @torch.no_grad()

@@ -1,7 +1,8 @@
 """Generator: a plain class around ``vllm.LLM`` (the Ray shell lives in ``remax_ray.cluster``).
 
 One ``generate`` call per step carries, for every prompt, n sampled requests (each with its own
-seed) and one greedy request. Greedy with n > 1 is invalid in vLLM, hence one request per response.
+seed) and, when the algorithm needs it (ReMax), one greedy request. Greedy with n > 1 is invalid in
+vLLM, hence one request per response.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class Generator:
             logprobs_mode="processed_logprobs",
         )
         self.tokenizer = self.llm.get_tokenizer()
+        # Counted here, where the cost is paid: an estimator without a greedy baseline must not
+        # generate one (the time comparison against PPO would be unfair otherwise).
+        self.request_counts = {"sampled": 0, "greedy": 0}
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -59,8 +63,9 @@ class Generator:
         return ids[-self.max_prompt_tokens:] or [self.tokenizer.eos_token_id]
 
     def generate(self, prompts: list[str], *, n: int, step: int, first_index: int,
-                 run_seed: int) -> list[PromptRollout]:
-        """n seeded samples + 1 greedy response per prompt, in ONE vLLM call; results in prompt order.
+                 run_seed: int, greedy: bool = True) -> list[PromptRollout]:
+        """n seeded samples (+ 1 greedy response if ``greedy``) per prompt, in ONE vLLM call;
+        results in prompt order.
 
         ``first_index`` is the global index of ``prompts[0]`` in the step's batch, so seeds do not
         depend on how the batch was sharded across replicas.
@@ -77,16 +82,23 @@ class Generator:
                     temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens,
                     seed=sample_seed(run_seed, step, first_index + i, j), logprobs=0,
                 ))
-            requests.append(TokensPrompt(prompt_token_ids=ids))
-            params.append(SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens))
+            if greedy:
+                requests.append(TokensPrompt(prompt_token_ids=ids))
+                params.append(SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens))
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        rollouts, k = [], 0
+        self.request_counts["sampled"] += n * len(prompts)
+        self.request_counts["greedy"] += len(prompts) if greedy else 0
+        rollouts, k, per_prompt = [], 0, n + int(greedy)
         for prompt, ids in zip(prompts, encoded):
             samples = [_completion(outputs[k + j].outputs[0], with_logprobs=True) for j in range(n)]
-            greedy = _completion(outputs[k + n].outputs[0], with_logprobs=False)
-            rollouts.append(PromptRollout(prompt, ids, samples, greedy))
-            k += n + 1
+            base = _completion(outputs[k + n].outputs[0], with_logprobs=False) if greedy else None
+            rollouts.append(PromptRollout(prompt, ids, samples, base))
+            k += per_prompt
         return rollouts
+
+    def counts(self) -> dict[str, int]:
+        """Requests generated so far, by kind (sampled / greedy)."""
+        return dict(self.request_counts)
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log-prob of tokens 1..L-1 of each fixed sequence under the engine's current weights."""

@@ -19,11 +19,12 @@ class Completion:
 
 @dataclass
 class PromptRollout:
-    """All responses to one prompt: n samples and one greedy response, from the same vLLM call."""
+    """All responses to one prompt: n samples and, for estimators with a greedy baseline, one greedy
+    response (None otherwise), from the same vLLM call."""
 
     prompt: str
     prompt_ids: list[int]
     samples: list[Completion]
-    greedy: Completion
+    greedy: Completion | None
     sample_scores: list[float] = field(default_factory=list)
     greedy_score: float = 0.0

@@ -59,15 +59,18 @@ def test_group_estimators_need_two_samples(fn) -> None:
 
 
 def test_registry_flags() -> None:
-    assert set(ESTIMATORS) == {"remax", "reinforce", "rloo", "grpo", "gae"}
+    assert set(ESTIMATORS) == {"remax", "reinforce", "rloo", "grpo", "ppo"}
     assert get_estimator("remax").needs_greedy and get_estimator("remax").min_samples == 1
     assert not get_estimator("reinforce").needs_greedy and get_estimator("reinforce").min_samples == 1
     assert get_estimator("rloo").min_samples == 2 and get_estimator("grpo").min_samples == 2
-    gae = get_estimator("gae")
-    assert gae.token_level and gae.min_samples == 1 and not gae.needs_greedy
-    assert not any(ESTIMATORS[k].token_level for k in ("remax", "reinforce", "rloo", "grpo"))
-    with pytest.raises(ValueError, match="remax.*reinforce.*rloo.*grpo.*gae"):
-        get_estimator("ppo")
+    ppo = get_estimator("ppo")
+    assert ppo.needs_critic and ppo.uses_ratio and ppo.min_samples == 1 and not ppo.needs_greedy
+    # Only ReMax pays for a greedy response; only PPO for a critic and an old-log-prob pass.
+    assert [k for k, s in ESTIMATORS.items() if s.needs_greedy] == ["remax"]
+    assert not any(ESTIMATORS[k].needs_critic or ESTIMATORS[k].uses_ratio
+                   for k in ("remax", "reinforce", "rloo", "grpo"))
+    with pytest.raises(ValueError, match="remax.*reinforce.*rloo.*grpo.*ppo"):
+        get_estimator("gae")
 
 
 def test_outcome_advantages_dispatch() -> None:
@@ -79,6 +82,6 @@ def test_outcome_advantages_dispatch() -> None:
     with pytest.raises(ValueError, match="greedy"):
         outcome_advantages("remax", SCORES, None)
     with pytest.raises(ValueError, match="token-level"):
-        outcome_advantages("gae", SCORES)
+        outcome_advantages("ppo", SCORES)
     with pytest.raises(ValueError, match="valid"):
         outcome_advantages("nope", SCORES)

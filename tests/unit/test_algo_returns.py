@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from remax_ray.algo.advantages import gae_advantages, token_returns
+from remax_ray.algo.advantages import (
+    gae_advantages,
+    masked_moments,
+    masked_whiten,
+    token_returns,
+    token_rewards,
+)
 
 MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
 
@@ -52,3 +58,33 @@ def test_gae_lambda_one_gamma_one_is_return_minus_value() -> None:
     # Monte Carlo returns (6, 5, 3) minus values
     torch.testing.assert_close(ret, torch.tensor([[6.0, 5.0, 3.0]]))
     torch.testing.assert_close(adv, torch.tensor([[5.5, 6.0, 1.0]]))
+
+
+def test_gae_at_gamma_lambda_one_with_zero_values_is_the_reverse_cumsum_of_token_returns() -> None:
+    """ReMax's reward-to-go (token_returns) is GAE(1, 1) with no critic, on a mask that starts
+    mid-row as in the learner's shifted frame."""
+    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0, 0.0]])
+    kl = torch.tensor([[5.0, 0.1, -0.2, 0.3, 5.0], [5.0, 5.0, 0.4, 0.1, 5.0]])
+    score = torch.tensor([1.0, -2.0])
+    rewards = token_rewards(score, mask, kl, kl_coef=0.5)
+    adv, ret = gae_advantages(rewards, torch.zeros_like(mask), mask, 1.0, 1.0)
+    expected = token_returns(score, mask, kl, kl_coef=0.5)
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected)
+    # by hand, row 0: r = (-0.05, 0.1, -0.15 + 1) -> returns (0.9, 0.95, 0.85)
+    torch.testing.assert_close(expected[0], torch.tensor([0.0, 0.9, 0.95, 0.85, 0.0]))
+
+
+def test_token_rewards_put_the_score_on_the_last_response_token() -> None:
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    out = token_rewards(torch.tensor([3.0]), mask, torch.tensor([[9.0, 1.0, 2.0, 9.0]]), kl_coef=0.1)
+    torch.testing.assert_close(out, torch.tensor([[0.0, -0.1, -0.2 + 3.0, 0.0]]))
+
+
+def test_whitening_uses_the_statistics_of_all_micro_batches_together() -> None:
+    a, ma = torch.tensor([[1.0, 3.0, 100.0]]), torch.tensor([[1.0, 1.0, 0.0]])
+    b, mb = torch.tensor([[5.0, 7.0]]), torch.tensor([[1.0, 1.0]])
+    mean, std = masked_moments([(a, ma), (b, mb)])
+    assert mean == 4.0 and abs(std - 5.0**0.5) < 1e-9  # values 1, 3, 5, 7
+    wa = masked_whiten(a, ma, mean, std)
+    torch.testing.assert_close(wa, torch.tensor([[-3.0, -1.0, 0.0]]) / 5.0**0.5)

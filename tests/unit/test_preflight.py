@@ -30,13 +30,6 @@ def prompts(tmp_path: Path) -> Path:
     return path
 
 
-def test_gae_needs_a_value_model(prompts: Path) -> None:
-    # Checked first: the (unprepared) default builtin model is not even looked at.
-    cfg = load_config(None, ["algo.estimator=gae", f"run.dataset={prompts}"])
-    with pytest.raises(ConfigError, match=r"value model \(PPO\)"):
-        preflight(cfg)
-
-
 @pytest.mark.parametrize("setting, device, expected", [
     ("auto", "cpu", "cpu"), ("auto", "cuda", "nccl"), ("cpu", "cuda", "cpu"),
     ("gloo", "cpu", "gloo"), ("nccl", "cuda", "nccl"),

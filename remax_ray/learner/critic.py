@@ -1,0 +1,63 @@
+"""PPO's critic: a value model of the policy's architecture and size, with its own optimizer.
+
+ReMax exists to remove exactly this module (the paper's ~50% memory saving), so it lives apart from
+the policy code and the learner builds it only for an algorithm that declares ``needs_critic``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from remax_ray.algo import value_loss
+from remax_ray.learner.batch import SequenceBatch
+
+
+class Critic:
+    """Transformer backbone (initialised from the policy, as in the paper and DeepSpeed-Chat) plus a
+    scalar head. Its weights are loaded separately from the policy's: no storage is shared."""
+
+    def __init__(self, model_path: str, *, lr: float, betas: tuple[float, float], weight_decay: float,
+                 max_grad_norm: float, device: torch.device, trust_remote_code: bool = False) -> None:
+        from transformers import AutoModel
+
+        self.device = device
+        self.max_grad_norm = max_grad_norm
+        # AutoModel drops the LM head: a value model needs the hidden states, not the vocabulary.
+        self.backbone = AutoModel.from_pretrained(model_path, dtype=torch.float32,
+                                                  trust_remote_code=trust_remote_code).to(device)
+        self.backbone.train()
+        # Zero-initialised head: every value starts at 0, so the first GAE advantages are plain
+        # returns instead of returns minus noise from a random projection.
+        self.head = torch.nn.Linear(self.backbone.config.hidden_size, 1).to(device)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        self.optimizer = torch.optim.AdamW(self.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [*self.backbone.parameters(), *self.head.parameters()]
+
+    def values(self, mb: SequenceBatch) -> torch.Tensor:
+        """[m, L-1] values in the shifted frame: column t is V(state after tokens 0..t), the state in
+        which token t+1 is chosen, so it lines up with that token's log-prob and mask."""
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            hidden = self.backbone(input_ids=mb.input_ids.to(self.device),
+                                   attention_mask=mb.attention_mask.to(self.device),
+                                   use_cache=False).last_hidden_state
+        return self.head(hidden.float()).squeeze(-1)[:, :-1]
+
+    def backward(self, mb: SequenceBatch, old_values: torch.Tensor, returns: torch.Tensor, clip: float,
+                 agg: dict) -> float:
+        """Clipped value loss of one micro-batch, pre-normalised by the mini-batch counts in ``agg``;
+        gradients accumulate until :meth:`step`. Returns the loss value."""
+        mask = mb.mask.to(self.device)
+        loss = value_loss(self.values(mb), old_values, returns, mask, clip, **agg)
+        loss.backward()
+        return loss.item()
+
+    def step(self) -> float:
+        """Clip, apply and clear the accumulated gradients; returns the pre-clip gradient norm."""
+        max_norm = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm).item()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm

@@ -1,0 +1,89 @@
+"""The learner's experience stage: everything the update needs that no gradient flows through.
+
+``make_experience`` (in :class:`~remax_ray.learner.learner.Learner`) fills one
+:class:`MicroExperience` per micro-batch: reference log-probs always; for PPO also the old log-probs
+and the critic's values, then token-level advantages and returns for the whole batch. The update
+stage then runs epochs x mini-batches over these records with the algorithm's loss.
+
+ReMax, REINFORCE, RLOO and GRPO record no old log-probs: they update once, on-policy, so the
+log-probs of the update's own forward *are* the old ones, and their KL-in-reward term is computed
+there from them (see ``Learner._policy_loss``). That saves a whole policy forward per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from remax_ray.algo import (
+    EstimatorSpec,
+    gae_advantages,
+    kl_estimate,
+    masked_moments,
+    masked_whiten,
+    outcome_advantages,
+    token_rewards,
+)
+from remax_ray.config import AlgoConfig
+from remax_ray.learner.batch import SequenceBatch
+from remax_ray.rollout.types import PromptRollout
+
+
+@dataclass
+class MicroExperience:
+    """One micro-batch and its no-grad tensors, all [m, L-1] in the batch's shifted frame."""
+
+    batch: SequenceBatch
+    ref_logp: Tensor
+    old_logp: Tensor | None = None
+    old_values: Tensor | None = None
+    advantages: Tensor | None = None
+    """Token-level advantages (critic algorithms); None = derived on-policy in the update."""
+    returns: Tensor | None = None
+    """The critic's regression targets."""
+
+
+@dataclass
+class Experience:
+    micro: list[MicroExperience]
+    num_tokens: float
+    num_seqs: float
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRollout]
+                    ) -> tuple[Tensor, dict[str, float]]:
+    """Per sampled response [N] (prompt-major): the outcome advantage, or for a critic algorithm
+    the raw score (GAE turns it into token advantages later). Plus reward statistics."""
+    scores = torch.tensor([r.sample_scores for r in rollouts], dtype=torch.float32)  # [B, n]
+    stats = {"reward_sample": scores.mean().item()}
+    if spec.needs_critic:
+        return scores.reshape(-1), stats
+    greedy = None
+    if spec.needs_greedy:
+        greedy = torch.tensor([r.greedy_score for r in rollouts], dtype=torch.float32)  # [B]
+        stats["reward_greedy"] = greedy.mean().item()
+    adv = outcome_advantages(estimator, scores, greedy).reshape(-1)
+    stats |= {"adv_mean": adv.mean().item(), "adv_std": adv.std(unbiased=False).item()}
+    return adv, stats
+
+
+def assign_gae(micro: list[MicroExperience], algo: AlgoConfig) -> dict[str, float]:
+    """Token rewards (-beta * KL per token + the score at the end) -> GAE advantages and returns,
+    whitened with the statistics of the whole batch. Needs old_logp and old_values."""
+    kl_coef = algo.kl_coef if algo.kl_placement == "reward" else 0.0
+    for me in micro:
+        mask = me.batch.mask.to(me.ref_logp.device)
+        kl = kl_estimate(me.old_logp, me.ref_logp, algo.kl_estimator)
+        rewards = token_rewards(me.batch.score_advantages.to(mask.device), mask, kl, kl_coef,
+                                algo.score_clip or None)
+        me.advantages, me.returns = gae_advantages(rewards, me.old_values, mask, algo.gamma, algo.lam)
+    pairs = [(me.advantages, me.batch.mask.to(me.advantages.device)) for me in micro]
+    mean, std = masked_moments(pairs)
+    if algo.whiten_advantages:
+        for me, (adv, mask) in zip(micro, pairs):
+            me.advantages = masked_whiten(adv, mask, mean, std)
+    values_mean, _ = masked_moments([(me.old_values, m) for me, (_, m) in zip(micro, pairs)])
+    return {"adv_mean": mean, "adv_std": std, "value_mean": values_mean}
