@@ -16,8 +16,8 @@ pytestmark = pytest.mark.integration
 TOY_REWARD = "remax_ray.reward.functions:char_share_e"
 
 
-def make_trainer(tmp_path, tiny_model, prompt_file, *overrides: str) -> Trainer:
-    cfg = load_config(None, [
+def make_config(tmp_path, tiny_model, prompt_file, *overrides: str):
+    return load_config(None, [
         f"model.path={tiny_model}", f"run.dataset={prompt_file}", f"run.output_dir={tmp_path}",
         "run.prompts_per_step=4", "run.eval_prompts=8", "learner.micro_batch_size=4",
         "rollout.samples_per_prompt=2", "rollout.max_new_tokens=12", "rollout.max_prompt_tokens=32",
@@ -26,7 +26,10 @@ def make_trainer(tmp_path, tiny_model, prompt_file, *overrides: str) -> Trainer:
         "rollout.num_cpus_per_generator=0.25", "learner.num_cpus=0.25", "cluster.threads_per_actor=2",
         "run.progress=false", *overrides,
     ])
-    return Trainer(cfg)
+
+
+def make_trainer(tmp_path, tiny_model, prompt_file, *overrides: str) -> Trainer:
+    return Trainer(make_config(tmp_path, tiny_model, prompt_file, *overrides))
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +88,47 @@ def test_greedy_is_deterministic_at_fixed_weights(trainer):
 
 
 def test_full_step_logs_every_phase(trainer):
+    counts_before = ray.get(trainer.actors.generators[0].counts.remote())
     record = trainer.step()
+    counts = ray.get(trainer.actors.generators[0].counts.remote())
+    # ReMax: one greedy request per prompt beside the 2 samples, counted at the generator.
+    assert counts["greedy"] - counts_before["greedy"] == 4 == record["greedy_responses"]
+    assert counts["sampled"] - counts_before["sampled"] == 8
     for key in ("generate_s", "score_s", "learn_s", "sync_s", "sync_bytes", "reward_sample", "kl"):
         assert key in record and math.isfinite(record[key]), key
     logged = trainer.metrics.read()
     assert logged[-1]["step"] == trainer.step_idx - 1 and logged[-1]["sync_bytes"] == record["sync_bytes"]
     # ...and every numeric value also went to a Ray dashboard gauge.
     assert {"reward_sample", "sync_s", "logp_diff"} <= set(trainer.metrics._gauges)
+
+
+@pytest.mark.parametrize("estimator", ["ppo", "reinforce"])
+def test_estimators_without_a_greedy_baseline_never_generate_one(trainer, tmp_path, tiny_model, prompt_file,
+                                                                estimator):
+    """A fresh learner on the module's running engines (as `remax-ray repro` does): the trainer
+    first syncs it in, and no greedy request reaches the generator."""
+    import dataclasses
+
+    from remax_ray.cluster import start_learner
+
+    gen = trainer.actors.generators[0]
+    cfg = make_config(tmp_path, tiny_model, prompt_file, f"algo.estimator={estimator}")
+    learner = start_learner(cfg, str(tiny_model))
+    try:
+        other = Trainer(cfg, actors=dataclasses.replace(trainer.actors, learner=learner))
+        before = ray.get(gen.counts.remote())
+        records = [other.step() for _ in range(2)]
+        after = ray.get(gen.counts.remote())
+    finally:
+        ray.kill(learner)
+        trainer.sync()  # the module's engine serves the module's learner again
+    assert after["greedy"] == before["greedy"]
+    assert after["sampled"] - before["sampled"] == 2 * 4 * 2
+    for rec in records:
+        assert rec["greedy_responses"] == 0 and "reward_greedy" not in rec
+        assert rec["logp_diff"] < 1e-4  # the engine serves this run's policy, not the module's
+        keys = ("value_loss", "critic_grad_norm", "clip_frac") if estimator == "ppo" else ("adv_mean",)
+        assert all(math.isfinite(rec[k]) for k in ("loss", "grad_norm", "kl", *keys))
 
 
 def test_same_seed_same_first_step_across_runs_and_shardings(ray_session, tmp_path, tiny_model, prompt_file):
