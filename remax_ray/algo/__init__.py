@@ -10,14 +10,18 @@ from remax_ray.algo.advantages import (
     gae_advantages,
     get_estimator,
     grpo_advantages,
+    masked_moments,
+    masked_whiten,
     outcome_advantages,
     reinforce_advantages,
     remax_advantages,
     rloo_advantages,
     token_returns,
+    token_rewards,
 )
 from remax_ray.algo.kl import KL_ESTIMATORS, KL_PLACEMENTS, kl_estimate, kl_loss
 from remax_ray.algo.logprobs import entropy_from_logits, response_mask, token_logprobs
+from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
 from remax_ray.algo.losses import (
     AGG_MODES,
     aggregate,
@@ -35,6 +39,7 @@ __all__ = [
     "KL_PLACEMENTS",
     "EstimatorSpec",
     "aggregate",
+    "bradley_terry_loss",
     "entropy_from_logits",
     "gae_advantages",
     "get_estimator",
@@ -42,8 +47,11 @@ __all__ = [
     "kl_estimate",
     "kl_loss",
     "masked_mean",
+    "masked_moments",
+    "masked_whiten",
     "masked_sum",
     "outcome_advantages",
+    "pairwise_accuracy",
     "policy_gradient_loss",
     "ppo_clip_loss",
     "reinforce_advantages",
@@ -52,5 +60,6 @@ __all__ = [
     "response_mask",
     "token_logprobs",
     "token_returns",
+    "token_rewards",
     "value_loss",
 ]

@@ -5,7 +5,8 @@ Three reward sources (``reward.kind``):
 * ``vader``    - VADER compound sentiment (in [-1, 1]) of the rendered text;
 * ``function`` - a Python function ``fn(prompts, responses) -> list[float]``
   named as ``package.module:function`` (it sees raw prompts and responses);
-* ``hf``       - a Hugging Face sequence-classification model with one output;
+* ``hf``       - a Hugging Face sequence-classification model with one output
+  (a folder, or ``builtin:sentiment-rm`` prepared by ``remax-ray assets``);
   the score is ``logits[:, 0]`` of the rendered text.
 
 The text given to ``vader`` and ``hf`` is ``template.format(prompt=...,
@@ -25,6 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from remax_ray.assets import resolve_reward_model_path
 from remax_ray.config import REWARD_KINDS, ConfigError
 
 if TYPE_CHECKING:
@@ -203,8 +205,10 @@ class RewardScorer:
             raise ConfigError("reward.model_path: required when reward.kind=hf")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        model = AutoModelForSequenceClassification.from_pretrained(self.model_path, num_labels=1)
+        # Resolved here, in the process that loads it, so no caller needs to know the builtins.
+        folder = resolve_reward_model_path(self.model_path)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
         # Decoder-style reward models (GPT-2, Llama) often ship without a pad
         # token; padding needs one, and the model needs its id to find each
         # sequence's last real token.

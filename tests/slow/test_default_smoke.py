@@ -1,4 +1,5 @@
-"""The real default task, shortened: `remax-ray assets` then 2 steps of SmolLM2 + movie reviews + VADER."""
+"""The real default task, shortened: `remax-ray assets` then 2 steps of SmolLM2 + movie reviews + the
+learned sentiment reward model (builtin:sentiment-rm)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import pytest
 
 from remax_ray import cli
+from remax_ray.assets import assets_home
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +18,9 @@ def test_assets_then_two_default_steps(ray_session, tmp_path, capsys):
     assert cli.main(["assets"]) == 0
     prepared = capsys.readouterr().out
     assert "smollm2-135m-instruct" in prepared and "movie-reviews" in prepared
+    assert "movie-pairs" in prepared and "sentiment-rm" in prepared
+    rm_metrics = json.loads((assets_home() / "sentiment-rm" / "rm_metrics.json").read_text())
+    assert rm_metrics["heldout_accuracy"] >= 0.7, rm_metrics  # measured ~0.8 on 200 held-out pairs
 
     out = tmp_path / "run"
     # Shortened only in length: model, data, reward and algorithm are the embedded default's.

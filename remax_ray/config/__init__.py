@@ -1,0 +1,85 @@
+"""Typed configuration for remax-ray.
+
+A configuration is a tree of frozen dataclasses, one per section, collected in
+a root dataclass.  Every field carries its help text in ``metadata["help"]``;
+:func:`describe_fields` exposes it for ``--help`` and :func:`to_yaml` writes it
+as comments, which is how ``remax_ray/configs/default.yaml`` is produced
+(``python -m remax_ray.config``).
+
+- :mod:`.base`: the generic machinery (YAML, overrides, types, did-you-mean errors);
+- :mod:`.generation`, :mod:`.optim`, :mod:`.runtime`: the training sections;
+- :mod:`.train`: the training root :class:`Config`, :func:`load_config`, :func:`validate`;
+- :mod:`.rm`: the reward-model training root :class:`RewardModelConfig`.
+
+Only the standard library and PyYAML are imported here.
+"""
+
+from remax_ray.config.base import ConfigError
+from remax_ray.config.generation import (
+    MODEL_DTYPES,
+    REWARD_KINDS,
+    ModelConfig,
+    RewardConfig,
+    RolloutConfig,
+)
+from remax_ray.config.optim import AlgoConfig, LearnerConfig
+from remax_ray.config.rm import (
+    RMDataConfig,
+    RMModelConfig,
+    RMTrainConfig,
+    RewardModelConfig,
+    describe_rm_fields,
+    load_rm_config,
+    rm_config_keys,
+    rm_to_yaml,
+    validate_rm,
+)
+from remax_ray.config.runtime import LEARNER_DEVICES, SYNC_TRANSPORTS, ClusterConfig, RunConfig
+from remax_ray.config.train import (
+    DEFAULT_CONFIG_PATH,
+    SECTIONS,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    config_keys,
+    describe_fields,
+    dump_yaml,
+    load_config,
+    to_yaml,
+    validate,
+)
+
+__all__ = [
+    "AlgoConfig",
+    "ClusterConfig",
+    "Config",
+    "ConfigError",
+    "DEFAULT_CONFIG_PATH",
+    "LEARNER_DEVICES",
+    "LearnerConfig",
+    "MODEL_DTYPES",
+    "ModelConfig",
+    "REWARD_KINDS",
+    "RMDataConfig",
+    "RMModelConfig",
+    "RMTrainConfig",
+    "RewardConfig",
+    "RewardModelConfig",
+    "RolloutConfig",
+    "RunConfig",
+    "SECTIONS",
+    "SYNC_TRANSPORTS",
+    "apply_overrides",
+    "config_from_dict",
+    "config_keys",
+    "describe_fields",
+    "describe_rm_fields",
+    "dump_yaml",
+    "load_config",
+    "load_rm_config",
+    "rm_config_keys",
+    "rm_to_yaml",
+    "to_yaml",
+    "validate",
+    "validate_rm",
+]

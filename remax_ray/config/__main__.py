@@ -1,0 +1,5 @@
+"""``python -m remax_ray.config``: print the commented default configuration (remax_ray/configs/default.yaml)."""
+
+from remax_ray.config.train import Config, to_yaml
+
+print(to_yaml(Config()), end="")

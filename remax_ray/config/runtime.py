@@ -1,0 +1,51 @@
+"""Sections for running the loop: ``run`` (steps, data, outputs) and ``cluster`` (Ray, weight sync)."""
+
+from dataclasses import dataclass
+
+from remax_ray.config.base import _field
+
+__all__ = ["LEARNER_DEVICES", "SYNC_TRANSPORTS", "ClusterConfig", "RunConfig"]
+
+SYNC_TRANSPORTS = ("auto", "cpu", "nccl", "gloo")
+LEARNER_DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The training loop, evaluation and checkpoints."""
+
+    steps: int = _field(30, "Number of training steps.")
+    prompts_per_step: int = _field(16, "Prompts sampled per training step.")
+    seed: int = _field(0, "Random seed for prompt sampling, generation and the learner.")
+    dataset: str = _field(
+        "builtin:movie-reviews",
+        "Prompt dataset: 'builtin:<asset>' or a .jsonl file whose records have a \"prompt\" field.",
+    )
+    eval_every: int = _field(10, "Evaluate every this many steps (0 = only before and after training).")
+    eval_prompts: int = _field(32, "Number of held-out prompts used for evaluation.")
+    save_every: int = _field(0, "Save a checkpoint every this many steps (0 = only at the end).")
+    output_dir: str = _field("runs/default", "Directory for metrics, the resolved config and checkpoints.")
+    progress: bool = _field(True, "Show a progress bar.")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The Ray cluster and weight synchronisation."""
+
+    address: str = _field(
+        "", "Ray address to connect to (empty: the RAY_ADDRESS environment variable, else a local Ray)."
+    )
+    num_cpus: int = _field(0, "CPUs for a local Ray instance (0 = all); ignored when connecting to a cluster.")
+    sync_transport: str = _field(
+        "auto",
+        "Learner-to-generator weight transport: auto | cpu | nccl | gloo. cpu: safetensors buckets "
+        "through the Ray object store; nccl/gloo: broadcast over a stateless process group (nccl needs "
+        "a CUDA learner). auto picks nccl when the learner is on CUDA, else cpu.",
+    )
+    sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
+    device: str = _field("auto", "Learner device: auto | cpu | cuda.")
+    threads_per_actor: int = _field(
+        0,
+        "torch/OpenMP threads for each actor (0 = all cores of its node: generation, scoring and "
+        "learning take turns, so each phase may use the whole machine).",
+    )

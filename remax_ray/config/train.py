@@ -1,0 +1,251 @@
+"""The training configuration: the root :class:`Config`, its loading and its validation.
+
+:class:`Config` collects the sections (``model``, ``rollout``, ``reward``,
+``learner``, ``algo``, ``run``, ``cluster``).  :func:`load_config` starts from
+the dataclass defaults, applies a YAML file (a mapping of sections to mappings
+of keys), then ``section.key=value`` overrides, and validates the result.
+Every problem is reported as a single :class:`ConfigError` whose message names
+the offending key.  The generic machinery lives in :mod:`remax_ray.config.base`.
+
+The estimator and KL/loss registries are imported lazily from
+:mod:`remax_ray.algo` during validation (they import torch).
+"""
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from remax_ray.config import base as common
+from remax_ray.config import checks
+from remax_ray.config.base import ConfigError
+from remax_ray.config.checks import Range, _choice
+from remax_ray.config.generation import MODEL_DTYPES, REWARD_KINDS, ModelConfig, RewardConfig, RolloutConfig
+from remax_ray.config.optim import AlgoConfig, LearnerConfig
+from remax_ray.config.runtime import LEARNER_DEVICES, SYNC_TRANSPORTS, ClusterConfig, RunConfig
+
+__all__ = [
+    "Config",
+    "DEFAULT_CONFIG_PATH",
+    "SECTIONS",
+    "apply_overrides",
+    "config_from_dict",
+    "config_keys",
+    "describe_fields",
+    "dump_yaml",
+    "load_config",
+    "to_yaml",
+    "validate",
+]
+
+# Package data, next to this package: remax_ray/configs/default.yaml.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The complete remax-ray configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict ``{section: {key: value}}``."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        """Raise :class:`ConfigError` if invalid; return ``self`` otherwise."""
+        validate(self)
+        return self
+
+
+SECTIONS: dict[str, type] = common.sections_of(Config)
+
+
+def config_keys() -> list[str]:
+    """All dotted keys (``section.key``) in declaration order."""
+    return common.keys_of(Config)
+
+
+def describe_fields() -> dict[str, str]:
+    """Map every dotted key to its help text."""
+    return common.help_of(Config)
+
+
+def to_yaml(config: Config) -> str:
+    """Render ``config`` as YAML with every field's help text as a comment."""
+    return common.render_yaml(config, [
+        "remax-ray configuration.",
+        "Load with `load_config(path)`; override single keys with `section.key=value`.",
+    ])
+
+
+def dump_yaml(config: Config, path: str | os.PathLike) -> Path:
+    """Write ``config`` (with comments) to ``path``; parent folders are created."""
+    return common.write_text_file(to_yaml(config), path)
+
+
+def config_from_dict(mapping: Mapping[str, Any] | None, base: Config | None = None) -> Config:
+    """Apply a nested ``{section: {key: value}}`` mapping on top of ``base``.
+
+    Keys and types are checked; ranges are not (call :func:`validate`).
+    """
+    return common.from_dict(Config, mapping, base)
+
+
+def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """Apply ``section.key=value`` strings in order (later ones win).
+
+    Values are parsed as YAML (``0.02``, ``false``, ``1e-5``); string fields
+    keep the raw text.  Keys and types are checked; ranges are not.
+    """
+    return common.with_overrides(config, overrides)
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = ()
+) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``overrides``; validated."""
+    return common.load(Config, path, overrides, validate)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+_RANGES: list[Range] = [
+    ("rollout.num_generators", lambda v: v >= 1, ">= 1"),
+    ("rollout.samples_per_prompt", lambda v: v >= 1, ">= 1"),
+    ("rollout.temperature", lambda v: v > 0, "> 0 (greedy decoding for the baseline is added separately)"),
+    ("rollout.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("rollout.max_new_tokens", lambda v: v >= 1, ">= 1"),
+    ("rollout.max_prompt_tokens", lambda v: v >= 1, ">= 1"),
+    ("rollout.kv_cache_gib", lambda v: v > 0, "> 0"),
+    ("rollout.gpu_memory_utilization", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("rollout.num_cpus_per_generator", lambda v: v >= 0, ">= 0"),
+    ("reward.max_length", lambda v: v >= 1, ">= 1"),
+    ("reward.batch_size", lambda v: v >= 1, ">= 1"),
+    ("learner.lr", lambda v: v > 0, "> 0"),
+    ("learner.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("learner.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("learner.beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("learner.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("learner.max_grad_norm", lambda v: v >= 0, ">= 0 (0 disables clipping)"),
+    ("learner.micro_batch_size", lambda v: v >= 1, ">= 1"),
+    ("learner.mini_batch_size", lambda v: v >= 0, ">= 0 (0 = the whole batch)"),
+    ("learner.critic_lr", lambda v: v > 0, "> 0"),
+    ("learner.num_cpus", lambda v: v >= 0, ">= 0"),
+    ("algo.kl_coef", lambda v: v >= 0, ">= 0"),
+    ("algo.score_clip", lambda v: v >= 0, ">= 0 (0 = no clipping)"),
+    ("algo.clip_eps", lambda v: v > 0, "> 0"),
+    ("algo.value_clip", lambda v: v > 0, "> 0"),
+    ("algo.epochs", lambda v: v >= 1, ">= 1"),
+    ("algo.gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("algo.lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("run.steps", lambda v: v >= 0, ">= 0"),
+    ("run.prompts_per_step", lambda v: v >= 1, ">= 1"),
+    ("run.eval_every", lambda v: v >= 0, ">= 0 (0 = only before and after training)"),
+    ("run.eval_prompts", lambda v: v >= 1, ">= 1"),
+    ("run.save_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    ("cluster.num_cpus", lambda v: v >= 0, ">= 0 (0 = all)"),
+    ("cluster.sync_bucket_mb", lambda v: v >= 1, ">= 1"),
+    ("cluster.threads_per_actor", lambda v: v >= 0, ">= 0 (0 = all cores)"),
+]
+
+_NON_EMPTY = ("model.path", "run.dataset", "run.output_dir")
+
+_FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def validate(config: Config) -> None:
+    """Check value ranges and cross-field rules; raise :class:`ConfigError` on the first problem."""
+    if not isinstance(config, Config):
+        raise ConfigError(f"expected a Config, got {type(config).__name__}")
+    checks.check_types(config)
+    checks.check_non_empty(config, _NON_EMPTY)
+    checks.check_ranges(config, _RANGES)
+
+    m, ro, rw, ln, al, run, cl = (
+        config.model, config.rollout, config.reward, config.learner,
+        config.algo, config.run, config.cluster,
+    )
+
+    _choice("model.dtype", m.dtype, MODEL_DTYPES, "dtype", {"bf16": "bfloat16", "fp32": "float32"})
+    _choice("cluster.sync_transport", cl.sync_transport, SYNC_TRANSPORTS, "transport")
+    _choice("cluster.device", cl.device, LEARNER_DEVICES, "device", {"gpu": "cuda"})
+
+    # Reward.
+    _choice("reward.kind", rw.kind, REWARD_KINDS, "reward kind")
+    if rw.kind == "function":
+        if not rw.function:
+            raise ConfigError(
+                "reward.function: required when reward.kind=function "
+                "(form 'package.module:function')"
+            )
+        if not _FUNCTION_REF.match(rw.function):
+            raise ConfigError(
+                f"reward.function: must look like 'package.module:function' (got {rw.function!r})"
+            )
+    if rw.kind == "hf" and not rw.model_path.strip():
+        raise ConfigError(
+            "reward.model_path: required when reward.kind=hf "
+            "(a Hugging Face sequence-classification folder)"
+        )
+    checks.check_template("reward.template", rw.template)
+
+    # Batch shape.
+    if run.prompts_per_step < ro.num_generators:
+        raise ConfigError(
+            f"run.prompts_per_step ({run.prompts_per_step}) must be >= "
+            f"rollout.num_generators ({ro.num_generators}) so that every generator gets a prompt"
+        )
+    batch = run.prompts_per_step * ro.samples_per_prompt
+    if batch % ln.micro_batch_size:
+        raise ConfigError(
+            f"run.prompts_per_step * rollout.samples_per_prompt "
+            f"({run.prompts_per_step} * {ro.samples_per_prompt} = {batch}) must be divisible by "
+            f"learner.micro_batch_size ({ln.micro_batch_size})"
+        )
+
+    # Algorithm registries (imported lazily: remax_ray.algo may import torch).
+    from remax_ray.algo import ESTIMATORS
+    from remax_ray.algo.kl import KL_ESTIMATORS, KL_PLACEMENTS
+    from remax_ray.algo.losses import AGG_MODES
+
+    _choice("algo.estimator", al.estimator, tuple(ESTIMATORS), "estimator")
+    spec = ESTIMATORS[al.estimator]
+    if ro.samples_per_prompt < spec.min_samples:
+        raise ConfigError(
+            f"algo.estimator: {al.estimator} needs rollout.samples_per_prompt >= "
+            f"{spec.min_samples} (got {ro.samples_per_prompt})"
+        )
+    _choice("algo.kl_estimator", al.kl_estimator, tuple(KL_ESTIMATORS), "KL estimator")
+    _choice("algo.kl_placement", al.kl_placement, tuple(KL_PLACEMENTS), "KL placement")
+    _choice("algo.loss_agg", al.loss_agg, tuple(AGG_MODES), "loss aggregation")
+    if al.kl_placement == "loss" and al.kl_estimator == "k1" and al.kl_coef > 0:
+        # E_pi[grad log pi] = 0: k1's gradient in the loss is pure noise, with no pull to the reference.
+        raise ConfigError(
+            "algo.kl_estimator: k1 has a zero expected gradient on policy, so algo.kl_placement=loss "
+            "would not pull toward the reference; use algo.kl_estimator=k2 (gradient of KL(pi||ref)) "
+            "or k3 (gradient of KL(ref||pi)), or algo.kl_placement=reward"
+        )
+    mini = ln.mini_batch_size or batch
+    if mini % ln.micro_batch_size or batch % mini:
+        raise ConfigError(
+            f"learner.mini_batch_size ({mini}) must divide the step's batch ({batch}) and be a "
+            f"multiple of learner.micro_batch_size ({ln.micro_batch_size})"
+        )
+    if not spec.uses_ratio and (al.epochs > 1 or mini < batch):
+        raise ConfigError(
+            f"algo.estimator={al.estimator} is on-policy: it needs algo.epochs=1 and one optimizer "
+            f"step per batch (learner.mini_batch_size=0 or {batch}); only ppo corrects for a policy "
+            "that moved between optimizer steps"
+        )

@@ -1,0 +1,94 @@
+"""Which runs ``remax-ray repro`` makes, and the input errors it reports before any actor starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from remax_ray.cli import main
+from remax_ray.config import ConfigError, apply_overrides, load_config
+from remax_ray.repro.plan import (PlannedRun, check_shared_actors, parse_algos, parse_seeds, plan_runs,
+                                  refuse_existing)
+
+
+def test_parse_algos_and_seeds():
+    assert parse_algos("remax, ppo,reinforce") == ["remax", "ppo", "reinforce"]
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"unknown algorithm\(s\) 'ppo2'.*valid: remax"):
+        parse_algos("remax,ppo2")
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_algos("remax,remax")
+    for bad in ("0", "1,1", "a,b", "-1,2"):
+        with pytest.raises(ConfigError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_plan_sets_estimator_seed_folder_and_group_samples(tmp_path: Path):
+    base = load_config(None, ["run.prompts_per_step=4", "learner.micro_batch_size=4"])
+    runs = plan_runs(base, ["remax", "ppo", "rloo"], [0, 1], tmp_path)
+    assert [r.name for r in runs] == ["remax-seed0", "ppo-seed0", "rloo-seed0",
+                                      "remax-seed1", "ppo-seed1", "rloo-seed1"]
+    for r in runs:
+        assert r.cfg.algo.estimator == r.algo and r.cfg.run.seed == r.seed
+        assert Path(r.cfg.run.output_dir) == tmp_path / r.name
+        assert r.cfg.run.prompts_per_step == 4  # same prompts per step for every algorithm
+    rloo = runs[2]
+    assert rloo.cfg.rollout.samples_per_prompt == 2 and "rollout.samples_per_prompt=2" in rloo.overrides
+    assert runs[0].cfg.rollout.samples_per_prompt == 1 and runs[0].overrides == ("algo.estimator=remax",)
+
+
+def test_plan_reports_which_derived_run_is_invalid(tmp_path: Path):
+    # Several PPO epochs are valid for PPO only: the derived remax run must say so by name.
+    base = load_config(None, ["algo.estimator=ppo", "algo.epochs=2"])
+    with pytest.raises(ConfigError, match=r"remax \(seed 0\): .*on-policy"):
+        plan_runs(base, ["ppo", "remax"], [0, 1], tmp_path)
+
+
+def test_shared_actor_settings_must_match(tmp_path: Path):
+    base = load_config(None)
+    other = apply_overrides(base, ["rollout.max_new_tokens=7"])
+    runs = [PlannedRun("remax", 0, base, ()), PlannedRun("ppo", 0, other, ())]
+    with pytest.raises(ConfigError, match="ppo-seed0: generator/reward settings differ"):
+        check_shared_actors(runs)
+    # samples_per_prompt is an argument of each generate() call, not an engine setting.
+    check_shared_actors([runs[0], PlannedRun("rloo", 0, apply_overrides(base, ["rollout.samples_per_prompt=2"]), ())])
+
+
+def test_refuses_a_folder_with_old_metrics(tmp_path: Path):
+    cfg = dataclasses.replace(load_config(None), run=dataclasses.replace(
+        load_config(None).run, output_dir=str(tmp_path / "remax-seed0")))
+    (tmp_path / "remax-seed0").mkdir()
+    (tmp_path / "remax-seed0" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ConfigError, match="already exists"):
+        refuse_existing([PlannedRun("remax", 0, cfg, ())])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["repro", "--algos", "remax,foo"], "unknown algorithm(s) 'foo'"),
+    (["repro", "--seeds", "0"], "need at least two distinct seeds"),
+    (["repro", "algo.kl_coeff=1"], "did you mean 'algo.kl_coef'?"),
+    (["repro", "--algos", "rloo", "run.prompts_per_step=3", "learner.micro_batch_size=3",
+      "rollout.samples_per_prompt=1"], None),
+])
+def test_cli_input_errors_exit_2_before_anything_starts(argv, message, tmp_path, capsys, monkeypatch):
+    if message is None:  # a valid plan: stop where the actors would start
+        import remax_ray.repro.runner as runner
+
+        monkeypatch.setattr(runner, "train_all", lambda *a, **k: (_ for _ in ()).throw(SystemExit(99)))
+        monkeypatch.setattr("remax_ray.assets.prepare_builtins_for", lambda *a: None)
+        monkeypatch.setattr(runner, "prepare", lambda *a: ([], "model"))
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--out", str(tmp_path)])
+        assert exc.value.code == 99
+        return
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("remax-ray: configuration error:") and message in err
+
+
+def test_help_mentions_a_shorter_run(capsys):
+    with pytest.raises(SystemExit):
+        main(["repro", "--help"])
+    assert "run.steps=10" in capsys.readouterr().out
