@@ -60,6 +60,12 @@ def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
         ray.init(num_cpus=cfg.cluster.num_cpus or None, include_dashboard=include_dashboard)
 
 
+def reward_model_path(cfg: Config) -> str:
+    from remax_ray.assets import resolve_reward_model_path
+
+    return resolve_reward_model_path(cfg.reward.model_path) if cfg.reward.kind == "hf" else cfg.reward.model_path
+
+
 def resolve_device(cfg: Config) -> str:
     if cfg.cluster.device != "auto":
         return cfg.cluster.device
@@ -114,7 +120,8 @@ def start_actors(cfg: Config, model_path: str) -> Actors:
         for _ in range(ro.num_generators)
     ]
     reward = ray.remote(RewardShell).options(num_cpus=0, runtime_env=_env(cfg)).remote(
-        cfg.reward.kind, function=cfg.reward.function, model_path=cfg.reward.model_path,
+        # Resolved here, on the driver: on a remote cluster the actor may not see REMAX_RAY_HOME.
+        cfg.reward.kind, function=cfg.reward.function, model_path=reward_model_path(cfg),
         template=cfg.reward.template, max_length=cfg.reward.max_length,
         batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only)
     learner = start_learner(cfg, model_path, device, wait=False)

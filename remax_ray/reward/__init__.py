@@ -3,7 +3,9 @@
 :class:`RewardScorer` is a plain class (no ray import) so that it can be unit
 tested directly; the Ray actor that hosts it lives elsewhere.  Built-in toy
 reward functions for ``reward.kind=function`` are in
-:mod:`remax_ray.reward.functions`.
+:mod:`remax_ray.reward.functions`.  A reward model for ``reward.kind=hf`` is
+trained from comparison pairs by :mod:`remax_ray.reward.train_rm` (``remax-ray
+train-rm``; it imports torch, so it is not imported here).
 """
 
 from remax_ray.reward.scorer import REWARD_KINDS, RewardScorer, load_function

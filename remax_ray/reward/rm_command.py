@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         metrics = train_reward_model(cfg, log=lambda msg: print(msg, file=sys.stderr))
-    except (FileNotFoundError, ValueError) as e:  # the pairs file or the backbone folder
+    except (FileNotFoundError, FileExistsError, ValueError) as e:  # pairs, backbone, output folder
         print(f"remax-ray: {e}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))

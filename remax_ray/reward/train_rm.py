@@ -131,8 +131,19 @@ def fit(cfg: RewardModelConfig, splits: PairSplits, log=print) -> tuple[Any, Any
     return tokenizer, model, metrics
 
 
+def check_replaceable(out: str | Path) -> None:
+    """Refuse an output folder that holds anything but an earlier reward model: it is replaced whole."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / METRICS_FILE).exists())):
+        raise FileExistsError(
+            f"train.output_dir: {out} exists and is not a reward-model folder (no {METRICS_FILE}); "
+            "it would be replaced, so choose a new folder"
+        )
+
+
 def save_reward_model(model: Any, tokenizer: Any, metrics: dict[str, Any], out: str | Path) -> Path:
     """Write an HF folder (safetensors, tokenizer, rm_metrics.json); a killed run leaves none."""
+    check_replaceable(out)
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
@@ -145,6 +156,7 @@ def save_reward_model(model: Any, tokenizer: Any, metrics: dict[str, Any], out: 
 
 def train_reward_model(cfg: RewardModelConfig, log=print) -> dict[str, Any]:
     """Load the pairs, fit, write ``cfg.train.output_dir``; return the metrics (with ``output_dir``)."""
+    check_replaceable(cfg.train.output_dir)  # before the training, not after it
     splits = load_pair_splits(cfg.data.pairs, cfg.data.heldout_fraction, cfg.train.seed,
                               cfg.data.max_pairs, log)
     tokenizer, model, metrics = fit(cfg, splits, log)

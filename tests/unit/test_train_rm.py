@@ -140,3 +140,11 @@ def test_config_file_then_overrides(tmp_path: Path) -> None:
 def test_missing_pairs_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train-rm", f"data.pairs={tmp_path / 'nope.jsonl'}"]) == 2
     assert "nope.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_reward_model(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("precious")
+    assert main(["train-rm", f"train.output_dir={tmp_path}"]) == 2
+    assert "is not a reward-model folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "precious"
