@@ -19,11 +19,11 @@ from remax_ray.rollout.types import PromptRollout
 def preflight(cfg: Config) -> tuple[str, PromptSplits]:
     """Every check that can fail on user input, before any actor starts."""
     model_path = assets.resolve_model_path(cfg.model.path)
-    if cfg.reward.kind == "hf":  # a missing reward model fails here, not inside the reward actor
-        assets.resolve_reward_model_path(cfg.reward.model_path)
     if not (Path(model_path) / "config.json").exists():
         raise ConfigError(f"model.path: {model_path} is not a Hugging Face model folder (no config.json)")
     splits = load_splits(cfg.run.dataset, cfg.run.eval_prompts, cfg.run.seed)
+    if cfg.reward.kind == "hf":  # a missing reward model fails here, not inside the reward actor
+        assets.resolve_reward_model_path(cfg.reward.model_path)
     return model_path, splits
 
 

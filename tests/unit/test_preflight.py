@@ -78,7 +78,7 @@ def test_builtin_dataset_not_prepared(tmp_path: Path, model_dir: Path, monkeypat
 
 def test_valid_model_and_prompts(model_dir: Path, prompts: Path) -> None:
     cfg = load_config(None, [f"model.path={model_dir}", f"run.dataset={prompts}",
-                             "run.eval_prompts=3", "run.seed=1"])
+                             "run.eval_prompts=3", "run.seed=1", "reward.kind=vader"])
     path, splits = preflight(cfg)
     assert path == str(model_dir)
     assert isinstance(splits, PromptSplits)
@@ -92,3 +92,20 @@ def test_too_few_prompts_for_eval(model_dir: Path, prompts: Path) -> None:
     cfg = load_config(None, [f"model.path={model_dir}", f"run.dataset={prompts}", "run.eval_prompts=10"])
     with pytest.raises(ValueError, match=r"got 0 and 10 \(1 lines skipped\)"):
         preflight(cfg)
+
+
+def test_builtin_reward_model_not_prepared(tmp_path: Path, prompts: Path, tiny_model_dir: Path,
+                                           monkeypatch) -> None:
+    monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path / "home"))
+    cfg = load_config(None, [f"model.path={tiny_model_dir}", f"run.dataset={prompts}"])
+    assert cfg.reward.model_path == "builtin:sentiment-rm"
+    with pytest.raises(FileNotFoundError, match="sentiment-rm is not prepared yet"):
+        preflight(cfg)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
