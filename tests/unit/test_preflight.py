@@ -97,7 +97,7 @@ def test_too_few_prompts_for_eval(model_dir: Path, prompts: Path) -> None:
 def test_builtin_reward_model_not_prepared(tmp_path: Path, prompts: Path, tiny_model_dir: Path,
                                            monkeypatch) -> None:
     monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path / "home"))
-    cfg = load_config(None, [f"model.path={tiny_model_dir}", f"run.dataset={prompts}"])
+    cfg = load_config(None, [f"model.path={tiny_model_dir}", f"run.dataset={prompts}", "run.eval_prompts=3"])
     assert cfg.reward.model_path == "builtin:sentiment-rm"
     with pytest.raises(FileNotFoundError, match="sentiment-rm is not prepared yet"):
         preflight(cfg)
