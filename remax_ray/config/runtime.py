@@ -14,14 +14,14 @@ LEARNER_DEVICES = ("auto", "cpu", "cuda")
 class RunConfig:
     """The training loop, evaluation and checkpoints."""
 
-    steps: int = _field(30, "Number of training steps.")
+    steps: int = _field(24, "Number of training steps.")
     prompts_per_step: int = _field(16, "Prompts sampled per training step.")
     seed: int = _field(0, "Random seed for prompt sampling, generation and the learner.")
     dataset: str = _field(
         "builtin:movie-reviews",
         "Prompt dataset: 'builtin:<asset>' or a .jsonl file whose records have a \"prompt\" field.",
     )
-    eval_every: int = _field(10, "Evaluate every this many steps (0 = only before and after training).")
+    eval_every: int = _field(8, "Evaluate every this many steps (0 = only before and after training).")
     eval_prompts: int = _field(32, "Number of held-out prompts used for evaluation.")
     save_every: int = _field(0, "Save a checkpoint every this many steps (0 = only at the end).")
     output_dir: str = _field("runs/default", "Directory for metrics, the resolved config and checkpoints.")

@@ -74,11 +74,11 @@ EXPECTED_DEFAULTS = {
         "lam": 0.95,
     },
     "run": {
-        "steps": 30,
+        "steps": 24,
         "prompts_per_step": 16,
         "seed": 0,
         "dataset": "builtin:movie-reviews",
-        "eval_every": 10,
+        "eval_every": 8,
         "eval_prompts": 32,
         "save_every": 0,
         "output_dir": "runs/default",
