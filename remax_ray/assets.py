@@ -279,3 +279,10 @@ def prepare_builtins_for(*paths: str, log=print) -> None:
             prepare_movie_reviews(log)
         elif path == BUILTIN_PREFIX + SENTIMENT_RM:
             prepare_sentiment_rm(log)
+
+
+def prepare_builtins_for_config(cfg, log=print) -> None:
+    """The builtin assets a training config uses; the reward model only when the reward is kind=hf
+    (kind=vader leaves the default reward.model_path unused, so nothing is trained for it)."""
+    reward_model = [cfg.reward.model_path] if cfg.reward.kind == "hf" else []
+    prepare_builtins_for(cfg.model.path, cfg.run.dataset, *reward_model, log=log)

@@ -51,12 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
-    from remax_ray.assets import prepare_builtins_for
+    from remax_ray.assets import prepare_builtins_for_config
     from remax_ray.trainer import Trainer
 
-    # The reward model is built only when it is used: kind=vader leaves the default path unused.
-    reward_model = [cfg.reward.model_path] if cfg.reward.kind == "hf" else []
-    prepare_builtins_for(cfg.model.path, cfg.run.dataset, *reward_model)
+    prepare_builtins_for_config(cfg)
     try:
         trainer = Trainer(cfg)
     except (ConfigError, FileNotFoundError, ValueError) as e:

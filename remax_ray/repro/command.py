@@ -54,11 +54,9 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
-    from remax_ray.assets import prepare_builtins_for
+    from remax_ray.assets import prepare_builtins_for_config
 
-    # As in `train`: a builtin reward model is prepared only when the reward uses it.
-    reward_model = [base.reward.model_path] if base.reward.kind == "hf" else []
-    prepare_builtins_for(base.model.path, base.run.dataset, *reward_model)
+    prepare_builtins_for_config(base)
     try:
         runs, model_path = prepare(base, algos, seeds, args.out)
     except (ConfigError, FileNotFoundError, ValueError) as e:

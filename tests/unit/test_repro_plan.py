@@ -77,7 +77,7 @@ def test_cli_input_errors_exit_2_before_anything_starts(argv, message, tmp_path,
         import remax_ray.repro.runner as runner
 
         monkeypatch.setattr(runner, "train_all", lambda *a, **k: (_ for _ in ()).throw(SystemExit(99)))
-        monkeypatch.setattr("remax_ray.assets.prepare_builtins_for", lambda *a: None)
+        monkeypatch.setattr("remax_ray.assets.prepare_builtins_for_config", lambda *a: None)
         monkeypatch.setattr(runner, "prepare", lambda *a: ([], "model"))
         with pytest.raises(SystemExit) as exc:
             main([*argv, "--out", str(tmp_path)])
