@@ -20,7 +20,7 @@ def test_assets_then_two_default_steps(ray_session, tmp_path, capsys):
     assert "smollm2-135m-instruct" in prepared and "movie-reviews" in prepared
     assert "movie-pairs" in prepared and "sentiment-rm" in prepared
     rm_metrics = json.loads((assets_home() / "sentiment-rm" / "rm_metrics.json").read_text())
-    assert rm_metrics["heldout_accuracy"] >= 0.7, rm_metrics  # measured ~0.8 on 200 held-out pairs
+    assert rm_metrics["heldout_accuracy"] >= 0.7, rm_metrics  # measured 0.870 on 200 held-out pairs
 
     out = tmp_path / "run"
     # Shortened only in length: model, data, reward and algorithm are the embedded default's.
