@@ -193,6 +193,21 @@ class Learner:
                                 self.algo.score_clip or None)
         return policy_gradient_loss(logp, returns, mask, **agg)
 
+    def policy_gradient(self, rollouts: list[PromptRollout]) -> torch.Tensor:
+        """The flattened policy gradient of one step's loss on ``rollouts``, without stepping the
+        optimizer (gradients are cleared again): what benchmarks of the estimator's variance need."""
+        exp = self.make_experience(rollouts)
+        agg = dict(agg=self.algo.loss_agg, num_tokens=exp.num_tokens, num_seqs=exp.num_seqs)
+        totals = dict.fromkeys(_SUMMED, 0.0)
+        for me in exp.micro:
+            self._micro_update(me, agg, totals, first_epoch=False)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.critic:
+            self.critic.optimizer.zero_grad(set_to_none=True)
+        return flat.detach().clone()
+
     def _optimizer_step(self) -> float:
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")

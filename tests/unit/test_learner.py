@@ -101,3 +101,17 @@ def test_checkpoint_is_an_hf_folder_that_transformers_loads(tiny, tmp_path):
     assert state["step"] == 1 and state["learner_steps"] == 1 and "optimizer" in state
     assert not list(tmp_path.glob(".ckpt.*"))  # no temp folder left behind
     assert (folder.stat().st_mode & 0o777) == 0o755  # shareable, unlike mkdtemp's owner-only default
+
+
+def test_policy_gradient_is_the_update_direction_and_leaves_the_policy_alone(tiny):
+    learner = Learner(tiny, LearnerConfig(lr=1e-2), AlgoConfig(kl_coef=0.0), seed=0)
+    learner.optimizer = torch.optim.SGD(learner.policy.parameters(), lr=1.0)
+    learner.scheduler = torch.optim.lr_scheduler.LambdaLR(learner.optimizer, lambda s: 1.0)
+    before = _params(learner)
+    grad = learner.policy_gradient(_rollouts())
+    assert all(torch.equal(before[k], v) for k, v in _params(learner).items())  # nothing stepped
+    assert all(p.grad is None for p in learner.policy.parameters())
+    learner.cfg = dataclasses.replace(learner.cfg, max_grad_norm=0.0)
+    learner.train_step(_rollouts())  # plain SGD, lr 1, no clipping: params move by -grad exactly
+    moved = torch.cat([(before[k] - v).reshape(-1) for k, v in _params(learner).items()])
+    torch.testing.assert_close(moved, grad, atol=1e-5, rtol=1e-4)
