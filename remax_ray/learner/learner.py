@@ -161,7 +161,8 @@ class Learner:
         mb, mask = me.batch, me.batch.mask.to(self.device)
         logits = self._logits(self.policy, mb)
         logp = token_logprobs(logits, mb.targets.to(self.device), self.temperature)  # [m, L-1]
-        loss = self._policy_loss(me, logp, mask, agg, totals)
+        kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)  # reward term and metric
+        loss = self._policy_loss(me, logp, kl, mask, agg, totals)
         if self.algo.kl_placement == "loss" and self.algo.kl_coef > 0:
             loss = loss + kl_loss(logp, me.ref_logp, mask, self.algo.kl_estimator, self.algo.kl_coef, **agg)
         loss.backward()
@@ -172,15 +173,14 @@ class Learner:
         if not first_epoch:
             return
         with torch.no_grad():  # diagnostics, once per sequence
-            kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)
             totals["kl"] += (kl * mask).sum().item()
             totals["entropy"] += (entropy_from_logits(logits.detach(), self.temperature) * mask).sum().item()
             if mb.has_gen_logprobs:
                 totals["logp_diff"] += ((logp.detach() - mb.gen_logprobs.to(self.device)).abs() * mask).sum().item()
                 totals["logp_diff_tokens"] += mask.sum().item()
 
-    def _policy_loss(self, me: MicroExperience, logp: torch.Tensor, mask: torch.Tensor, agg: dict,
-                     totals: dict) -> torch.Tensor:
+    def _policy_loss(self, me: MicroExperience, logp: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+                     agg: dict, totals: dict) -> torch.Tensor:
         if self.spec.uses_ratio:  # PPO: clipped ratio against the log-probs recorded before the update
             loss, clip_frac = ppo_clip_loss(logp, me.old_logp, me.advantages, mask, self.algo.clip_eps, **agg)
             totals["clip_frac"] += clip_frac.item() * len(me.batch) / agg["num_seqs"]
@@ -188,7 +188,6 @@ class Learner:
         # On-policy (one update): this forward's log-probs are the sampling policy's, so the
         # KL-in-reward term is computed from them here instead of in an extra no-grad pass.
         kl_coef = self.algo.kl_coef if self.algo.kl_placement == "reward" else 0.0
-        kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)
         returns = token_returns(me.batch.score_advantages.to(self.device), mask, kl, kl_coef,
                                 self.algo.score_clip or None)
         return policy_gradient_loss(logp, returns, mask, **agg)
