@@ -7,24 +7,13 @@ from pathlib import Path
 
 import ray
 
-from remax_ray import assets
 from remax_ray.algo import get_estimator
 from remax_ray.cluster import Actors, connect, resolve_device, start_actors
 from remax_ray.config import Config, ConfigError, dump_yaml
-from remax_ray.data.prompts import PromptSplits, batch_indices, load_splits
+from remax_ray.data.prompts import batch_indices
 from remax_ray.metrics import MetricsSink
+from remax_ray.preflight import preflight
 from remax_ray.rollout.types import PromptRollout
-
-
-def preflight(cfg: Config) -> tuple[str, PromptSplits]:
-    """Every check that can fail on user input, before any actor starts."""
-    model_path = assets.resolve_model_path(cfg.model.path)
-    if not (Path(model_path) / "config.json").exists():
-        raise ConfigError(f"model.path: {model_path} is not a Hugging Face model folder (no config.json)")
-    splits = load_splits(cfg.run.dataset, cfg.run.eval_prompts, cfg.run.seed)
-    if cfg.reward.kind == "hf":  # a missing reward model fails here, not inside the reward actor
-        assets.resolve_reward_model_path(cfg.reward.model_path)
-    return model_path, splits
 
 
 def resolve_transport(cfg: Config, device: str) -> str:

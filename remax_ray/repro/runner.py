@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def prepare(base: Config, algos: list[str], seeds: list[int],
             out_dir: str | Path) -> tuple[list[PlannedRun], str]:
     """Every check that can fail on user input, before any actor starts; returns (runs, model path)."""
-    from remax_ray.trainer import preflight
+    from remax_ray.preflight import preflight
 
     runs = plan_runs(base, algos, seeds, out_dir)
     refuse_existing(runs)

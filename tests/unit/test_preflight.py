@@ -1,4 +1,4 @@
-"""Tests for remax_ray.trainer.preflight: every user-input check, before any actor starts."""
+"""Tests for remax_ray.preflight.preflight: every user-input check, before any actor starts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: F401
 from remax_ray.assets import build_tiny_model
 from remax_ray.config import ConfigError, load_config
 from remax_ray.data.prompts import PromptSplits
-from remax_ray.trainer import preflight, resolve_transport
+from remax_ray.preflight import preflight
+from remax_ray.trainer import resolve_transport
 
 
 @pytest.fixture(scope="module")
