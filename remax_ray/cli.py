@@ -19,6 +19,12 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train a policy (joins RAY_ADDRESS's cluster if set, else starts a local Ray)",
         epilog="keys: " + ", ".join(describe_fields()))
     train.add_argument("--config", help="YAML file; sections model/rollout/reward/learner/algo/run/cluster")
+    train.add_argument("--resume", metavar="latest|PATH",
+                       help="continue a run: 'latest' (the newest checkpoint in run.output_dir), a run "
+                            "folder or a checkpoint folder; without --config, the checkpoint's config")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start over in a run.output_dir that already holds a run (deletes its "
+                            "metrics and checkpoints)")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
                        help="dotted overrides applied after the file, e.g. algo.kl_coef=0.02")
     sub.add_parser("assets", help="prepare the offline default assets (SmolLM2 policy, movie-review "
@@ -47,22 +53,38 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}\n    {text}")
         return 0
     try:
-        cfg = load_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as e:
+        cfg = load_config(_config_file(args), args.overrides)
+    except (ValueError, FileNotFoundError) as e:  # ConfigError, or a --resume naming no checkpoint
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
     from remax_ray.assets import prepare_builtins_for_config
-    from remax_ray.trainer import Trainer
+    from remax_ray.trainer import RunFailed, Trainer
 
     prepare_builtins_for_config(cfg)
     try:
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"remax-ray: {e}", file=sys.stderr)
         return 2
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    except RunFailed as e:
+        print(f"remax-ray: {e}", file=sys.stderr)
+        return 1
+    finally:  # vLLM engines hold their memory until their actor dies, also after a failure
+        trainer.shutdown()
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _config_file(args: argparse.Namespace) -> str | None:
+    """--resume PATH without --config continues with the config saved in that checkpoint."""
+    if args.config or not args.resume or args.resume == "latest":
+        return args.config
+    from remax_ray import checkpoint
+
+    folder = checkpoint.resolve(args.resume, args.resume)
+    return str(folder / checkpoint.CONFIG)
 
 
 if __name__ == "__main__":

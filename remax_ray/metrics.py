@@ -38,6 +38,20 @@ class MetricsSink:
                 self._gauges[key] = Gauge(name, description=f"remax-ray {key}", tag_keys=("run",))
             self._gauges[key].set(float(value), tags={"run": self.run_name})
 
+    def count(self) -> int:
+        """Records written so far (a checkpoint remembers it; a resume cuts back to it)."""
+        return len(self.path.read_bytes().splitlines()) if self.path.exists() else 0
+
+    def truncate(self, records: int) -> int:
+        """Keep the first ``records`` lines; returns how many later ones were dropped."""
+        if not self.path.exists():
+            return 0
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(lines[:records]))
+        tmp.replace(self.path)
+        return max(0, len(lines) - records)
+
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
+from remax_ray import checkpoint
 from remax_ray.algo import get_estimator
 from remax_ray.cluster import Actors, connect, resolve_device, start_actors
-from remax_ray.config import Config, ConfigError, dump_yaml
+from remax_ray.config import Config, ConfigError, dump_yaml, to_yaml
 from remax_ray.data.prompts import batch_indices
 from remax_ray.metrics import MetricsSink
 from remax_ray.preflight import preflight
+from remax_ray.resume import initial_state
 from remax_ray.rollout.types import PromptRollout
+from remax_ray.rollout.validity import drop_invalid
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RunFailed(RuntimeError):
+    """The run stopped early; the message names the checkpoint to resume from."""
 
 
 def resolve_transport(cfg: Config, device: str) -> str:
@@ -27,52 +41,118 @@ def resolve_transport(cfg: Config, device: str) -> str:
 
 
 class Trainer:
-    """Drives one run. Given ``actors`` (e.g. generators and a reward actor kept alive across the runs
-    of ``remax-ray repro``, with a fresh learner), it first syncs the learner's weights into the
+    """Drives one run, fresh or resumed (``resume``: ``latest``, a run folder or a checkpoint).
+
+    Given ``actors`` (e.g. generators and a reward actor kept alive across the runs of
+    ``remax-ray repro``, with a fresh learner), it first syncs the learner's weights into the
     generators, so they serve this run's policy and not what an earlier run left behind."""
 
-    def __init__(self, cfg: Config, actors: Actors | None = None, include_dashboard: bool | None = None):
+    def __init__(self, cfg: Config, actors: Actors | None = None, include_dashboard: bool | None = None, *,
+                 resume: str | None = None, overwrite: bool = False):
         self.cfg = cfg
         self.spec = get_estimator(cfg.algo.estimator)
         self.model_path, self.splits = preflight(cfg)
+        self.out = Path(cfg.run.output_dir)
+        self.resumed_from = checkpoint.resolve(resume, self.out) if resume else None
+        self.state = initial_state(cfg, self.model_path, self.splits, self.resumed_from, overwrite)
         connect(cfg, include_dashboard)
         self.transport = resolve_transport(cfg, actors.device if actors else resolve_device(cfg))
-        self.out = Path(cfg.run.output_dir)
-        self.actors = actors or start_actors(cfg, self.model_path)
+        self.actors = actors or start_actors(cfg, self.model_path, reference_path=self.state.reference_path,
+                                             resume_from=self.resumed_from)
         dump_yaml(cfg, self.out / "config.yaml")
         self.metrics = MetricsSink(self.out, run_name=self.out.name)
-        self.step_idx = 0
         self._weight_meta: list | None = None
         self._fit_start: float | None = None
-        if actors is not None:
+        self._phase = "start"
+        if actors is not None or self.resumed_from:  # generators start from the original model
             self.sync()
+
+    @property
+    def step_idx(self) -> int:
+        return self.state.step
 
     def step(self) -> dict[str, float]:
         """One step on the next batch of training prompts (greedy responses only for ReMax)."""
-        run = self.cfg.run
-        prompts = [self.splits.train[i] for i in
-                   batch_indices(len(self.splits.train), run.prompts_per_step, self.step_idx, run.seed)]
+        run, k = self.cfg.run, self.state.step
+        prompts = [self.splits.train[i] for i in batch_indices(len(self.splits.train), run.prompts_per_step, k, run.seed)]
         t0 = time.perf_counter()
-        rollouts = self.generate(prompts, n=self.cfg.rollout.samples_per_prompt, step=self.step_idx,
-                                 greedy=self.spec.needs_greedy)
+        rollouts = self._retrying("generate", lambda: self.generate(
+            prompts, n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy))
         t1 = time.perf_counter()
-        self.score(rollouts)
+        self._retrying("score", lambda: self.score(rollouts))
+        rollouts, dropped = drop_invalid(rollouts)  # non-finite scores get here only with on_invalid=skip
         t2 = time.perf_counter()
-        learned = ray.get(self.actors.learner.train_step.remote(rollouts))
+        self._phase = "learn"
+        learned = ray.get(self.actors.learner.train_step.remote(rollouts)) if rollouts else {}
         t3 = time.perf_counter()
-        synced = self.sync()
-        t4 = time.perf_counter()
-        record = {**learned, **synced, "generate_s": t1 - t0, "score_s": t2 - t1,
-                  "learn_s": t3 - t2, "sync_s": t4 - t3, "step_s": t4 - t0,
+        record = {**learned, "generate_s": t1 - t0, "score_s": t2 - t1, "learn_s": t3 - t2,
                   "greedy_responses": float(sum(r.greedy is not None for r in rollouts))}
-        self.log(record)
-        self.step_idx += 1
+        self._count(prompts, dropped, updated=bool(rollouts))
+        try:
+            record |= self._retrying("sync", self.sync)
+        except Exception:  # the update is applied: record it, so a resume neither repeats nor loses it
+            self._finish(record | {"sync_failed": 1.0})
+            raise
+        t4 = time.perf_counter()
+        return self._finish(record | {"sync_s": t4 - t3, "step_s": t4 - t0})
+
+    def _count(self, prompts: list[str], dropped: int, updated: bool) -> None:
+        counters = self.state.counters
+        counters["skipped_samples"] += dropped
+        counters["steps_without_update"] += 0 if updated else 1
+        if not updated:
+            log.warning("step %d: every prompt's reward was invalid; no update", self.state.step)
+        self.state.step += 1
+        self.state.prompts_consumed += len(prompts)
+
+    def _finish(self, record: dict[str, float]) -> dict[str, float]:
+        record |= {**self.state.counters, "prompts_consumed": float(self.state.prompts_consumed)}
+        self.metrics.log(self.state.step - 1, self._timed(record))
+        self._phase = "between steps"
+        return record
+
+    def _timed(self, record: dict[str, float]) -> dict[str, float]:
+        if self._fit_start is not None:  # lets plots put reward against wall-clock time
+            record = {**record, "elapsed_s": time.perf_counter() - self._fit_start}
         return record
 
     def log(self, record: dict[str, float]) -> None:
-        if self._fit_start is not None:  # lets plots put reward against wall-clock time
-            record = {**record, "elapsed_s": time.perf_counter() - self._fit_start}
-        self.metrics.log(self.step_idx, record)
+        self.metrics.log(self.state.step, self._timed(record))
+
+    def _retrying(self, phase: str, call: Callable[[], T]) -> T:
+        """``call()``; when a generator or the reward actor died, wait for Ray to restart it, push the
+        current weights again (a restarted engine holds the original model) and call again."""
+        self._phase = phase
+        for attempt in range(self.cfg.run.step_retries + 1):
+            try:
+                if attempt:
+                    self._recover()
+                return call()
+            except (RayActorError, GetTimeoutError) as err:
+                if self._learner_died(err) or attempt == self.cfg.run.step_retries:
+                    raise
+                self.state.counters["actor_retries"] += 1
+                log.warning("step %d: %s failed (%s: %s); retry %d of %d after the actors restart",
+                            self.state.step, phase, type(err).__name__, str(err).splitlines()[0],
+                            attempt + 1, self.cfg.run.step_retries)
+        raise AssertionError("unreachable")
+
+    def _learner_died(self, err: Exception) -> bool:
+        return getattr(err, "actor_id", None) == self.actors.learner._actor_id.hex()
+
+    def _recover(self) -> None:
+        others = [*self.actors.generators, self.actors.reward]
+        deadline = time.monotonic() + self.cfg.cluster.restart_timeout_s
+        while True:  # a restarting actor answers "unavailable" at once rather than queueing the call
+            try:
+                ray.get([a.__ray_ready__.remote() for a in others], timeout=max(1.0, deadline - time.monotonic()))
+                break
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        self._weight_meta = None  # a restarted worker is not in the old broadcast group
+        self.sync()
 
     def generate(self, prompts: list[str], *, n: int, step: int, greedy: bool = True) -> list[PromptRollout]:
         """Shard prompts across generator replicas (contiguous chunks) and return them in order."""
@@ -100,66 +180,94 @@ class Trainer:
                 k += 1
 
     def sync(self) -> dict[str, float]:
-        """Push the learner's weights into every generator before the next generate."""
+        """Push the learner's weights into every generator before the next generate; a sync that
+        outlives ``cluster.sync_timeout_s`` (a dead peer) raises instead of hanging."""
         if self.transport != "cpu":
             return self._sync_collective()
+        timeout = self.cfg.cluster.sync_timeout_s
         refs = ray.get(self.actors.learner.export_weight_refs.remote(self.cfg.cluster.sync_bucket_mb,
-                                                                     self.actors.dtype))
+                                                                     self.actors.dtype), timeout=timeout)
         # Wrapped in a list so Ray passes the refs through instead of resolving them all at once.
-        results = ray.get([g.load_weight_refs.remote(refs) for g in self.actors.generators])
+        results = ray.get([g.load_weight_refs.remote(refs) for g in self.actors.generators], timeout=timeout)
         return {"sync_bytes": results[0]["sync_bytes"], "sync_buckets": float(len(refs))}
 
     def _sync_collective(self) -> dict[str, float]:
-        learner, gens = self.actors.learner, self.actors.generators
+        learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s
         if self._weight_meta is None:  # first sync: form the group (every rank joins at once)
             host, port = ray.get(learner.collective_address.remote())
             world = 1 + len(gens)
-            ray.get([learner.init_collective.remote(host, port, world, self.transport)]
-                    + [g.init_collective.remote(host, port, 1 + i, world, self.transport)
-                       for i, g in enumerate(gens)])
+            ray.get([learner.init_collective.remote(host, port, world, self.transport, timeout)]
+                    + [g.init_collective.remote(host, port, 1 + i, world, self.transport, timeout)
+                       for i, g in enumerate(gens)], timeout=2 * timeout)
             self._weight_meta = ray.get(learner.weight_meta.remote())
         sent, *_ = ray.get([learner.broadcast_weights.remote()]
-                           + [g.receive_collective.remote(self._weight_meta) for g in gens])
+                           + [g.receive_collective.remote(self._weight_meta) for g in gens], timeout=2 * timeout)
         return {"sync_bytes": sent, "sync_buckets": float(len(self._weight_meta))}
 
     def evaluate(self) -> float:
         """Mean reward of greedy responses to the held-out prompts."""
-        rollouts = self.generate(self.splits.eval, n=0, step=-1)
-        self.score(rollouts)
-        return sum(r.greedy_score for r in rollouts) / len(rollouts)
+        rollouts = self._retrying("evaluate", lambda: self.generate(self.splits.eval, n=0, step=-1))
+        self._retrying("evaluate", lambda: self.score(rollouts))
+        kept, _ = drop_invalid(rollouts)
+        return sum(r.greedy_score for r in kept) / max(len(kept), 1)
 
-    def save(self, tag: str) -> Path:
-        folder = self.out / "checkpoints" / tag
-        ray.get(self.actors.learner.save.remote(str(folder), {"step": self.step_idx,
-                                                               "seed": self.cfg.run.seed}))
-        return folder
+    def save(self) -> Path:
+        """An atomic checkpoint of the learner and of this driver's state after ``state.step`` steps."""
+        self.state.metrics_lines = self.metrics.count()
+        self.state.capture_rng()
+        folder = checkpoint.step_folder(self.out, self.state.step)
+        return Path(ray.get(self.actors.learner.save.remote(str(folder), self.state.to_json(),
+                                                            to_yaml(self.cfg), self.cfg.run.keep_checkpoints)))
 
     def shutdown(self) -> None:
         """Kill this trainer's actors (vLLM engines hold memory until their actor dies)."""
         for actor in [*self.actors.generators, self.actors.reward, self.actors.learner]:
-            ray.kill(actor)
+            ray.kill(actor, no_restart=True)
 
     def fit(self, progress: bool | None = None) -> dict[str, float]:
-        """Evaluate, train ``run.steps`` steps (evaluating/saving every K), evaluate, save."""
+        """Evaluate, train up to ``run.steps`` steps (evaluating/saving every K), evaluate, save.
+        Any failure first saves what it consistently can, then raises RunFailed naming it."""
+        try:
+            return self._fit(progress)
+        except Exception as err:
+            raise RunFailed(self._failure_message(err)) from err
+
+    def _fit(self, progress: bool | None) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         run = self.cfg.run
         start = self._fit_start = time.perf_counter()
-        before = self.evaluate()
-        self.log({"eval_greedy_reward": before})
-        bar = tqdm(total=run.steps, disable=not (run.progress if progress is None else progress),
-                   desc="remax", unit="step")
-        for _ in range(run.steps):
+        if self.state.eval_before is None:
+            self.state.eval_before = self.evaluate()
+            data = self.splits  # what preflight skipped or cut, once per run, next to the first eval
+            self.log({"eval_greedy_reward": self.state.eval_before, "dataset_lines_skipped": float(data.skipped),
+                      "prompts_too_long": float(data.too_long), "prompts_truncated": float(data.truncated)})
+        bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc="remax",
+                   disable=not (run.progress if progress is None else progress))
+        while self.state.step < run.steps:
             rec = self.step()
             bar.update(1)
-            bar.set_postfix(reward=f"{rec['reward_sample']:.3f}", kl=f"{rec['kl']:.4f}")
-            if run.eval_every and self.step_idx % run.eval_every == 0 and self.step_idx < run.steps:
+            bar.set_postfix(reward=f"{rec.get('reward_sample', float('nan')):.3f}", kl=f"{rec.get('kl', 0.0):.4f}")
+            if run.eval_every and self.state.step % run.eval_every == 0 and self.state.step < run.steps:
                 self.log({"eval_greedy_reward": self.evaluate()})
-            if run.save_every and self.step_idx % run.save_every == 0:
-                self.save(f"step-{self.step_idx}")
+            if run.save_every and self.state.step % run.save_every == 0 and self.state.step < run.steps:
+                self.save()
         bar.close()
         after = self.evaluate()
         self.log({"eval_greedy_reward": after})
-        final = self.save("final")
-        return {"eval_before": before, "eval_after": after, "wall_s": time.perf_counter() - start,
-                "checkpoint": str(final)}
+        final = self.save()
+        return {"eval_before": self.state.eval_before, "eval_after": after,
+                "wall_s": time.perf_counter() - start, "checkpoint": str(final)}
+
+    def _failure_message(self, err: Exception) -> str:
+        what = f"the run stopped at step {self.state.step} during {self._phase}: {type(err).__name__}: {err}"
+        saved = None
+        if self._phase != "learn" and not self._learner_died(err):  # the learner's state is a whole step
+            try:
+                saved = self.save()
+            except Exception as save_err:  # noqa: BLE001 - report the first failure, not this one
+                log.warning("could not save after the failure: %s", save_err)
+        saved = saved or checkpoint.latest(checkpoint.root(self.out))
+        if saved is None:
+            return f"{what}\nno checkpoint was written; start the run again"
+        return f"{what}\nresume with: remax-ray train --resume {saved} (same config and overrides)"

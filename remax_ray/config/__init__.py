@@ -16,6 +16,8 @@ Only the standard library and PyYAML are imported here.
 
 from remax_ray.config.base import ConfigError
 from remax_ray.config.generation import (
+    INVALID_REWARD_POLICIES,
+    LONG_PROMPT_POLICIES,
     MODEL_DTYPES,
     REWARD_KINDS,
     ModelConfig,
@@ -55,6 +57,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "DEFAULT_CONFIG_PATH",
+    "INVALID_REWARD_POLICIES",
+    "LONG_PROMPT_POLICIES",
     "LEARNER_DEVICES",
     "LearnerConfig",
     "MODEL_DTYPES",

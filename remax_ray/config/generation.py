@@ -4,10 +4,13 @@ from dataclasses import dataclass
 
 from remax_ray.config.base import _field
 
-__all__ = ["MODEL_DTYPES", "REWARD_KINDS", "ModelConfig", "RewardConfig", "RolloutConfig"]
+__all__ = ["INVALID_REWARD_POLICIES", "LONG_PROMPT_POLICIES", "MODEL_DTYPES", "REWARD_KINDS",
+           "ModelConfig", "RewardConfig", "RolloutConfig"]
 
 MODEL_DTYPES = ("auto", "float32", "bfloat16")
 REWARD_KINDS = ("vader", "function", "hf")
+LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
+INVALID_REWARD_POLICIES = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -18,12 +21,26 @@ class ModelConfig:
         "builtin:smollm2-135m-instruct",
         "Hugging Face model folder, or 'builtin:<asset>' resolved by the assets step.",
     )
+    reference_path: str = _field(
+        "",
+        "The frozen reference model of the KL penalty (empty = model.path). A resumed run keeps the "
+        "reference recorded in its checkpoint, so pointing model.path at a checkpoint to continue "
+        "training does not move the KL anchor when this is set to the original model.",
+    )
     dtype: str = _field(
         "auto",
         "Weight dtype: auto | float32 | bfloat16 (auto = float32 on CPU, bfloat16 on GPU).",
     )
     trust_remote_code: bool = _field(
-        False, "Pass trust_remote_code to transformers and vLLM."
+        False,
+        "Run Python code shipped in the model folder (trust_remote_code for transformers and vLLM); "
+        "passed on only when true. Set it only for folders whose code you trust.",
+    )
+    allow_pickle_weights: bool = _field(
+        False,
+        "Accept a folder whose weights are only pickle files (pytorch_model*.bin) for model.path and "
+        "reward.model_path. Off by default because unpickling can run arbitrary code: safetensors "
+        "weights are required unless this is true.",
     )
 
 
@@ -39,9 +56,21 @@ class RolloutConfig:
     temperature: float = _field(
         1.0, "Sampling temperature (> 0); greedy decoding for the baseline is added separately."
     )
-    top_p: float = _field(1.0, "Nucleus sampling probability mass, in (0, 1].")
+    top_p: float = _field(
+        1.0,
+        "Nucleus sampling probability mass; must be 1.0: the learner scores responses with the full "
+        "softmax, so top_p < 1 would make training off-policy.",
+    )
     max_new_tokens: int = _field(24, "Maximum number of tokens generated per response.")
-    max_prompt_tokens: int = _field(64, "Prompts are truncated to this many tokens.")
+    max_prompt_tokens: int = _field(
+        64, "Longest prompt, in tokens of the policy's tokenizer (see rollout.long_prompts)."
+    )
+    long_prompts: str = _field(
+        "truncate",
+        "A prompt longer than rollout.max_prompt_tokens, found on the driver before any actor starts "
+        "(counted and logged): truncate (keep its last max_prompt_tokens tokens; the reward sees the "
+        "truncated text) | skip (drop it) | error (refuse to start).",
+    )
     kv_cache_gib: float = _field(
         1.0, "KV-cache size in GiB per generator on CPU (sets VLLM_CPU_KVCACHE_SPACE)."
     )
@@ -78,4 +107,14 @@ class RewardConfig:
     batch_size: int = _field(64, "Texts scored per reward-model forward pass.")
     score_response_only: bool = _field(
         True, "Score the response alone (the prompt is blanked before the template): the default task rewards the continuation's sentiment, not the review opening's."
+    )
+    on_invalid: str = _field(
+        "error",
+        "A NaN or infinite reward: error (stop, naming the prompt) | skip (the scorer returns NaN "
+        "for it and logs it; the trainer drops that prompt's samples from the step and counts them).",
+    )
+    trust_remote_code: bool = _field(
+        False,
+        "For kind=hf: run Python code shipped in the reward model's folder (trust_remote_code); "
+        "separate from model.trust_remote_code because it is another folder.",
     )

@@ -25,6 +25,10 @@ class RunConfig:
     eval_prompts: int = _field(32, "Number of held-out prompts used for evaluation.")
     save_every: int = _field(0, "Save a checkpoint every this many steps (0 = only at the end).")
     output_dir: str = _field("runs/default", "Directory for metrics, the resolved config and checkpoints.")
+    keep_checkpoints: int = _field(3, "Keep the newest this many step checkpoints (0 = keep all).")
+    step_retries: int = _field(
+        2, "Times a step is retried after a generator or the reward actor died (each retry waits for "
+           "the actor's restart and re-syncs the current weights first).")
     progress: bool = _field(True, "Show a progress bar.")
 
 
@@ -43,6 +47,13 @@ class ClusterConfig:
         "a CUDA learner). auto picks nccl when the learner is on CUDA, else cpu.",
     )
     sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
+    sync_timeout_s: float = _field(
+        120.0, "A weight sync (object store or collective broadcast) that takes longer fails the step "
+               "instead of hanging, e.g. when a peer of the broadcast died.")
+    max_actor_restarts: int = _field(
+        3, "Ray restarts a dead generator or reward actor this many times (the learner is never "
+           "restarted: its state is the run's; resume from a checkpoint instead).")
+    restart_timeout_s: float = _field(600.0, "How long a retried step waits for a restarted actor.")
     device: str = _field("auto", "Learner device: auto | cpu | cuda.")
     threads_per_actor: int = _field(
         0,

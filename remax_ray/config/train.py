@@ -22,7 +22,15 @@ from remax_ray.config import base as common
 from remax_ray.config import checks
 from remax_ray.config.base import ConfigError
 from remax_ray.config.checks import Range, _choice
-from remax_ray.config.generation import MODEL_DTYPES, REWARD_KINDS, ModelConfig, RewardConfig, RolloutConfig
+from remax_ray.config.generation import (
+    INVALID_REWARD_POLICIES,
+    LONG_PROMPT_POLICIES,
+    MODEL_DTYPES,
+    REWARD_KINDS,
+    ModelConfig,
+    RewardConfig,
+    RolloutConfig,
+)
 from remax_ray.config.optim import AlgoConfig, LearnerConfig
 from remax_ray.config.runtime import LEARNER_DEVICES, SYNC_TRANSPORTS, ClusterConfig, RunConfig
 
@@ -155,7 +163,12 @@ _RANGES: list[Range] = [
     ("run.eval_every", lambda v: v >= 0, ">= 0 (0 = only before and after training)"),
     ("run.eval_prompts", lambda v: v >= 1, ">= 1"),
     ("run.save_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    ("run.keep_checkpoints", lambda v: v >= 0, ">= 0 (0 = keep all)"),
+    ("run.step_retries", lambda v: v >= 0, ">= 0"),
     ("cluster.num_cpus", lambda v: v >= 0, ">= 0 (0 = all)"),
+    ("cluster.sync_timeout_s", lambda v: v > 0, "> 0"),
+    ("cluster.max_actor_restarts", lambda v: v >= 0, ">= 0"),
+    ("cluster.restart_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.sync_bucket_mb", lambda v: v >= 1, ">= 1"),
     ("cluster.threads_per_actor", lambda v: v >= 0, ">= 0 (0 = all cores)"),
 ]
@@ -181,6 +194,18 @@ def validate(config: Config) -> None:
     _choice("model.dtype", m.dtype, MODEL_DTYPES, "dtype", {"bf16": "bfloat16", "fp32": "float32"})
     _choice("cluster.sync_transport", cl.sync_transport, SYNC_TRANSPORTS, "transport")
     _choice("cluster.device", cl.device, LEARNER_DEVICES, "device", {"gpu": "cuda"})
+    _choice("rollout.long_prompts", ro.long_prompts, LONG_PROMPT_POLICIES, "policy",
+            {"truncation": "truncate", "drop": "skip", "raise": "error"})
+    _choice("reward.on_invalid", rw.on_invalid, INVALID_REWARD_POLICIES, "policy",
+            {"raise": "error", "drop": "skip"})
+    if ro.top_p < 1:
+        # vLLM would sample from the renormalised nucleus while the learner's log-probs (and the KL)
+        # come from the full softmax: the samples would not come from the policy being trained.
+        raise ConfigError(
+            f"rollout.top_p={ro.top_p:g}: must be 1.0. The learner computes log-probs with the full "
+            "softmax, so sampling from a top-p nucleus would make training off-policy (the sampled "
+            "responses would not come from the policy whose gradient is taken)"
+        )
 
     # Reward.
     _choice("reward.kind", rw.kind, REWARD_KINDS, "reward kind")

@@ -11,6 +11,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from remax_ray.assets import BUILTIN_PREFIX, resolve_dataset
 
@@ -23,12 +24,27 @@ class PromptSplits:
     eval: list[str]
     skipped: int
     """Lines that were not a JSON object with a non-empty string "prompt" (logged, not fatal)."""
+    too_long: int = 0
+    """Prompts of the dataset's files longer than rollout.max_prompt_tokens (truncated or dropped,
+    as rollout.long_prompts says; logged)."""
+    truncated: int = 0
+    """Of those, the prompts kept with only their last max_prompt_tokens tokens."""
+
+
+# A long-prompt policy: numbered prompts of one file -> (kept prompts, too long, truncated).
+Fit = Callable[[list[tuple[int, str]], Path], tuple[list[str], int, int]]
 
 
 def read_jsonl_prompts(path: Path) -> tuple[list[str], int]:
     """Prompts from a jsonl file; malformed lines are counted and logged, never silently dropped."""
+    numbered, skipped = read_numbered_prompts(path)
+    return [p for _, p in numbered], skipped
+
+
+def read_numbered_prompts(path: Path) -> tuple[list[tuple[int, str]], int]:
+    """``(line number, prompt)`` pairs of a jsonl file, and the number of skipped lines."""
     if not path.exists():
-        raise FileNotFoundError(f"prompt file {path} does not exist")
+        raise FileNotFoundError(f"run.dataset: prompt file {path} does not exist")
     prompts, skipped = [], 0
     # Split on "\n" only: str.splitlines() would also break on U+2028 etc., which JSON allows raw
     # inside strings. utf-8-sig drops a byte-order mark left by Windows editors.
@@ -41,28 +57,48 @@ def read_jsonl_prompts(path: Path) -> tuple[list[str], int]:
         except (json.JSONDecodeError, AttributeError):
             prompt = None
         if isinstance(prompt, str) and prompt.strip():
-            prompts.append(prompt)
+            prompts.append((lineno, prompt))
         else:
             skipped += 1
             log.warning("%s:%d: skipped (need a JSON object with a non-empty string 'prompt')", path, lineno)
     return prompts, skipped
 
 
-def load_splits(dataset: str, eval_prompts: int, seed: int) -> PromptSplits:
-    """Train and held-out prompts. A user file is split by a seeded shuffle; built-ins ship both."""
+def _read(path: Path, fit: Fit | None) -> tuple[list[str], int, int, int]:
+    """Prompts of one file after the long-prompt policy: (prompts, skipped, too long, truncated)."""
+    numbered, skipped = read_numbered_prompts(path)
+    if not numbered:
+        empty = not path.read_text(encoding="utf-8-sig").strip()
+        raise ValueError(f"run.dataset: {path} " + ("is empty" if empty else
+                         f"has no usable prompt ({skipped} lines skipped, see the warnings above)"))
+    if fit is None:
+        return [p for _, p in numbered], skipped, 0, 0
+    prompts, too_long, truncated = fit(numbered, path)
+    return prompts, skipped, too_long, truncated
+
+
+def load_splits(dataset: str, eval_prompts: int, seed: int, fit: Fit | None = None) -> PromptSplits:
+    """Train and held-out prompts. A user file is split by a seeded shuffle; built-ins ship both.
+
+    ``fit`` (the long-prompt policy, see :mod:`remax_ray.preflight`) runs on every file before it is
+    split or cut to ``eval_prompts``, so skipping a prompt never shrinks the held-out set.
+    """
     if dataset.startswith(BUILTIN_PREFIX):
-        train, s1 = read_jsonl_prompts(resolve_dataset(dataset, "train"))
-        held, s2 = read_jsonl_prompts(resolve_dataset(dataset, "eval"))
-        splits = PromptSplits(train, held[:eval_prompts], s1 + s2)
+        train, s1, l1, t1 = _read(resolve_dataset(dataset, "train"), fit)
+        held, s2, l2, t2 = _read(resolve_dataset(dataset, "eval"), fit)
+        splits = PromptSplits(train, held[:eval_prompts], s1 + s2, l1 + l2, t1 + t2)
     else:
-        prompts, skipped = read_jsonl_prompts(Path(dataset))
+        prompts, skipped, too_long, truncated = _read(Path(dataset), fit)
         order = list(range(len(prompts)))
         random.Random(seed).shuffle(order)
         held = [prompts[i] for i in order[:eval_prompts]]
-        splits = PromptSplits([prompts[i] for i in order[eval_prompts:]], held, skipped)
+        splits = PromptSplits([prompts[i] for i in order[eval_prompts:]], held, skipped, too_long,
+                              truncated)
     if not splits.train or not splits.eval:
+        dropped = splits.too_long - splits.truncated
         raise ValueError(f"{dataset}: need at least one training and one held-out prompt, got "
-                         f"{len(splits.train)} and {len(splits.eval)} ({splits.skipped} lines skipped)")
+                         f"{len(splits.train)} and {len(splits.eval)} ({splits.skipped} lines skipped"
+                         + (f", {dropped} too-long prompts dropped)" if dropped else ")"))
     return splits
 
 

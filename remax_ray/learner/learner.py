@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +21,13 @@ from remax_ray.algo import (
     token_logprobs,
     token_returns,
 )
-from remax_ray.assets import portable_tokenizer_config
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples
 from remax_ray.learner.critic import Critic
 from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, sequence_scores
 from remax_ray.learner.memory import memory_stats
+from remax_ray.hf import hf_kwargs
+from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
 from remax_ray.rollout.types import PromptRollout
 from remax_ray.sync.collective import (
     TensorMeta,
@@ -37,7 +38,7 @@ from remax_ray.sync.collective import (
 )
 from remax_ray.sync.cpu import pack_buckets
 
-TRAINER_STATE = "trainer_state.pt"
+log = logging.getLogger(__name__)
 _SUMMED = ("loss", "value_loss", "clip_frac", "kl", "entropy", "logp_diff", "logp_diff_tokens")
 
 
@@ -47,8 +48,11 @@ class Learner:
 
     def __init__(self, model_path: str, learner: LearnerConfig, algo: AlgoConfig, *,
                  temperature: float = 1.0, device: str = "cpu", seed: int = 0,
-                 num_threads: int | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+                 num_threads: int | None = None, reference_path: str | None = None,
+                 trust_remote_code: bool = False, resume_from: str | None = None) -> None:
+        """``model_path`` is the policy's starting point (a checkpoint folder on resume);
+        ``reference_path`` the KL anchor, which stays the original model (default: model_path)."""
+        from transformers import AutoTokenizer
 
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -56,14 +60,15 @@ class Learner:
         self.cfg, self.algo, self.temperature, self.seed = learner, algo, temperature, seed
         self.spec = get_estimator(algo.estimator)
         self.device = torch.device(device)
+        self.reference_path = reference_path or model_path
         # fp32 master weights everywhere; on GPU the forward runs under bf16 autocast.
-        self.policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device)
-        self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device)
+        self.policy = load_policy(model_path, self.device, trust_remote_code)
+        self.reference = load_policy(self.reference_path, self.device, trust_remote_code)
         self.reference.eval().requires_grad_(False)
         self.policy.train()
         if learner.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, **hf_kwargs(trust_remote_code))
         eos = self.policy.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
@@ -77,8 +82,11 @@ class Learner:
         if self.spec.needs_critic:
             self.critic = Critic(model_path, lr=learner.critic_lr, betas=betas,
                                  weight_decay=learner.weight_decay, max_grad_norm=learner.max_grad_norm,
-                                 device=self.device)
+                                 device=self.device, trust_remote_code=trust_remote_code)
         self.steps_done = 0
+        self.skipped_updates = 0
+        if resume_from:
+            restore_learner_state(self, resume_from)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -101,6 +109,7 @@ class Learner:
         models = [self.policy, self.reference] + ([self.critic.backbone, self.critic.head] if self.critic else [])
         optimizers = [self.optimizer] + ([self.critic.optimizer] if self.critic else [])
         return {**metrics, "response_tokens": per_seq, "lr": self.scheduler.get_last_lr()[0],
+                "skipped_updates": float(self.skipped_updates),
                 **memory_stats(models, optimizers, self.device),
                 "learner_compute_s": time.perf_counter() - start}
 
@@ -211,7 +220,12 @@ class Learner:
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
-        self.optimizer.step()
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        else:  # one NaN/inf would otherwise be written into the weights of every engine
+            self.skipped_updates += 1
+            log.warning("non-finite policy gradient norm (%s): optimizer step skipped, gradients "
+                        "zeroed (%d skipped so far)", grad_norm, self.skipped_updates)
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
@@ -232,9 +246,10 @@ class Learner:
     def collective_address(self) -> tuple[str, int]:
         return free_address()
 
-    def init_collective(self, host: str, port: int, world_size: int, backend: str) -> None:
+    def init_collective(self, host: str, port: int, world_size: int, backend: str,
+                        timeout_s: float | None = None) -> None:
         """Host rank 0 of the weight-sync group (blocks until every generator worker joined)."""
-        self._group = init_group(host, port, 0, world_size, backend)
+        self._group = init_group(host, port, 0, world_size, backend, timeout_s)
 
     def weight_meta(self) -> list[TensorMeta]:
         return tensor_meta(self.policy.named_parameters())
@@ -243,20 +258,7 @@ class Learner:
         """Send every parameter over the group, in ``weight_meta`` order; returns bytes sent."""
         return float(broadcast_from_learner(self._group, self.policy.named_parameters()))
 
-    def save(self, folder: str | os.PathLike, extra_state: dict | None = None) -> Path:
-        """Write an HF folder (safetensors) plus optimizer/scheduler/RNG state, atomically."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a checkpoint is meant to be shared
-        self.policy.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        portable_tokenizer_config(tmp)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "learner_steps": self.steps_done,
-                    **(extra_state or {})}, tmp / TRAINER_STATE)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-        return folder
-
+    def save(self, folder: str | os.PathLike, run_state: str = "{}", config_yaml: str = "",
+             keep: int = 0) -> Path:
+        """Atomic checkpoint: HF folder + optimizer/scheduler/RNG (+ critic) + the driver's state."""
+        return save_checkpoint(self, folder, run_state, config_yaml, keep)

@@ -13,8 +13,11 @@ The text given to ``vader`` and ``hf`` is ``template.format(prompt=...,
 response=...)``.  With ``score_response_only`` the prompt is replaced by the
 empty string (for ``function`` too), so the score reflects the response alone.
 
-Whatever the source, the result is checked to be one finite float per pair,
-so a broken reward fails loudly here instead of poisoning the advantages.
+Whatever the source, the result is checked to be one float per pair, so a
+broken reward fails loudly here instead of poisoning the advantages.  A NaN or
+infinite reward is an error naming its prompt (``reward.on_invalid=error``), or
+is returned as NaN and logged (``skip``) for the trainer to drop that prompt
+(:func:`remax_ray.rollout.validity.drop_invalid`).
 This module does not import ray; torch and transformers are imported only
 for ``kind=hf`` and ``torch.set_num_threads`` is left to the caller.
 """
@@ -22,12 +25,14 @@ for ``kind=hf`` and ``torch.set_num_threads`` is left to the caller.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from remax_ray.assets import resolve_reward_model_path
-from remax_ray.config import REWARD_KINDS, ConfigError
+from remax_ray.config import INVALID_REWARD_POLICIES, REWARD_KINDS, ConfigError
+from remax_ray.hf import hf_kwargs
 
 if TYPE_CHECKING:
     from remax_ray.config import RewardConfig
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["REWARD_KINDS", "RewardScorer", "load_function"]
 
 RewardFn = Callable[[list[str], list[str]], Any]
+
+log = logging.getLogger(__name__)
 
 
 def load_function(ref: str) -> RewardFn:
@@ -75,8 +82,19 @@ def load_function(ref: str) -> RewardFn:
     return fn
 
 
-def _check_rewards(source: str, result: Any, n: int) -> list[float]:
-    """Return ``result`` as ``n`` finite python floats or raise ``ValueError`` naming ``source``."""
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _check_rewards(source: str, result: Any, prompts: list[str], responses: list[str],
+                   on_invalid: str = "error") -> list[float]:
+    """Return ``result`` as one python float per pair or raise ``ValueError`` naming ``source``.
+
+    A non-finite value names its pair (index, prompt, response). With ``on_invalid="skip"`` it is
+    returned as NaN instead (inf too, so that one test, ``math.isfinite``, finds every bad value) and
+    logged, and the trainer drops that prompt's samples.
+    """
+    n = len(responses)
     # Strings and mappings are iterable but certainly not a list of rewards.
     if isinstance(result, (str, bytes, Mapping)) or not hasattr(result, "__iter__"):
         raise ValueError(
@@ -95,7 +113,14 @@ def _check_rewards(source: str, result: Any, n: int) -> list[float]:
         except (TypeError, ValueError):
             raise ValueError(f"{source} returned a non-number at index {i}: {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"{source} returned a non-finite reward at index {i}: {number}")
+            where = (f"a non-finite reward at index {i} ({number}) for prompt {_short(prompts[i])}, "
+                     f"response {_short(responses[i])}")
+            if on_invalid != "skip":
+                raise ValueError(f"{source} returned {where}; set reward.on_invalid=skip to drop such "
+                                 "prompts from their step instead")
+            log.warning("%s returned %s: the prompt is dropped from this step (reward.on_invalid=skip)",
+                        source, where)
+            number = math.nan
         out.append(number)
     return out
 
@@ -114,12 +139,18 @@ class RewardScorer:
         batch_size: int = 64,
         score_response_only: bool = False,
         device: str = "cpu",
+        on_invalid: str = "error",
+        trust_remote_code: bool = False,
     ) -> None:
         if kind not in REWARD_KINDS:
             raise ConfigError(f"reward.kind: must be one of {', '.join(REWARD_KINDS)} (got {kind!r})")
         if max_length < 1 or batch_size < 1:
             raise ConfigError(
                 f"reward.max_length and reward.batch_size must be >= 1 (got {max_length}, {batch_size})"
+            )
+        if on_invalid not in INVALID_REWARD_POLICIES:
+            raise ConfigError(
+                f"reward.on_invalid: must be one of {', '.join(INVALID_REWARD_POLICIES)} (got {on_invalid!r})"
             )
         # Render once now so a bad template fails at construction, not mid-run.
         try:
@@ -135,6 +166,8 @@ class RewardScorer:
         self.batch_size = batch_size
         self.score_response_only = score_response_only
         self.device = device
+        self.on_invalid = on_invalid
+        self.trust_remote_code = trust_remote_code
 
         self._fn: RewardFn | None = None
         self._analyzer: Any = None
@@ -161,6 +194,8 @@ class RewardScorer:
             batch_size=cfg.batch_size,
             score_response_only=cfg.score_response_only,
             device=device,
+            on_invalid=cfg.on_invalid,
+            trust_remote_code=cfg.trust_remote_code,
         )
 
     # ------------------------------------------------------------------ public
@@ -178,18 +213,28 @@ class RewardScorer:
         n = len(responses)
         if n == 0:
             return []
+        # The original prompts name a bad reward's pair even when the scored text blanks them.
+        shown, responses = list(prompts), list(responses)
         prompts = [""] * n if self.score_response_only else list(prompts)
-        responses = list(responses)
+
+        def check(source: str, result: Any) -> list[float]:
+            return _check_rewards(source, result, shown, responses, self.on_invalid)
 
         if self.kind == "function":
             assert self._fn is not None
-            result = self._fn(prompts, responses)
-            return _check_rewards(f"reward function {self.function!r}", result, n)
+            source = f"reward function {self.function!r}"
+            try:
+                result = self._fn(prompts, responses)
+            except Exception as exc:
+                # Ray would show the function's own traceback; this line says which setting ran it.
+                raise RuntimeError(f"{source} (reward.function) raised {type(exc).__name__}: {exc} "
+                                   f"while scoring {n} responses") from exc
+            return check(source, result)
         texts = self.render(prompts, responses)
         if self.kind == "vader":
             raw = [self._analyzer.polarity_scores(t)["compound"] for t in texts]
-            return _check_rewards("VADER", raw, n)
-        return _check_rewards(f"reward model {self.model_path!r}", self._score_hf(texts), n)
+            return check("VADER", raw)
+        return check(f"reward model {self.model_path!r}", self._score_hf(texts))
 
     def render(self, prompts: list[str], responses: list[str]) -> list[str]:
         """The texts that ``vader`` and ``hf`` score (prompt blanked when ``score_response_only``)."""
@@ -207,13 +252,19 @@ class RewardScorer:
 
         # Resolved here, in the process that loads it, so no caller needs to know the builtins.
         folder = resolve_reward_model_path(self.model_path)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+        extra = hf_kwargs(self.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, **extra)
         # Decoder-style reward models (GPT-2, Llama) often ship without a pad
         # token; padding needs one, and the model needs its id to find each
         # sequence's last real token.
         if tokenizer.pad_token is None and tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
+        if tokenizer.pad_token is None:
+            raise ConfigError(
+                f"reward.model_path: the tokenizer of {folder} has neither a pad nor an eos token, so "
+                "batches cannot be padded; add one (tokenizer.add_special_tokens({'pad_token': ...}))"
+            )
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         model.to(self.device)

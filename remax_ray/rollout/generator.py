@@ -12,10 +12,33 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from remax_ray.hf import hf_kwargs
 from remax_ray.rollout.seeds import sample_seed
 from remax_ray.rollout.types import Completion, PromptRollout
 
 EXTENSION = "remax_ray.rollout.worker_ext.WeightReloadExtension"
+
+
+def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, dtype: str, seed: int,
+               gpu_memory_utilization: float, enforce_eager: bool,
+               trust_remote_code: bool = False) -> dict[str, Any]:
+    """Everything passed to ``vllm.LLM``, as a function so tests can check it without an engine.
+
+    vLLM loads the tokenizer from these too (``llm.get_tokenizer()``), so trust_remote_code reaches
+    both the model and the tokenizer, and only when it is set (:func:`remax_ray.hf.hf_kwargs`).
+    """
+    return dict(
+        model=model_path,
+        dtype=dtype,
+        seed=seed,
+        enforce_eager=enforce_eager,
+        max_model_len=max_prompt_tokens + max_new_tokens,
+        gpu_memory_utilization=gpu_memory_utilization,
+        worker_extension_cls=EXTENSION,
+        # Temperature-scaled log-probs, so they compare with the learner's logits / T.
+        logprobs_mode="processed_logprobs",
+        **hf_kwargs(trust_remote_code),
+    )
 
 
 class Generator:
@@ -32,6 +55,7 @@ class Generator:
         kv_cache_gib: float = 1.0,
         gpu_memory_utilization: float = 0.3,
         enforce_eager: bool = True,
+        trust_remote_code: bool = False,
     ) -> None:
         # Read by vLLM's CPU backend at engine start; a no-op on GPU.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
@@ -41,17 +65,10 @@ class Generator:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
-        self.llm = LLM(
-            model=model_path,
-            dtype=dtype,
-            seed=seed,
-            enforce_eager=enforce_eager,
-            max_model_len=max_prompt_tokens + max_new_tokens,
-            gpu_memory_utilization=gpu_memory_utilization,
-            worker_extension_cls=EXTENSION,
-            # Temperature-scaled log-probs, so they compare with the learner's logits / T.
-            logprobs_mode="processed_logprobs",
-        )
+        self.llm = LLM(**llm_kwargs(
+            model_path, max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens,
+            dtype=dtype, seed=seed, gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager, trust_remote_code=trust_remote_code))
         self.tokenizer = self.llm.get_tokenizer()
         # Counted here, where the cost is paid: an estimator without a greedy baseline must not
         # generate one (the time comparison against PPO would be unfair otherwise).
@@ -59,7 +76,10 @@ class Generator:
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        # Keep the end of an over-long prompt: it is what the response continues.
+        # Keep the end of an over-long prompt: it is what the response continues. The trainer's
+        # prompts never reach this cut: preflight already applied rollout.long_prompts to the text
+        # (remax_ray/data/long_prompts.py), so the reward sees what the policy saw; this is a guard
+        # for direct callers.
         return ids[-self.max_prompt_tokens:] or [self.tokenizer.eos_token_id]
 
     def generate(self, prompts: list[str], *, n: int, step: int, first_index: int,
@@ -123,9 +143,11 @@ class Generator:
                 "sync_tensors": float(ntensors)}
 
 
-    def init_collective(self, host: str, port: int, rank_offset: int, world_size: int, backend: str) -> None:
+    def init_collective(self, host: str, port: int, rank_offset: int, world_size: int, backend: str,
+                        timeout_s: float | None = None) -> None:
         """Join the learner's NCCL/gloo weight-sync group (blocks until every rank joined)."""
-        self.llm.collective_rpc("remax_init_collective", args=(host, port, rank_offset, world_size, backend))
+        self.llm.collective_rpc("remax_init_collective",
+                                args=(host, port, rank_offset, world_size, backend, timeout_s))
 
     def receive_collective(self, meta: list) -> dict[str, float]:
         """Receive one broadcast of the learner's weights and reload them in place."""

@@ -40,11 +40,12 @@ class WeightReloadExtension:
         return self._remax_reload(_tensors(buckets))
 
     def remax_init_collective(self, host: str, port: int, rank_offset: int, world_size: int,
-                              backend: str) -> bool:
+                              backend: str, timeout_s: float | None = None) -> bool:
         """Join the learner's weight-sync group (see ``remax_ray.sync.collective``)."""
         from remax_ray.sync.collective import init_group
 
-        self._remax_group = init_group(host, port, rank_offset + getattr(self, "rank", 0), world_size, backend)
+        self._remax_group = init_group(host, port, rank_offset + getattr(self, "rank", 0), world_size, backend,
+                                       timeout_s)
         return True
 
     def remax_receive_collective(self, meta: list) -> int:

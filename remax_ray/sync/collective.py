@@ -31,11 +31,17 @@ def free_address() -> tuple[str, int]:
     return host, port
 
 
-def init_group(host: str, port: int, rank: int, world_size: int, backend: str):
-    """Join the weight-sync group; blocks until all ``world_size`` ranks have joined."""
+def init_group(host: str, port: int, rank: int, world_size: int, backend: str, timeout_s: float | None = None):
+    """Join the weight-sync group; blocks until all ``world_size`` ranks have joined.
+
+    ``timeout_s`` bounds the rendezvous and every later broadcast: without it a broadcast whose
+    peer died waits for the backend's default (10-30 minutes) before failing."""
+    from datetime import timedelta
+
     from vllm.distributed.utils import stateless_init_torch_distributed_process_group
 
-    return stateless_init_torch_distributed_process_group(host, port, rank, world_size, backend)
+    timeout = timedelta(seconds=timeout_s) if timeout_s else None
+    return stateless_init_torch_distributed_process_group(host, port, rank, world_size, backend, timeout=timeout)
 
 
 def tensor_meta(named: Iterable[tuple[str, torch.Tensor]]) -> list[TensorMeta]:

@@ -37,4 +37,5 @@ def test_assets_then_two_default_steps(ray_session, tmp_path, capsys):
         assert all(math.isfinite(rec[k]) for k in ("loss", "grad_norm", "kl", "logp_diff"))
         assert rec["logp_diff"] < 1e-3 and rec["sync_bytes"] > 100e6  # 135M params really travel
     assert sum("eval_greedy_reward" in s for s in steps) == 2  # before and after
-    assert (out / "checkpoints" / "final" / "model.safetensors").exists()
+    assert (out / "checkpoints" / "step-000002" / "model.safetensors").exists()
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step-000002"

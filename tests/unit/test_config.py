@@ -24,7 +24,8 @@ from remax_ray.config import (
 
 # The documented defaults; other modules rely on these names.
 EXPECTED_DEFAULTS = {
-    "model": {"path": "builtin:smollm2-135m-instruct", "dtype": "auto", "trust_remote_code": False},
+    "model": {"path": "builtin:smollm2-135m-instruct", "reference_path": "", "dtype": "auto",
+              "trust_remote_code": False, "allow_pickle_weights": False},
     "rollout": {
         "num_generators": 1,
         "samples_per_prompt": 1,
@@ -32,6 +33,7 @@ EXPECTED_DEFAULTS = {
         "top_p": 1.0,
         "max_new_tokens": 24,
         "max_prompt_tokens": 64,
+        "long_prompts": "truncate",
         "kv_cache_gib": 1.0,
         "gpu_memory_utilization": 0.3,
         "enforce_eager": True,
@@ -45,6 +47,8 @@ EXPECTED_DEFAULTS = {
         "max_length": 256,
         "batch_size": 64,
         "score_response_only": True,
+        "on_invalid": "error",
+        "trust_remote_code": False,
     },
     "learner": {
         "lr": 5e-5,
@@ -82,6 +86,8 @@ EXPECTED_DEFAULTS = {
         "eval_prompts": 32,
         "save_every": 0,
         "output_dir": "runs/default",
+        "keep_checkpoints": 3,
+        "step_retries": 2,
         "progress": True,
     },
     "cluster": {
@@ -89,6 +95,9 @@ EXPECTED_DEFAULTS = {
         "num_cpus": 0,
         "sync_transport": "auto",
         "sync_bucket_mb": 64,
+        "sync_timeout_s": 120.0,
+        "max_actor_restarts": 3,
+        "restart_timeout_s": 600.0,
         "device": "auto",
         "threads_per_actor": 0,
     },

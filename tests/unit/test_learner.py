@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -92,14 +93,17 @@ def test_checkpoint_is_an_hf_folder_that_transformers_loads(tiny, tmp_path):
 
     learner = _learner(tiny)
     learner.train_step(_rollouts())
-    folder = learner.save(tmp_path / "ckpt", {"step": 1})
+    folder = learner.save(tmp_path / "ckpt", '{"step": 1}', "run:\n  steps: 1\n")
     reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     AutoTokenizer.from_pretrained(folder)
     ours = _params(learner)
     assert all(torch.equal(ours[k], v) for k, v in reloaded.named_parameters())
-    state = torch.load(folder / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 1 and state["learner_steps"] == 1 and "optimizer" in state
-    assert not list(tmp_path.glob(".ckpt.*"))  # no temp folder left behind
+    state = torch.load(folder / "trainer_state.pt", weights_only=True)
+    assert state["learner_steps"] == 1 and "optimizer" in state and "scheduler" in state
+    assert json.loads((folder / "run_state.json").read_text()) == {"step": 1}
+    assert (folder / "config.yaml").read_text() == "run:\n  steps: 1\n"
+    assert (tmp_path / "latest").read_text().strip() == "ckpt"
+    assert not list(tmp_path.glob(".tmp-*"))  # no temp folder left behind
     assert (folder.stat().st_mode & 0o777) == 0o755  # shareable, unlike mkdtemp's owner-only default
 
 

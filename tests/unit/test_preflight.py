@@ -57,7 +57,7 @@ def test_folder_without_config_json(tmp_path: Path, prompts: Path) -> None:
 
 def test_missing_model_folder(tmp_path: Path, prompts: Path) -> None:
     cfg = load_config(None, [f"model.path={tmp_path / 'absent'}", f"run.dataset={prompts}"])
-    with pytest.raises(ConfigError, match="not a Hugging Face model folder"):
+    with pytest.raises(ConfigError, match="^model.path: model folder .*absent does not exist$"):
         preflight(cfg)
 
 
@@ -95,18 +95,10 @@ def test_too_few_prompts_for_eval(model_dir: Path, prompts: Path) -> None:
         preflight(cfg)
 
 
-def test_builtin_reward_model_not_prepared(tmp_path: Path, prompts: Path, tiny_model_dir: Path,
+def test_builtin_reward_model_not_prepared(tmp_path: Path, prompts: Path, model_dir: Path,
                                            monkeypatch) -> None:
     monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path / "home"))
-    cfg = load_config(None, [f"model.path={tiny_model_dir}", f"run.dataset={prompts}", "run.eval_prompts=3"])
+    cfg = load_config(None, [f"model.path={model_dir}", f"run.dataset={prompts}", "run.eval_prompts=3"])
     assert cfg.reward.model_path == "builtin:sentiment-rm"
     with pytest.raises(FileNotFoundError, match="sentiment-rm is not prepared yet"):
         preflight(cfg)
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    return folder

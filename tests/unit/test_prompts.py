@@ -111,7 +111,13 @@ def test_split_reports_skipped_lines(tmp_path: Path) -> None:
     assert (len(s.train), len(s.eval), s.skipped) == (3, 1, 1)
 
 
-@pytest.mark.parametrize(("n", "eval_prompts"), [(3, 3), (3, 5), (0, 1)])
+def test_empty_file_is_named(tmp_path: Path) -> None:
+    path = _prompt_file(tmp_path, 0)
+    with pytest.raises(ValueError, match=rf"^run.dataset: {path} is empty$"):
+        load_splits(str(path), eval_prompts=1, seed=0)
+
+
+@pytest.mark.parametrize(("n", "eval_prompts"), [(3, 3), (3, 5)])
 def test_too_few_prompts(tmp_path: Path, n: int, eval_prompts: int) -> None:
     path = _prompt_file(tmp_path, n)
     # The message gives the train / held-out counts: train = max(0, n - eval), eval = min(n, eval).

