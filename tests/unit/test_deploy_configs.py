@@ -63,6 +63,7 @@ def test_tiny_config_runs_its_preflight_on_builtin_tiny(tmp_path, monkeypatch):
     assert Path(model_path) == tmp_path / "tiny" and (tmp_path / "tiny" / "model.safetensors").exists()
     assert len(splits.eval) == cfg.run.eval_prompts == 8
     assert len(splits.train) == 40 - 8  # deploy/data/smoke-prompts.jsonl
+    assert getattr(splits, "truncated", 0) == 0  # rollout.max_prompt_tokens fits every smoke prompt
 
 
 def _runtime_env() -> dict:

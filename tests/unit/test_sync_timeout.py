@@ -1,0 +1,43 @@
+"""A collective weight broadcast whose peer died or hangs fails within ``cluster.sync_timeout_s``
+(gloo on CPU), instead of waiting for the process group's default timeout (30 minutes for gloo)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from remax_ray.sync.collective import free_address, init_group
+
+_PEER = """
+import sys, time
+from remax_ray.sync.collective import init_group
+group = init_group("127.0.0.1", int(sys.argv[1]), 1, 2, "gloo", 5.0)
+print("joined", flush=True)
+if sys.argv[2] == "hang":
+    time.sleep(600)  # alive but never receives: a wedged worker, or a network partition
+# else: exits here, the way a killed generator worker leaves the group
+"""
+
+
+@pytest.mark.parametrize("peer_fate", ["exit", "hang"])
+def test_a_broadcast_to_a_dead_or_stuck_peer_fails_within_the_timeout(peer_fate):
+    _, port = free_address()
+    peer = subprocess.Popen([sys.executable, "-c", _PEER, str(port), peer_fate], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        group = init_group("127.0.0.1", port, 0, 2, "gloo", 5.0)
+        assert peer.stdout.readline().strip() == "joined"
+        if peer_fate == "exit":
+            peer.wait(timeout=60)
+        start = time.monotonic()
+        with pytest.raises(RuntimeError):
+            for _ in range(3):  # a first send may still fit in a socket buffer
+                group.broadcast(torch.ones(1 << 22), 0).wait()
+        elapsed = time.monotonic() - start
+        assert elapsed < 20, elapsed  # the 5 s bound, with slack for a loaded 2-core machine
+    finally:
+        peer.kill()

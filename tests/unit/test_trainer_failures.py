@@ -1,0 +1,173 @@
+"""The driver's failure handling, without Ray: fake actors whose ``.remote`` returns the value, and
+``ray.get`` the identity. Each test scripts one failure and checks what the trainer does about it."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+from remax_ray import trainer as trainer_module
+from remax_ray.cluster import Actors
+from remax_ray.config import ConfigError, load_config
+from remax_ray.rollout.types import Completion, PromptRollout
+from remax_ray.trainer import RunFailed, Trainer
+
+
+class _Method:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+class FakeActor:
+    """``failures[name]``: exceptions raised by the next calls of method ``name``, in order."""
+
+    def __init__(self, name: str, **methods):
+        self._actor_id = SimpleNamespace(hex=lambda: name)
+        self.failures: dict[str, list[Exception]] = {}
+        self.calls: dict[str, int] = {}
+        for method, fn in {"__ray_ready__": lambda: True, **methods}.items():
+            setattr(self, method, _Method(self._wrap(method, fn)))
+
+    def _wrap(self, method, fn):
+        def call(*args, **kwargs):
+            self.calls[method] = self.calls.get(method, 0) + 1
+            if self.failures.get(method):
+                raise self.failures[method].pop(0)
+            return fn(*args, **kwargs)
+        return call
+
+
+def _generate(prompts, *, n, step, first_index, run_seed, greedy=True):
+    return [PromptRollout(p, [1, 2], [Completion([3], f"s{j}", "length") for j in range(n)],
+                          Completion([4], "g", "length") if greedy else None) for p in prompts]
+
+
+def _rewards(nan_prompt: str | None = None):
+    return lambda prompts, responses: [math.nan if p == nan_prompt else 1.0 for p in prompts]
+
+
+@pytest.fixture
+def make(tmp_path, tiny_model, prompt_file, monkeypatch):
+    monkeypatch.setattr(trainer_module, "connect", lambda cfg, include_dashboard=None: None)
+    monkeypatch.setattr(trainer_module.ray, "get", lambda refs, timeout=None: refs)
+    monkeypatch.setattr(trainer_module.time, "sleep", lambda s: None)
+
+    def build(*overrides: str, reward=None, **kwargs) -> Trainer:
+        cfg = load_config(None, [f"model.path={tiny_model}", f"run.dataset={prompt_file}",
+                                 f"run.output_dir={tmp_path / 'run'}", "reward.kind=vader", "run.steps=3",
+                                 "run.prompts_per_step=4", "run.eval_prompts=4", "run.progress=false", "learner.micro_batch_size=2",
+                                 *overrides])
+        learner = FakeActor("learner", train_step=lambda rollouts: {"loss": 0.5, "trained": float(len(rollouts))},
+                            export_weight_refs=lambda mb, dtype: [b"w"],
+                            save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
+        gen = FakeActor("generator", generate=_generate, load_weight_refs=lambda refs: {"sync_bytes": 1.0})
+        rw = FakeActor("reward", score=reward or _rewards())
+        return Trainer(cfg, actors=Actors([gen], rw, learner, "cpu", "float32"), **kwargs)
+
+    return build
+
+
+def _save(folder: str, state: str):
+    from pathlib import Path
+
+    from remax_ray import checkpoint
+
+    path = Path(folder)
+    def write(tmp):
+        (tmp / checkpoint.LEARNER_STATE).write_text("learner")
+        (tmp / checkpoint.RUN_STATE).write_text(state)
+
+    checkpoint.write_atomically(path, write)
+    checkpoint.set_latest(path)
+    return path
+
+
+def _records(t: Trainer) -> list[dict]:
+    return [r for r in t.metrics.read() if "loss" in r or "sync_failed" in r]
+
+
+def test_a_generator_death_is_retried_after_a_restart_and_a_resync(make):
+    t = make()
+    gen = t.actors.generators[0]
+    gen.failures["generate"] = [ActorDiedError()]
+    gen.failures["__ray_ready__"] = [ActorUnavailableError("restarting", None)]  # still coming back up
+    syncs = gen.calls["load_weight_refs"]
+    rec = t.step()
+    assert rec["actor_retries"] == 1 and gen.calls["generate"] == 2 and t.step_idx == 1
+    assert gen.calls["load_weight_refs"] == syncs + 2  # the recovery's re-sync, then the step's own
+
+
+def test_retries_run_out_and_the_message_names_the_checkpoint(make):
+    t = make("run.step_retries=1")
+    t.actors.reward.failures["score"] = [ActorDiedError(), ActorDiedError()]
+    with pytest.raises(RunFailed, match=r"during evaluate.*\n.*--resume .*step-000000") as err:
+        t.fit()
+    assert "ActorDiedError" in str(err.value)
+
+
+def test_a_learner_death_is_not_retried(make):
+    t = make()
+    t.step()
+    death = ActorDiedError()
+    death.actor_id = "learner"  # what Ray reports: the id of the actor that died
+    t.actors.learner.failures["train_step"] = [death]
+    with pytest.raises(ActorDiedError):
+        t.step()
+    assert t.actors.learner.calls["train_step"] == 2 and t.step_idx == 1
+
+
+def test_a_failed_sync_after_the_update_still_records_and_counts_the_step(make):
+    t = make("run.step_retries=0")
+    t.actors.learner.failures["export_weight_refs"] = [ActorUnavailableError("gone", None)]
+    with pytest.raises(RunFailed, match="--resume .*step-000001"):
+        t.fit()
+    (rec,) = _records(t)
+    assert rec["sync_failed"] == 1.0 and rec["loss"] == 0.5 and rec["step"] == 0
+    assert json.loads((t.out / "checkpoints" / "step-000001" / "run_state.json").read_text())["step"] == 1
+
+
+def test_invalid_rewards_are_skipped_and_counted_with_on_invalid_skip(make, prompt_file):
+    first_prompt = None
+
+    def score(prompts, responses):
+        nonlocal first_prompt
+        first_prompt = first_prompt or prompts[0]
+        return _rewards(first_prompt)(prompts, responses)
+
+    t = make("reward.on_invalid=skip", "rollout.samples_per_prompt=2", reward=score)
+    rec = t.step()
+    assert rec["trained"] == 3 and rec["skipped_samples"] == 2.0  # the NaN prompt's 2 samples
+
+
+def test_a_step_whose_every_reward_is_invalid_makes_no_update_but_advances(make):
+    t = make("reward.on_invalid=skip", reward=lambda p, r: [math.nan] * len(p))
+    rec = t.step()
+    assert "loss" not in rec and rec["steps_without_update"] == 1.0 and t.step_idx == 1
+    assert "train_step" not in t.actors.learner.calls
+
+
+def test_a_used_output_folder_is_refused_unless_overwritten(make):
+    make().fit()
+    with pytest.raises(ConfigError, match="--resume latest.*--overwrite"):
+        make()
+    t = make(overwrite=True)
+    assert t.step_idx == 0 and not (t.out / "checkpoints").exists() and not t.metrics.read()
+
+
+def test_resume_restores_the_cursor_and_cuts_the_metrics_back(make):
+    t = make("run.save_every=1")
+    t.fit()
+    folder = t.out / "checkpoints" / "step-000001"
+    resumed = make("run.save_every=1", resume=str(folder))
+    assert resumed.step_idx == 1 and resumed.state.prompts_consumed == 4
+    assert [r["step"] for r in _records(resumed)] == [0]  # steps 1 and 2 will run again
+    assert not (t.out / "checkpoints" / "step-000002").exists()  # the abandoned continuation
+    with pytest.raises(ValueError, match="prompt order would change.*prompts_per_step"):
+        make("run.prompts_per_step=2", resume="latest")
