@@ -7,13 +7,16 @@ so tests can use them in-process.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from remax_ray import placement
 from remax_ray.config import Config, ConfigError
 from remax_ray.learner.learner import Learner
+from remax_ray.placement import Placement, Plan, plan_for, run_namespace
 from remax_ray.reward.scorer import RewardScorer
 from remax_ray.rollout.generator import Generator
 
@@ -47,6 +50,15 @@ class Actors:
     """The learner's device ("cpu" or "cuda")."""
     dtype: str
     """The generators' weight dtype; the CPU transport sends weights already cast to it."""
+    placement: Placement | None = None
+    """The run's placement group (None for actors placed by the caller)."""
+
+    def kill(self) -> None:
+        """Kill every actor (vLLM engines hold memory until their actor dies) and free the bundles."""
+        for actor in [*self.generators, self.reward, self.learner]:
+            ray.kill(actor, no_restart=True)
+        if self.placement is not None:
+            self.placement.remove()
 
 
 def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
@@ -81,16 +93,34 @@ def resolve_device(cfg: Config) -> str:
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
-def _check_fits(cfg: Config, gpu: int) -> None:
+def _check_fits(cfg: Config, the_plan: Plan) -> None:
     """Fail fast instead of waiting forever for resources the cluster can never offer."""
     total = ray.cluster_resources()
-    cpus = cfg.rollout.num_generators * cfg.rollout.num_cpus_per_generator + cfg.learner.num_cpus
-    gpus = gpu * (cfg.rollout.num_generators + 1)
+    cpus = sum(b.get("CPU", 0) for b in the_plan.bundles)
+    gpus = sum(b.get("GPU", 0) for b in the_plan.bundles)
     if cpus > total.get("CPU", 0) or gpus > total.get("GPU", 0):
         raise ConfigError(
-            f"the actors need {cpus:g} CPUs and {gpus} GPUs but the Ray cluster has "
-            f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; lower "
+            f"the actors need {cpus:g} CPUs and {gpus:g} GPUs ({the_plan.mode} placement) but the Ray "
+            f"cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; lower "
             "rollout.num_generators, rollout.num_cpus_per_generator or learner.num_cpus")
+
+
+def _named(actor_cls: Any, options: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """Create a named actor. A name still held by an actor that is being killed (ray.kill returns
+    before the name is released) is retried briefly; one held by a live actor means another driver
+    runs this very run."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return actor_cls.options(**options).remote(*args, **kwargs)
+        except ValueError as err:
+            if "already taken" not in str(err) and "already exists" not in str(err):
+                raise
+            if time.monotonic() > deadline:
+                raise ConfigError(f"an actor named {options['name']!r} already lives in namespace "
+                                  f"{options['namespace']!r}: another driver is running this run "
+                                  "(same run.output_dir); stop it or choose another run.output_dir") from None
+            time.sleep(0.5)
 
 
 def _threads(cfg: Config) -> int:
@@ -118,50 +148,56 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
     checkpoint and the trainer syncs its weights into them."""
     device = resolve_device(cfg)
     gpu = 1 if device == "cuda" else 0
-    _check_fits(cfg, gpu)
+    _check_fits(cfg, plan_for(cfg, device))
+    where = placement.create(cfg, device)
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if gpu else "float32")
     ro = cfg.rollout
-    gen_cls = ray.remote(GeneratorShell).options(
-        num_cpus=ro.num_cpus_per_generator, num_gpus=gpu, max_restarts=cfg.cluster.max_actor_restarts,
-        # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a
-        # 2-core machine; our phases take turns, so the engine gets every core.
-        runtime_env=_env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))),
-                         VLLM_CPU_NUM_OF_RESERVED_CPU="0"),
-    )
+    # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a 2-core
+    # machine; our phases take turns, so the engine gets every core.
+    gen_env = _env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))), VLLM_CPU_NUM_OF_RESERVED_CPU="0")
     generators = [
-        gen_cls.remote(model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
-                       temperature=ro.temperature, top_p=ro.top_p, dtype=dtype, seed=cfg.run.seed,
-                       kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
-                       enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
-        for _ in range(ro.num_generators)
+        _named(ray.remote(GeneratorShell), {**where.options(f"generator-{i}"), "runtime_env": gen_env,
+                                            "max_restarts": cfg.cluster.max_actor_restarts},
+               model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
+               temperature=ro.temperature, top_p=ro.top_p, dtype=dtype, seed=cfg.run.seed,
+               kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
+               enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
+        for i in range(ro.num_generators)
     ]
-    reward = ray.remote(RewardShell).options(num_cpus=0, runtime_env=_env(cfg),
-                                             max_restarts=cfg.cluster.max_actor_restarts).remote(
+    reward = _named(
+        ray.remote(RewardShell), {**where.options("reward"), "runtime_env": _env(cfg),
+                                  "max_restarts": cfg.cluster.max_actor_restarts},
         # Resolved here, on the driver: on a remote cluster the actor may not see REMAX_RAY_HOME.
         cfg.reward.kind, function=cfg.reward.function, model_path=reward_model_path(cfg),
         template=cfg.reward.template, max_length=cfg.reward.max_length,
         batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only,
         on_invalid=cfg.reward.on_invalid, trust_remote_code=cfg.reward.trust_remote_code)
     learner = start_learner(cfg, model_path, device, wait=False, reference_path=reference_path,
-                            resume_from=resume_from)
+                            resume_from=resume_from, where=where)
     # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
     ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
                                                                learner.__ray_ready__.remote()])
-    return Actors(generators, reward, learner, device, dtype)
+    return Actors(generators, reward, learner, device, dtype, where)
 
 
 def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True, *,
-                  reference_path: str | None = None, resume_from: str | os.PathLike | None = None) -> Any:
-    """A learner actor of its own process (so its peak memory is its own run's). Never restarted:
-    a fresh learner would silently lose the run's optimizer state; resume from a checkpoint."""
+                  reference_path: str | None = None, resume_from: str | os.PathLike | None = None,
+                  where: Placement | None = None) -> Any:
+    """A learner actor of its own process (so its peak memory is its own run's), in the learner's
+    bundle of ``where`` when given, named ``remax-learner`` in ``cfg``'s run namespace. Never
+    restarted: a fresh learner would silently lose the run's optimizer state; resume instead."""
     device = device or resolve_device(cfg)
     policy = str(resume_from) if resume_from else model_path
-    learner = ray.remote(LearnerShell).options(
-        num_cpus=cfg.learner.num_cpus, num_gpus=1 if device == "cuda" else 0, runtime_env=_env(cfg),
-        max_restarts=0).remote(
-        policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
-        seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
-        trust_remote_code=cfg.model.trust_remote_code, resume_from=str(resume_from) if resume_from else None)
+    options = {"num_cpus": cfg.learner.num_cpus, "num_gpus": 1 if device == "cuda" else 0,
+               "name": "remax-learner"}
+    if where is not None:
+        options = where.options("learner")
+    options |= {"namespace": run_namespace(cfg), "runtime_env": _env(cfg), "max_restarts": 0}
+    learner = _named(ray.remote(LearnerShell), options,
+                     policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
+                     seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
+                     trust_remote_code=cfg.model.trust_remote_code,
+                     resume_from=str(resume_from) if resume_from else None)
     if wait:
         ray.get(learner.__ray_ready__.remote())
     return learner

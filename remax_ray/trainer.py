@@ -221,8 +221,7 @@ class Trainer:
 
     def shutdown(self) -> None:
         """Kill this trainer's actors (vLLM engines hold memory until their actor dies)."""
-        for actor in [*self.actors.generators, self.actors.reward, self.actors.learner]:
-            ray.kill(actor, no_restart=True)
+        self.actors.kill()
 
     def fit(self, progress: bool | None = None) -> dict[str, float]:
         """Evaluate, train up to ``run.steps`` steps (evaluating/saving every K), evaluate, save.

@@ -120,3 +120,42 @@ def response_mask(
         positions = torch.arange(response_ids.shape[1], device=response_ids.device)
         mask = mask & (positions.unsqueeze(0) < lengths.to(response_ids.device).unsqueeze(1))
     return mask.float()
+
+
+def selected_logprobs(
+    logits: Tensor, tokens: Tensor, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """Log-prob of ``tokens`` (and optionally the entropy) at K selected positions.
+
+    The learner gathers the response positions *before* the LM head, so it hands over only those
+    rows ([K, V]) instead of [N, T, V]: the log-softmax normaliser is computed once per response
+    token and never for the prompt's positions, whose logits no loss uses.
+
+    Args:
+        logits: [K, V] float (any float dtype); row k produced ``tokens[k]``.
+        tokens: [K] long.
+        temperature: > 0; the log-probs are those of softmax(logits / temperature).
+        with_entropy: also return the entropy of each row's distribution.
+
+    Returns:
+        (log-probs [K] float32, differentiable w.r.t. ``logits``;
+        entropies [K] float32 in nats, or None). The entropy is a diagnostic, computed without
+        gradient: that keeps its two [K, V] temporaries out of the autograd graph.
+    """
+    if logits.dim() != 2 or tokens.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be [K, V] and tokens [K], got {tuple(logits.shape)} and "
+                         f"{tuple(tokens.shape)}")
+    if not temperature > 0.0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = logits.float()  # one fp32 [K, V] copy for bf16 logits; a no-op for fp32 ones
+    if temperature != 1.0:
+        z = z / temperature
+    lse = torch.logsumexp(z, dim=-1)  # [K]
+    logp = z.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1) - lse
+    if not with_entropy:
+        return logp, None
+    with torch.no_grad():
+        # Same clamp as entropy_from_logits: a -inf logit must contribute 0, not 0 * -inf = NaN.
+        lsm = (z - lse.unsqueeze(-1)).clamp_min_(torch.finfo(z.dtype).min)
+        entropy = -(lsm.exp().mul_(lsm)).sum(dim=-1)
+    return logp, entropy

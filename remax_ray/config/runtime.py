@@ -4,9 +4,12 @@ from dataclasses import dataclass
 
 from remax_ray.config.base import _field
 
-__all__ = ["LEARNER_DEVICES", "SYNC_TRANSPORTS", "ClusterConfig", "RunConfig"]
+__all__ = ["LEARNER_DEVICES", "PLACEMENT_MODES", "PLACEMENT_STRATEGIES", "SYNC_TRANSPORTS", "ClusterConfig",
+           "RunConfig"]
 
 SYNC_TRANSPORTS = ("auto", "cpu", "nccl", "gloo")
+PLACEMENT_MODES = ("disaggregated", "colocated")
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 LEARNER_DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -55,6 +58,17 @@ class ClusterConfig:
            "restarted: its state is the run's; resume from a checkpoint instead).")
     restart_timeout_s: float = _field(600.0, "How long a retried step waits for a restarted actor.")
     device: str = _field("auto", "Learner device: auto | cpu | cuda.")
+    placement: str = _field(
+        "disaggregated",
+        "disaggregated: each generator and the learner in a placement-group bundle of its own (a whole "
+        "GPU each); colocated: the learner shares generator 0's bundle and GPU (fractional GPUs).")
+    placement_strategy: str = _field(
+        "PACK", "Ray placement-group strategy: PACK | SPREAD | STRICT_PACK | STRICT_SPREAD (SPREAD puts "
+                "disaggregated actors on different nodes where it can).")
+    colocated_gpu_share: float = _field(
+        0.5, "colocated: the learner's fraction of the shared GPU; generator 0 gets the rest.")
+    placement_timeout_s: float = _field(
+        120.0, "How long to wait for the cluster to place the run's bundles before failing with the reason.")
     threads_per_actor: int = _field(
         0,
         "torch/OpenMP threads for each actor (0 = all cores of its node: generation, scoring and "

@@ -32,7 +32,14 @@ from remax_ray.config.generation import (
     RolloutConfig,
 )
 from remax_ray.config.optim import AlgoConfig, LearnerConfig
-from remax_ray.config.runtime import LEARNER_DEVICES, SYNC_TRANSPORTS, ClusterConfig, RunConfig
+from remax_ray.config.runtime import (
+    LEARNER_DEVICES,
+    PLACEMENT_MODES,
+    PLACEMENT_STRATEGIES,
+    SYNC_TRANSPORTS,
+    ClusterConfig,
+    RunConfig,
+)
 
 __all__ = [
     "Config",
@@ -168,6 +175,8 @@ _RANGES: list[Range] = [
     ("cluster.num_cpus", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("cluster.sync_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.max_actor_restarts", lambda v: v >= 0, ">= 0"),
+    ("cluster.colocated_gpu_share", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("cluster.placement_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.restart_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.sync_bucket_mb", lambda v: v >= 1, ">= 1"),
     ("cluster.threads_per_actor", lambda v: v >= 0, ">= 0 (0 = all cores)"),
@@ -194,6 +203,10 @@ def validate(config: Config) -> None:
     _choice("model.dtype", m.dtype, MODEL_DTYPES, "dtype", {"bf16": "bfloat16", "fp32": "float32"})
     _choice("cluster.sync_transport", cl.sync_transport, SYNC_TRANSPORTS, "transport")
     _choice("cluster.device", cl.device, LEARNER_DEVICES, "device", {"gpu": "cuda"})
+    _choice("cluster.placement", cl.placement, PLACEMENT_MODES, "placement mode",
+            {"colocate": "colocated", "disaggregate": "disaggregated", "separate": "disaggregated"})
+    _choice("cluster.placement_strategy", cl.placement_strategy, PLACEMENT_STRATEGIES, "strategy",
+            {s.lower(): s for s in PLACEMENT_STRATEGIES})
     _choice("rollout.long_prompts", ro.long_prompts, LONG_PROMPT_POLICIES, "policy",
             {"truncation": "truncate", "drop": "skip", "raise": "error"})
     _choice("reward.on_invalid", rw.on_invalid, INVALID_REWARD_POLICIES, "policy",

@@ -60,7 +60,7 @@ def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool
         warm_up(shared, runs)
         for i, run in enumerate(runs, 1):
             log.info("repro: run %d/%d: %s", i, len(runs), run.name)
-            learner = start_learner(run.cfg, model_path, shared.device)
+            learner = start_learner(run.cfg, model_path, shared.device, where=shared.placement)
             actors = Actors(shared.generators, shared.reward, learner, shared.device, shared.dtype)
             try:
                 summary = Trainer(run.cfg, actors=actors).fit(progress)
@@ -72,8 +72,7 @@ def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool
                 # The comparison needs only the metrics; a checkpoint per run would fill the disk.
                 shutil.rmtree(Path(run.cfg.run.output_dir) / "checkpoints", ignore_errors=True)
     finally:
-        for actor in [*shared.generators, shared.reward]:
-            ray.kill(actor)
+        shared.kill()
     return shared.device
 
 

@@ -99,6 +99,10 @@ EXPECTED_DEFAULTS = {
         "max_actor_restarts": 3,
         "restart_timeout_s": 600.0,
         "device": "auto",
+        "placement": "disaggregated",
+        "placement_strategy": "PACK",
+        "colocated_gpu_share": 0.5,
+        "placement_timeout_s": 120.0,
         "threads_per_actor": 0,
     },
 }
