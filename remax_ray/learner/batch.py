@@ -58,3 +58,25 @@ def build_batch(items: list[tuple[list[int], list[int], list[float] | None]], sc
     for i, (p, r, _) in enumerate(items):
         mask[i, len(p) - 1 : len(p) - 1 + len(r)] = rmask[i, : len(r)]
     return SequenceBatch(input_ids, attention, input_ids[:, 1:], mask, score_adv.float(), gen_lp, have_lp)
+
+
+def micro_batches(items: list[tuple[list[int], list[int], list[float] | None]], score_adv: torch.Tensor,
+                  size: int, eos_token_ids: list[int], pad_id: int, sort_by_length: bool = False
+                  ) -> list[SequenceBatch]:
+    """Split ``items`` (with their [len(items)] ``score_adv``) into micro-batches of ``size``.
+
+    Each micro-batch is padded to its own longest sequence, so with ``sort_by_length`` the items are
+    first ordered by prompt + response length (stable, so equal lengths keep their order): similar
+    lengths share a micro-batch and less padding is computed. The losses are normalised by counts
+    over the whole batch, so the accumulated gradient is the same sum whatever the grouping (up to
+    float rounding). Only valid where the grouping carries no meaning, i.e. when the whole batch makes
+    one optimizer step: PPO's mini-batches are built from micro-batches and should stay random draws.
+    """
+    order = list(range(len(items)))
+    if sort_by_length:
+        order.sort(key=lambda i: len(items[i][0]) + len(items[i][1]))
+    out = []
+    for lo in range(0, len(order), size):
+        chunk = order[lo : lo + size]
+        out.append(build_batch([items[i] for i in chunk], score_adv[chunk], eos_token_ids, pad_id))
+    return out

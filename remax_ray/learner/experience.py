@@ -36,7 +36,8 @@ class MicroExperience:
     """One micro-batch and its no-grad tensors, all [m, L-1] in the batch's shifted frame."""
 
     batch: SequenceBatch
-    ref_logp: Tensor
+    ref_logp: Tensor | None
+    """None when ``algo.kl_coef`` is 0: nothing reads it, so the reference forward is skipped."""
     old_logp: Tensor | None = None
     old_values: Tensor | None = None
     advantages: Tensor | None = None
@@ -75,8 +76,8 @@ def assign_gae(micro: list[MicroExperience], algo: AlgoConfig) -> dict[str, floa
     whitened with the statistics of the whole batch. Needs old_logp and old_values."""
     kl_coef = algo.kl_coef if algo.kl_placement == "reward" else 0.0
     for me in micro:
-        mask = me.batch.mask.to(me.ref_logp.device)
-        kl = kl_estimate(me.old_logp, me.ref_logp, algo.kl_estimator)
+        mask = me.batch.mask.to(me.old_logp.device)
+        kl = None if me.ref_logp is None else kl_estimate(me.old_logp, me.ref_logp, algo.kl_estimator)
         rewards = token_rewards(me.batch.score_advantages.to(mask.device), mask, kl, kl_coef,
                                 algo.score_clip or None)
         me.advantages, me.returns = gae_advantages(rewards, me.old_values, mask, algo.gamma, algo.lam)

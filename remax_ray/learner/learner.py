@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from remax_ray.algo import (
-    entropy_from_logits,
     get_estimator,
     kl_estimate,
     kl_loss,
@@ -22,10 +21,11 @@ from remax_ray.algo import (
     token_returns,
 )
 from remax_ray.config import AlgoConfig, LearnerConfig
-from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples
+from remax_ray.learner.batch import SequenceBatch, flatten_samples, micro_batches
 from remax_ray.learner.critic import Critic
 from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, sequence_scores
 from remax_ray.learner.memory import memory_stats
+from remax_ray.learner.response_logp import response_logprobs
 from remax_ray.hf import hf_kwargs
 from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
 from remax_ray.rollout.types import PromptRollout
@@ -91,14 +91,27 @@ class Learner:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
-    def _logits(self, model: torch.nn.Module, mb: SequenceBatch) -> torch.Tensor:
-        with self._autocast():
-            out = model(input_ids=mb.input_ids.to(self.device),
-                        attention_mask=mb.attention_mask.to(self.device), use_cache=False)
-        return out.logits[:, :-1]
+    def _score(self, model: torch.nn.Module, mb: SequenceBatch, entropy: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[m, L-1] log-probs (and entropies) of the response tokens, 0 off the mask: the LM head
+        and the log-softmax run at the response positions only (see ``response_logp``)."""
+        return response_logprobs(model, mb, self.temperature, self.device, self._autocast, entropy)
 
     def _logp(self, model: torch.nn.Module, mb: SequenceBatch) -> torch.Tensor:
-        return token_logprobs(self._logits(model, mb), mb.targets.to(self.device), self.temperature)
+        return self._score(model, mb)[0]
+
+    @property
+    def measures_kl(self) -> bool:
+        """Whether the reference forward runs. At ``algo.kl_coef`` 0 no loss or reward reads the
+        reference's log-probs, so its forward (about a quarter of a ReMax step's compute) is skipped; the
+        ``kl`` metric is then reported as 0 and ``kl_measured`` as 0, rather than measured."""
+        return self.algo.kl_coef > 0
+
+    def _micro_batches(self, items: list, scores: torch.Tensor) -> list[SequenceBatch]:
+        # Length-sorted grouping only where one optimizer step sees the whole batch (see micro_batches).
+        whole = not self.cfg.mini_batch_size or self.cfg.mini_batch_size >= len(items)
+        return micro_batches(items, scores, self.cfg.micro_batch_size, self.eos_ids, self.pad_id,
+                             sort_by_length=whole)
 
     def train_step(self, rollouts: list[PromptRollout]) -> dict[str, float]:
         """One update on a step's rollouts (scores already attached); returns metrics."""
@@ -118,11 +131,10 @@ class Learner:
         """Reference log-probs; for PPO also old log-probs, values, then GAE for the whole batch."""
         items = flatten_samples(rollouts)
         scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts)
-        micro, mbs = [], self.cfg.micro_batch_size
-        for lo in range(0, len(items), mbs):
-            mb = build_batch(items[lo : lo + mbs], scores[lo : lo + mbs], self.eos_ids, self.pad_id)
+        micro = []
+        for mb in self._micro_batches(items, scores):
             micro.append(MicroExperience(
-                mb, ref_logp=self._logp(self.reference, mb),
+                mb, ref_logp=self._logp(self.reference, mb) if self.measures_kl else None,
                 old_logp=self._logp(self.policy, mb) if self.spec.uses_ratio else None,
                 old_values=self.critic.values(mb) if self.critic else None))
         if self.critic:
@@ -157,6 +169,7 @@ class Learner:
         n_updates = float(len(norms))
         out = {"loss": totals["loss"] / n_updates, "grad_norm": sum(norms) / n_updates,
                "optimizer_steps": n_updates, "kl": totals["kl"] / exp.num_tokens,
+               "kl_measured": float(self.measures_kl),
                "entropy": totals["entropy"] / exp.num_tokens,
                "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0)}
         if self.critic:
@@ -168,9 +181,10 @@ class Learner:
     def _micro_update(self, me: MicroExperience, agg: dict, totals: dict, first_epoch: bool) -> None:
         """Forward/backward of one micro-batch (policy, then critic); gradients accumulate."""
         mb, mask = me.batch, me.batch.mask.to(self.device)
-        logits = self._logits(self.policy, mb)
-        logp = token_logprobs(logits, mb.targets.to(self.device), self.temperature)  # [m, L-1]
-        kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)  # reward term and metric
+        logp, entropy = self._score(self.policy, mb, entropy=first_epoch)  # [m, L-1] each
+        kl = None  # reward term and metric; None where no reference forward ran (kl_coef 0)
+        if me.ref_logp is not None:
+            kl = kl_estimate(logp.detach(), me.ref_logp, self.algo.kl_estimator)
         loss = self._policy_loss(me, logp, kl, mask, agg, totals)
         if self.algo.kl_placement == "loss" and self.algo.kl_coef > 0:
             loss = loss + kl_loss(logp, me.ref_logp, mask, self.algo.kl_estimator, self.algo.kl_coef, **agg)
@@ -182,13 +196,14 @@ class Learner:
         if not first_epoch:
             return
         with torch.no_grad():  # diagnostics, once per sequence
-            totals["kl"] += (kl * mask).sum().item()
-            totals["entropy"] += (entropy_from_logits(logits.detach(), self.temperature) * mask).sum().item()
+            if kl is not None:
+                totals["kl"] += (kl * mask).sum().item()
+            totals["entropy"] += (entropy * mask).sum().item()
             if mb.has_gen_logprobs:
                 totals["logp_diff"] += ((logp.detach() - mb.gen_logprobs.to(self.device)).abs() * mask).sum().item()
                 totals["logp_diff_tokens"] += mask.sum().item()
 
-    def _policy_loss(self, me: MicroExperience, logp: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+    def _policy_loss(self, me: MicroExperience, logp: torch.Tensor, kl: torch.Tensor | None, mask: torch.Tensor,
                      agg: dict, totals: dict) -> torch.Tensor:
         if self.spec.uses_ratio:  # PPO: clipped ratio against the log-probs recorded before the update
             loss, clip_frac = ppo_clip_loss(logp, me.old_logp, me.advantages, mask, self.algo.clip_eps, **agg)

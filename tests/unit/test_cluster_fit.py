@@ -6,6 +6,7 @@ import pytest
 
 from remax_ray import cluster
 from remax_ray.config import ConfigError, load_config
+from remax_ray.placement import plan_for
 
 
 def test_infeasible_cpu_request_fails_fast(monkeypatch):
@@ -13,16 +14,20 @@ def test_infeasible_cpu_request_fails_fast(monkeypatch):
     # 3 generators x 1 CPU + learner 1 CPU = 4 > 2
     cfg = load_config(None, ["rollout.num_generators=3", "run.prompts_per_step=3",
                              "learner.micro_batch_size=3"])
-    with pytest.raises(ConfigError, match="need 4 CPUs and 0 GPUs but the Ray cluster has 2 CPUs"):
-        cluster._check_fits(cfg, gpu=0)
+    with pytest.raises(ConfigError, match="need 4 CPUs and 0 GPUs .* but the Ray cluster has 2 CPUs"):
+        cluster._check_fits(cfg, plan_for(cfg, "cpu"))
 
 
 def test_feasible_request_passes(monkeypatch):
     monkeypatch.setattr(cluster.ray, "cluster_resources", lambda: {"CPU": 2.0})
-    cluster._check_fits(load_config(None, []), gpu=0)  # 1 generator + 1 learner = 2 CPUs
+    cfg = load_config(None, [])
+    cluster._check_fits(cfg, plan_for(cfg, "cpu"))  # 1 generator + 1 learner = 2 CPUs
 
 
-def test_gpu_learner_needs_a_gpu_per_actor(monkeypatch):
+def test_gpu_learner_needs_a_gpu_per_actor_unless_colocated(monkeypatch):
     monkeypatch.setattr(cluster.ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 1.0})
-    with pytest.raises(ConfigError, match="2 GPUs"):
-        cluster._check_fits(load_config(None, []), gpu=1)
+    cfg = load_config(None, [])
+    with pytest.raises(ConfigError, match="2 GPUs \\(disaggregated placement\\)"):
+        cluster._check_fits(cfg, plan_for(cfg, "cuda"))
+    colocated = load_config(None, ["cluster.placement=colocated"])
+    cluster._check_fits(colocated, plan_for(colocated, "cuda"))  # learner and engine share the GPU

@@ -10,6 +10,7 @@ import torch
 from remax_ray.algo import ppo_clip_loss
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.learner import Learner
+from remax_ray.learner.response_logp import head_split
 from remax_ray.rollout.types import Completion, PromptRollout
 
 
@@ -65,8 +66,11 @@ def test_experience_stage_records_old_logprobs_and_values_only_for_ppo(tiny):
 
 
 def _count_policy_forwards(learner: Learner, rollouts) -> int:
+    """Passes through the policy's backbone (the learner calls it, then the head on the response
+    positions); the one-time head-split probe runs first so that it is not counted."""
+    head_split(learner.policy, learner._autocast)
     calls = []
-    handle = learner.policy.register_forward_hook(lambda *a: calls.append(1))
+    handle = learner.policy.base_model.register_forward_hook(lambda *a: calls.append(1))
     try:
         learner.train_step(rollouts)
     finally:
