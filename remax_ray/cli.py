@@ -1,12 +1,12 @@
-"""``remax-ray train | train-rm | assets | keys | repro``: the console script and the ``ray job submit`` entrypoint."""
+"""``remax-ray train | train-rm | assets | keys | repro | plot``: the console script and the ``ray job submit`` entrypoint."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
+from remax_ray import console, run_plots
 from remax_ray.config import ConfigError, describe_fields, load_config
 from remax_ray.repro import command as repro_command
 from remax_ray.reward import rm_command
@@ -32,12 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("keys", help="list every configuration key with its meaning")
     repro_command.add_parser(sub)
     rm_command.add_parser(sub)
+    run_plots.add_parser(sub)
+    for command in sub.choices.values():
+        command.add_argument("-v", "--verbose", action="store_true",
+                             help="show every library's log lines (Ray, vLLM, transformers); by default "
+                                  "the terminal shows the progress bar, remax-ray's messages and warnings")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    console.configure(args.verbose)  # before anything imports ray: its log filter is read then
     if args.command == "assets":
         from remax_ray.assets import prepare_all
 
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "repro":
         return repro_command.main(args, argv)
+    if args.command == "plot":
+        return run_plots.main(args)
     if args.command == "train-rm":
         return rm_command.main(args)
     if args.command == "keys":

@@ -11,13 +11,13 @@ from remax_ray import assets, checkpoint
 from remax_ray.checkpoint import ResumeError
 from remax_ray.config import Config, ConfigError
 from remax_ray.data.prompts import PromptSplits
-from remax_ray.metrics import MetricsSink
+from remax_ray.metrics import COUNTED_FILE, MetricsSink
 from remax_ray.run_state import RunState, data_order
 
 log = logging.getLogger(__name__)
 
 # What a finished or running run leaves in its folder; their presence means "used".
-_RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard")
+_RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard", COUNTED_FILE)
 
 
 def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_from: Path | None,

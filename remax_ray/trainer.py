@@ -80,13 +80,16 @@ class Trainer:
             prompts, n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy))
         t1 = time.perf_counter()
         self._retrying("score", lambda: self.score(rollouts))
+        generated = sum(len(c.token_ids) for r in rollouts for c in [*r.samples, *([r.greedy] if r.greedy else [])])
         rollouts, dropped = drop_invalid(rollouts)  # non-finite scores get here only with on_invalid=skip
         t2 = time.perf_counter()
         self._phase = "learn"
         learned = ray.get(self.actors.learner.train_step.remote(rollouts)) if rollouts else {}
         t3 = time.perf_counter()
         record = {**learned, "generate_s": t1 - t0, "score_s": t2 - t1, "learn_s": t3 - t2,
-                  "greedy_responses": float(sum(r.greedy is not None for r in rollouts))}
+                  "greedy_responses": float(sum(r.greedy is not None for r in rollouts)),
+                  # Throughput inputs: the sink derives tokens/s of generation and of learning.
+                  "generated_tokens": float(generated), "sequences": float(sum(len(r.samples) for r in rollouts))}
         self._count(prompts, dropped, updated=bool(rollouts))
         try:
             record |= self._retrying("sync", self.sync)
@@ -221,6 +224,7 @@ class Trainer:
 
     def shutdown(self) -> None:
         """Kill this trainer's actors (vLLM engines hold memory until their actor dies)."""
+        self.metrics.close()
         self.actors.kill()
 
     def fit(self, progress: bool | None = None) -> dict[str, float]:

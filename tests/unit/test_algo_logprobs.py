@@ -116,3 +116,47 @@ def test_response_mask_several_eos_and_lengths() -> None:
     # Length limit without EOS: all ones up to the length.
     out2 = response_mask(torch.tensor([[4, 4, 4]]), (7,), lengths=torch.tensor([3]))
     torch.testing.assert_close(out2, torch.ones(1, 3))
+
+
+# ---------------------------------------------------------------- selected_logprobs
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_selected_logprobs_equal_the_full_row_functions(temperature: float) -> None:
+    """At K gathered rows: the same log-probs, gradient and entropy as token_logprobs /
+    entropy_from_logits on those rows, including a masked (-inf) vocabulary entry."""
+    from remax_ray.algo.logprobs import selected_logprobs
+
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(9, 700, generator=gen) * 4.0).requires_grad_(True)
+    tokens = torch.randint(1, 700, (9,), generator=gen)
+    with torch.no_grad():
+        logits[:, 0] = float("-inf")  # never sampled, must contribute 0 to the entropy
+    weights = torch.randn(9, generator=gen)
+    logp, entropy = selected_logprobs(logits, tokens, temperature, with_entropy=True)
+    (logp * weights).sum().backward()
+    grad, logits.grad = logits.grad.clone(), None
+    ref = token_logprobs(logits.unsqueeze(0), tokens.unsqueeze(0), temperature)[0]
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(logp, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(grad, logits.grad, atol=1e-7, rtol=1e-6)
+    ref_entropy = entropy_from_logits(logits.detach().unsqueeze(0), temperature)[0]
+    assert torch.isfinite(entropy).all() and not entropy.requires_grad
+    torch.testing.assert_close(entropy, ref_entropy, atol=1e-5, rtol=0)
+    assert selected_logprobs(logits, tokens, temperature)[1] is None
+
+
+def test_selected_logprobs_by_hand_bf16_and_shape_errors() -> None:
+    from remax_ray.algo.logprobs import selected_logprobs
+
+    # Row (log 9, 0) at T = 2 -> p = (3/4, 1/4); token 1 -> log(1/4); entropy of (3/4, 1/4).
+    logits = torch.tensor([[math.log(9.0), 0.0]], dtype=torch.bfloat16)
+    logp, entropy = selected_logprobs(logits, torch.tensor([1]), 2.0, with_entropy=True)
+    assert logp.dtype == torch.float32  # reduced in fp32 whatever the logits' dtype
+    torch.testing.assert_close(logp, torch.tensor([math.log(0.25)]), atol=1e-2, rtol=0)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    torch.testing.assert_close(entropy, torch.tensor([h]), atol=1e-2, rtol=0)
+    with pytest.raises(ValueError, match=r"\[K, V\]"):
+        selected_logprobs(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="temperature"):
+        selected_logprobs(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long), 0.0)

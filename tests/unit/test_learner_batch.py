@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples
+from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples, micro_batches
 from remax_ray.rollout.types import Completion, PromptRollout
 
 EOS = 2
@@ -161,3 +161,36 @@ def test_build_batch_from_rollouts(n: int) -> None:
     assert b.mask[n:].tolist() == [[1, 1, 1]] * n
     assert b.input_ids[0].tolist() == [10, 11, 12, EOS]
     assert b.input_ids[n].tolist() == [20, 21, 22, 23]
+
+
+# ---------------------------------------------------------------- micro_batches
+
+
+def _items_of_lengths(lengths: list[int]) -> list[tuple[list[int], list[int], list[float] | None]]:
+    # Prompt of 2 tokens, the rest response; the first response token encodes the item's index.
+    return [([4, 4], [10 + i] + [7] * (n - 3), None) for i, n in enumerate(lengths)]
+
+
+def test_micro_batches_in_prompt_order_are_consecutive_chunks() -> None:
+    items = _items_of_lengths([9, 3, 8, 4, 7, 5])
+    scores = torch.arange(6, dtype=torch.float32)
+    out = micro_batches(items, scores, 4, [EOS], PAD)
+    assert [len(b) for b in out] == [4, 2]
+    assert out[0].input_ids[:, 2].tolist() == [10, 11, 12, 13]
+    assert out[1].score_advantages.tolist() == [4.0, 5.0]
+    assert [b.input_ids.shape[1] for b in out] == [9, 7]
+
+
+def test_length_sorted_micro_batches_pad_less_and_keep_each_score_with_its_sequence() -> None:
+    lengths = [9, 3, 8, 4, 7, 3]
+    items = _items_of_lengths(lengths)
+    scores = torch.tensor([0.5, 1.5, 2.5, 3.5, 4.5, 5.5])
+    out = micro_batches(items, scores, 2, [EOS], PAD, sort_by_length=True)
+    # Stable sort by length: 3 (item 1), 3 (item 5), 4 (3), 7 (4), 8 (2), 9 (0).
+    assert [b.input_ids[:, 2].tolist() for b in out] == [[11, 15], [13, 14], [12, 10]]
+    assert [b.score_advantages.tolist() for b in out] == [[1.5, 5.5], [3.5, 4.5], [2.5, 0.5]]
+    padded = sum(b.input_ids.numel() for b in out)
+    unsorted = sum(b.input_ids.numel() for b in micro_batches(items, scores, 2, [EOS], PAD))
+    assert (padded, unsorted) == (2 * (3 + 7 + 9), 2 * (9 + 8 + 7))  # 38 columns instead of 48
+    # Every sequence appears once, with its mask unchanged by the regrouping.
+    assert sum(b.mask.sum().item() for b in out) == sum(n - 2 for n in lengths)

@@ -1,0 +1,167 @@
+"""The learner's train_step on the real SmolLM2 policy, before and after each speed-up, in one run.
+
+Usage (after `remax-ray assets`; REMAX_RAY_HOME as for training):
+    nice -n 5 .venv/bin/python bench/learner_step.py [--reps 3] [--threads N]
+
+One Learner (policy + reference, default LearnerConfig / AlgoConfig) trains on a synthetic batch
+shaped like the default run: 16 movie-review prompts (their real token counts), 1 sample each of up
+to 24 new tokens (a quarter end early with EOS), random scores and a greedy baseline score. The
+changes are switched on one at a time through ``BenchLearner``'s flags, which keep the pre-change
+code here (the library has only the new path):
+  - full_logits: LM head and log-softmax at every position, entropy over all of them;
+  - unsorted: micro-batches in prompt order instead of sorted by length;
+  - always_reference: the reference forward even at algo.kl_coef 0;
+  - the optimizer: AdamW's per-tensor loop (torch's CPU default), foreach=True, fused=True.
+Variants run interleaved, one step each per round after a warm-up round, so a drift of the shared
+machine's speed hits all of them alike; the median over rounds is reported, per trained sequence,
+with its ratio to the "before" row of the same KL setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import torch
+
+from remax_ray.algo import entropy_from_logits, token_logprobs
+from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.learner.batch import SequenceBatch, build_batch
+from remax_ray.learner.learner import Learner
+from remax_ray.rollout.types import Completion, PromptRollout
+
+
+class BenchLearner(Learner):
+    """The Learner with the pre-change code paths behind flags (benchmark only)."""
+
+    full_logits = False
+    unsorted = False
+    always_reference = False
+
+    @property
+    def measures_kl(self) -> bool:
+        return self.always_reference or super().measures_kl
+
+    def _score(self, model, mb: SequenceBatch, entropy: bool = False):
+        if not self.full_logits:
+            return super()._score(model, mb, entropy)
+        # The path before this change: logits [m, L-1, V] at every position, then per-row fp32
+        # log-softmax normalisers, and the entropy over every position (the mask applied after).
+        with self._autocast():
+            logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits[:, :-1]
+        logp = token_logprobs(logits, mb.targets, self.temperature)
+        return logp, entropy_from_logits(logits.detach(), self.temperature) if entropy else None
+
+    def _micro_batches(self, items, scores):
+        if not self.unsorted:
+            return super()._micro_batches(items, scores)
+        size = self.cfg.micro_batch_size
+        return [build_batch(items[lo : lo + size], scores[lo : lo + size], self.eos_ids, self.pad_id)
+                for lo in range(0, len(items), size)]
+
+    def _optimizer_step(self) -> float:
+        start = time.perf_counter()
+        norm = super()._optimizer_step()
+        self.optimizer_s = time.perf_counter() - start
+        return norm
+
+    def make_experience(self, rollouts):
+        start = time.perf_counter()
+        exp = super().make_experience(rollouts)
+        self.experience_s = time.perf_counter() - start
+        return exp
+
+
+def synthetic_rollouts(tokenizer, prompts: list[str], new_tokens: int, eos_frac: float, seed: int
+                       ) -> list[PromptRollout]:
+    """One sampled response per prompt: random non-special tokens, ``new_tokens`` long, except a
+    share ``eos_frac`` that stop early on EOS (as sampled reviews sometimes do)."""
+    g = torch.Generator().manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    out = []
+    for i, text in enumerate(prompts):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        length = new_tokens
+        if torch.rand((), generator=g).item() < eos_frac:
+            length = int(torch.randint(new_tokens // 3, new_tokens, (), generator=g))
+        resp = torch.randint(100, tokenizer.vocab_size - 100, (length,), generator=g).tolist()
+        if length < new_tokens:
+            resp[-1] = eos
+        scores = torch.randn(2, generator=g).tolist()
+        out.append(PromptRollout(text, ids, [Completion(resp, "", "stop" if length < new_tokens else "length")],
+                                 Completion(resp[:4], "", "length"), scores[:1], scores[1]))
+    return out
+
+
+def main() -> None:
+    from transformers import AutoTokenizer
+
+    from remax_ray.assets import resolve_dataset, resolve_model_path
+    from remax_ray.data.prompts import read_jsonl_prompts
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="builtin:smollm2-135m-instruct")
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=24)
+    p.add_argument("--eos-frac", type=float, default=0.25)
+    p.add_argument("--reps", type=int, default=3, help="timed rounds after the warm-up round")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = resolve_model_path(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompts = read_jsonl_prompts(resolve_dataset("builtin:movie-reviews", "train"))[0][: args.prompts]
+    rollouts = synthetic_rollouts(tokenizer, prompts, args.new_tokens, args.eos_frac, seed=0)
+    algo = AlgoConfig()  # remax, kl_coef 0.02 (the default run's)
+    learner = BenchLearner(model, LearnerConfig(), algo, seed=0)
+    params = list(learner.policy.parameters())
+    cfg = learner.cfg
+    adamw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    optimizers = {"loop": learner.optimizer, "foreach": torch.optim.AdamW(params, foreach=True, **adamw),
+                  "fused": torch.optim.AdamW(params, fused=True, **adamw)}
+    kl0 = dataclasses.replace(algo, kl_coef=0.0)
+    old = dict(full_logits=True, unsorted=True, always_reference=True)
+    variants = [  # (label, algo, flags, optimizer); each block starts with its "before" row
+        ("before: full logits, prompt order, AdamW loop", algo, old, "loop"),
+        ("+ LM head at response positions", algo, {**old, "full_logits": False}, "loop"),
+        ("+ length-sorted micro-batches", algo, {}, "loop"),
+        ("+ AdamW foreach=True", algo, {}, "foreach"),
+        ("+ AdamW fused=True", algo, {}, "fused"),
+        ("kl_coef=0 before (reference forward runs)", kl0, old, "loop"),
+        ("kl_coef=0 after, AdamW foreach", kl0, {}, "foreach"),
+        ("kl_coef=0 after, AdamW fused", kl0, {}, "fused"),
+    ]
+    times = {label: [] for label, *_ in variants}
+    parts = {label: [] for label, *_ in variants}
+    for round_ in range(args.reps + 1):  # round 0 warms up (allocator, AdamW state, head probe)
+        for label, alg, flags, opt in variants:
+            learner.algo = alg
+            learner.full_logits, learner.unsorted, learner.always_reference = (
+                flags.get(k, False) for k in ("full_logits", "unsorted", "always_reference"))
+            learner.optimizer = optimizers[opt]
+            start = time.perf_counter()
+            learner.train_step(rollouts)
+            if round_:
+                times[label].append(time.perf_counter() - start)
+                parts[label].append((learner.experience_s, learner.optimizer_s))
+    n_seqs = sum(len(r.samples) for r in rollouts)
+    print(f"{n_seqs} sequences, prompt tokens {min(len(r.prompt_ids) for r in rollouts)}-"
+          f"{max(len(r.prompt_ids) for r in rollouts)}, <= {args.new_tokens} new tokens, "
+          f"micro_batch_size {cfg.micro_batch_size}, torch threads {torch.get_num_threads()}, "
+          f"{args.reps} timed rounds (median)")
+    print(f"{'variant':46s} {'s/step':>7s} {'s/seq':>7s} {'speed-up':>9s} {'exper. s':>8s} {'optim s':>8s}")
+    base = None
+    for label, alg, flags, _ in variants:
+        med = statistics.median(times[label])
+        if flags is old:
+            base = med
+        exp_s = statistics.median(e for e, _ in parts[label])
+        opt_s = statistics.median(o for _, o in parts[label])
+        print(f"{label:46s} {med:7.3f} {med / n_seqs:7.4f} {base / med:8.2f}x {exp_s:8.3f} {opt_s:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
