@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from remax_ray.rollout.types import Completion, PromptRollout
+
 COUNTERS = ("actor_retries", "skipped_samples", "skipped_prompts", "steps_without_update")
 
 
@@ -30,6 +32,8 @@ class RunState:
     metrics_lines: int = 0
     """Lines of metrics.jsonl written when this state was taken; a resume drops later ones."""
     counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0.0))
+    pending: list | None = None
+    """rollout.overlap: the next step's rollouts, already sampled (one policy behind)."""
     python_rng: list | None = None
     numpy_rng: list | None = None
 
@@ -60,3 +64,15 @@ class RunState:
 
 def data_order(seed: int, prompts_per_step: int, dataset: str, num_train: int) -> dict:
     return {"seed": seed, "prompts_per_step": prompts_per_step, "dataset": dataset, "num_train": num_train}
+
+
+def rollouts_to_json(rollouts: list[PromptRollout]) -> list[dict]:
+    return [asdict(r) for r in rollouts]
+
+
+def rollouts_from_json(items: list[dict]) -> list[PromptRollout]:
+    def completion(c: dict | None) -> Completion | None:
+        return Completion(**c) if c is not None else None
+
+    return [PromptRollout(**{**r, "samples": [completion(c) for c in r["samples"]], "greedy": completion(r["greedy"])})
+            for r in items]

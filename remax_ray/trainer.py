@@ -21,6 +21,7 @@ from remax_ray.preflight import preflight
 from remax_ray.resume import initial_state
 from remax_ray.rollout.types import PromptRollout
 from remax_ray.rollout.validity import drop_invalid
+from remax_ray.run_state import rollouts_from_json, rollouts_to_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +63,9 @@ class Trainer:
         dump_yaml(cfg, self.out / "config.yaml")
         self.metrics = MetricsSink(self.out, run_name=self.out.name)
         self._weight_meta: list | None = None
+        # overlap: the next step's rollouts (sampled one policy behind) and their lag; a checkpoint
+        # carries them, so a resumed overlapped run trains on exactly what the original would have.
+        self._pending = (rollouts_from_json(self.state.pending), 1.0) if self.state.pending else None
         self._fit_start: float | None = None
         self._phase = "start"
         if actors is not None or self.resumed_from:  # generators start from the original model
@@ -72,21 +76,28 @@ class Trainer:
         return self.state.step
 
     def step(self) -> dict[str, float]:
-        """One step on the next batch of training prompts (greedy responses only for ReMax)."""
-        run, k = self.cfg.run, self.state.step
-        prompts = [self.splits.train[i] for i in batch_indices(len(self.splits.train), run.prompts_per_step, k, run.seed)]
+        """One step on the next batch of training prompts (greedy responses only for ReMax). With
+        ``rollout.overlap`` the batch was sampled during the previous update, one policy behind, and
+        the next one is sampled during this update."""
+        k = self.state.step
+        prompts = self._prompts(k)
         t0 = time.perf_counter()
-        rollouts = self._retrying("generate", lambda: self.generate(
-            prompts, n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy))
+        rollouts, lag = self._take_pending() or (self._retrying("generate", lambda: self._generate_step(k)), 0.0)
         t1 = time.perf_counter()
         self._retrying("score", lambda: self.score(rollouts))
         generated = sum(len(c.token_ids) for r in rollouts for c in [*r.samples, *([r.greedy] if r.greedy else [])])
         rollouts, dropped = drop_invalid(rollouts)  # non-finite scores get here only with on_invalid=skip
         t2 = time.perf_counter()
         self._phase = "learn"
-        learned = ray.get(self.actors.learner.train_step.remote(rollouts)) if rollouts else {}
+        update = self.actors.learner.train_step.remote(rollouts) if rollouts else None
+        ahead = self._generate_ahead(k + 1)  # overlap: the next batch, sampled while the learner works
+        learned = ray.get(update) if update else {}
         t3 = time.perf_counter()
-        record = {**learned, "generate_s": t1 - t0, "score_s": t2 - t1, "learn_s": t3 - t2,
+        self._phase = "generate ahead"
+        self._pending = self._collect(ahead, k + 1)
+        t4 = time.perf_counter()
+        record = {**learned, "generate_s": (t1 - t0) + (t4 - t3), "score_s": t2 - t1, "learn_s": t3 - t2,
+                  "policy_lag": lag,
                   "greedy_responses": float(sum(r.greedy is not None for r in rollouts)),
                   # Throughput inputs: the sink derives tokens/s of generation and of learning.
                   "generated_tokens": float(generated), "sequences": float(sum(len(r.samples) for r in rollouts))}
@@ -96,8 +107,44 @@ class Trainer:
         except Exception:  # the update is applied: record it, so a resume neither repeats nor loses it
             self._finish(record | {"sync_failed": 1.0})
             raise
-        t4 = time.perf_counter()
-        return self._finish(record | {"sync_s": t4 - t3, "step_s": t4 - t0})
+        t5 = time.perf_counter()
+        return self._finish(record | {"sync_s": t5 - t4, "step_s": t5 - t0})
+
+    def _prompts(self, k: int) -> list[str]:
+        run = self.cfg.run
+        return [self.splits.train[i] for i in batch_indices(len(self.splits.train), run.prompts_per_step, k, run.seed)]
+
+    def _generate_step(self, k: int) -> list[PromptRollout]:
+        return self.generate(self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k,
+                             greedy=self.spec.needs_greedy)
+
+    def _generate_ahead(self, k: int) -> list | None:
+        """rollout.overlap: start step k's generation now (futures), with the engines' current
+        weights, which are one update behind the learner's by the time step k trains on them."""
+        if not self.cfg.rollout.overlap or k >= self.cfg.run.steps:
+            return None
+        gens, prompts = self.actors.generators, self._prompts(k)
+        size = -(-len(prompts) // len(gens))
+        return [g.generate.remote(prompts[lo : lo + size], n=self.cfg.rollout.samples_per_prompt, step=k,
+                                  first_index=lo, run_seed=self.cfg.run.seed, greedy=self.spec.needs_greedy)
+                for g, lo in zip(gens, range(0, len(prompts), size))]
+
+    def _collect(self, ahead: list | None, k: int) -> tuple[list[PromptRollout], float] | None:
+        if ahead is None:
+            return None
+        try:
+            return [r for shard in ray.get(ahead) for r in shard], 1.0
+        except (RayActorError, GetTimeoutError) as err:
+            if self._learner_died(err):
+                raise
+            # Regenerated after the recovery's sync, so with the current weights: no lag this time.
+            self.state.counters["actor_retries"] += 1
+            log.warning("step %d: generating ahead failed (%s); regenerating after the restart", k, err)
+            return self._retrying("generate", lambda: (self._recover(), self._generate_step(k))[1]), 0.0
+
+    def _take_pending(self) -> tuple[list[PromptRollout], float] | None:
+        pending, self._pending = self._pending, None
+        return pending
 
     def _count(self, prompts: list[str], dropped: int, updated: bool) -> None:
         counters = self.state.counters
@@ -217,6 +264,7 @@ class Trainer:
     def save(self) -> Path:
         """An atomic checkpoint of the learner and of this driver's state after ``state.step`` steps."""
         self.state.metrics_lines = self.metrics.count()
+        self.state.pending = rollouts_to_json(self._pending[0]) if self._pending else None
         self.state.capture_rng()
         folder = checkpoint.step_folder(self.out, self.state.step)
         return Path(ray.get(self.actors.learner.save.remote(str(folder), self.state.to_json(),

@@ -78,6 +78,11 @@ class RolloutConfig:
         0.3, "Fraction of GPU memory each vLLM engine may use, in (0, 1]."
     )
     enforce_eager: bool = _field(True, "Disable CUDA graphs in vLLM (faster start-up, slower decoding).")
+    overlap: bool = _field(
+        False,
+        "One-step-off: the generators sample step t+1 (with the weights one update behind) while the "
+        "learner trains on step t; the learner corrects with truncated importance weights "
+        "(algo.importance_cap). On-policy estimators only.")
     num_cpus_per_generator: float = _field(1.0, "Ray CPUs reserved per generator actor.")
 
 

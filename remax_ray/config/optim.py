@@ -55,6 +55,9 @@ class AlgoConfig:
     )
     score_clip: float = _field(0.0, "Clip rewards to [-score_clip, score_clip] (0 = no clipping).")
     clip_eps: float = _field(0.2, "PPO ratio clipping epsilon (> 0).")
+    importance_cap: float = _field(
+        2.0, "rollout.overlap: per-token importance weights pi/mu (learner over generator) are "
+             "truncated at this value (> 0), bounding the variance of the stale-sample correction.")
     value_clip: float = _field(0.2, "PPO value-loss clipping around the rollout-time values (> 0).")
     epochs: int = _field(
         1, "Passes over each step's batch (PPO's K; DeepSpeed-Chat's default 1). Must be 1 for the "

@@ -161,6 +161,7 @@ _RANGES: list[Range] = [
     ("algo.kl_coef", lambda v: v >= 0, ">= 0"),
     ("algo.score_clip", lambda v: v >= 0, ">= 0 (0 = no clipping)"),
     ("algo.clip_eps", lambda v: v > 0, "> 0"),
+    ("algo.importance_cap", lambda v: v > 0, "> 0"),
     ("algo.value_clip", lambda v: v > 0, "> 0"),
     ("algo.epochs", lambda v: v >= 1, ">= 1"),
     ("algo.gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -281,6 +282,11 @@ def validate(config: Config) -> None:
             f"learner.mini_batch_size ({mini}) must divide the step's batch ({batch}) and be a "
             f"multiple of learner.micro_batch_size ({ln.micro_batch_size})"
         )
+    if ro.overlap and spec.uses_ratio:
+        raise ConfigError(
+            f"rollout.overlap supports the on-policy estimators (remax, reinforce, rloo, grpo), not "
+            f"algo.estimator={al.estimator}: its clipped ratio is taken against the learner's own old "
+            "policy and would not correct for the generators' one-step lag")
     if not spec.uses_ratio and (al.epochs > 1 or mini < batch):
         raise ConfigError(
             f"algo.estimator={al.estimator} is on-policy: it needs algo.epochs=1 and one optimizer "

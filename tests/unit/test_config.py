@@ -37,6 +37,7 @@ EXPECTED_DEFAULTS = {
         "kv_cache_gib": 1.0,
         "gpu_memory_utilization": 0.3,
         "enforce_eager": True,
+        "overlap": False,
         "num_cpus_per_generator": 1.0,
     },
     "reward": {
@@ -71,6 +72,7 @@ EXPECTED_DEFAULTS = {
         "loss_agg": "token-mean",
         "score_clip": 0.0,
         "clip_eps": 0.2,
+        "importance_cap": 2.0,
         "value_clip": 0.2,
         "epochs": 1,
         "whiten_advantages": True,

@@ -171,3 +171,19 @@ def test_resume_restores_the_cursor_and_cuts_the_metrics_back(make):
     assert not (t.out / "checkpoints" / "step-000002").exists()  # the abandoned continuation
     with pytest.raises(ValueError, match="prompt order would change.*prompts_per_step"):
         make("run.prompts_per_step=2", resume="latest")
+
+
+def test_overlap_trains_each_batch_one_policy_behind_and_resumes_with_the_pending_batch(make):
+    t = make("rollout.overlap=true", "run.save_every=1", "run.steps=3")
+    trained: list[list[str]] = []
+    t.actors.learner.train_step = _Method(lambda rollouts: trained.append([r.prompt for r in rollouts]) or {"loss": 0.0})
+    records = [t.step() for _ in range(2)]
+    assert [r["policy_lag"] for r in records] == [0.0, 1.0]
+    assert trained == [t._prompts(0), t._prompts(1)]  # the data order is the synchronous one
+    assert t._pending[0][0].prompt == t._prompts(2)[0]  # step 2's batch, sampled during step 1
+    t.save()
+    resumed = make("rollout.overlap=true", "run.save_every=1", "run.steps=3", resume="latest")
+    assert [r.prompt for r in resumed._pending[0]] == t._prompts(2) and resumed._pending[1] == 1.0
+    generated = resumed.actors.generators[0].calls.get("generate", 0)
+    assert resumed.step()["policy_lag"] == 1.0
+    assert resumed.actors.generators[0].calls.get("generate", 0) == generated  # nothing regenerated
