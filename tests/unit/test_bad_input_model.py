@@ -23,18 +23,6 @@ from remax_ray.reward import RewardScorer
 from remax_ray.rollout.generator import EXTENSION, Generator, llm_kwargs
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture
-def prompts(tmp_path: Path) -> Path:
-    path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"the movie {i} was"}) + "\n" for i in range(6)))
-    return path
-
-
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

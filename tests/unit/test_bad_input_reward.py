@@ -23,18 +23,6 @@ from remax_ray.rollout.validity import drop_invalid, is_valid
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture
-def prompts(tmp_path: Path) -> Path:
-    path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"the movie {i} was"}) + "\n" for i in range(6)))
-    return path
-
-
 def _module(monkeypatch: pytest.MonkeyPatch, **attrs: object) -> str:
     module = types.ModuleType("bad_input_rewards")
     for name, value in attrs.items():
