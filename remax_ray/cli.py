@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console.configure(args.verbose)  # before anything imports ray: its log filter is read then
+    console.configure(args.verbose)
     if args.command == "assets":
         from remax_ray.assets import prepare_all
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {path}")
         return 0
     if args.command == "repro":
+        console.quiet_actors(args.verbose)
         return repro_command.main(args, argv)
     if args.command == "plot":
         return run_plots.main(args)
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # ConfigError, or a --resume naming no checkpoint
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
+    console.quiet_actors(args.verbose)  # before the trainer imports ray
     from remax_ray.assets import prepare_builtins_for_config
     from remax_ray.trainer import RunFailed, Trainer
 

@@ -133,7 +133,10 @@ def _env(cfg: Config, **extra: str) -> dict[str, Any]:
     threads = str(_threads(cfg))
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            # vLLM's per-request INFO lines would bury the progress bar; an explicit setting wins.
-           "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"), **extra}
+           "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+           # Quiet at the source too, for actors on a cluster the driver's log filter does not reach.
+           "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"),
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", **extra}
     return {"env_vars": env}
 
 

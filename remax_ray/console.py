@@ -40,15 +40,17 @@ def is_noise(line: str) -> bool:
 
 
 def configure(verbose: bool = False) -> None:
-    """Logging for the CLI; call it before anything imports ``ray``."""
+    """Logging for the CLI: remax-ray's own INFO lines are the run's narrative; other libraries
+    speak at WARNING unless ``verbose``."""
     fmt = "%(asctime)s %(name)s: %(message)s"
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format=fmt)
-        return
-    # Third-party libraries at WARNING; remax-ray's own INFO lines are the run's narrative.
-    logging.basicConfig(level=logging.WARNING, format=fmt)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=fmt)
     logging.getLogger("remax_ray").setLevel(logging.INFO)
-    if "ray" in sys.modules:  # too late for Ray's filter (tests, or a library caller)
+
+
+def quiet_actors(verbose: bool = False) -> None:
+    """Filter the actors' forwarded output (unless ``verbose``). Call it right before the command
+    imports ``ray``: Ray reads the filter then, and a process that has imported it keeps its own."""
+    if verbose or "ray" in sys.modules:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", noise_regex())
     for key, value in QUIET_ENV.items():

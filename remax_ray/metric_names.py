@@ -38,6 +38,11 @@ GAUGES: dict[str, tuple[str, str]] = {
     "optimizer_steps": ("training", "optimizer steps in the step (epochs x mini-batches)"),
     "skipped_updates": ("training", "updates skipped for a non-finite gradient norm (cumulative)"),
     "value_loss": ("training", "PPO: critic loss"),
+    "policy_lag": ("training", "updates between the policy that sampled the step's responses and the "
+                               "learner's (0; 1 with rollout.overlap)"),
+    "is_ratio_mean": ("training", "rollout.overlap: mean per-token importance ratio learner/generator"),
+    "is_ratio_max": ("training", "rollout.overlap: largest per-token importance ratio"),
+    "is_clip_frac": ("training", "rollout.overlap: share of tokens whose ratio was cut at algo.importance_cap"),
     "critic_grad_norm": ("training", "PPO: critic gradient norm before clipping"),
     "clip_frac": ("training", "PPO: share of tokens whose ratio was clipped"),
     "generate_s": ("seconds", "seconds generating (every generator, sampled and greedy)"),
@@ -70,6 +75,7 @@ GAUGES: dict[str, tuple[str, str]] = {
 }
 
 PPO_ONLY = frozenset({"value_mean", "value_loss", "critic_grad_norm", "clip_frac"})
+OVERLAP_ONLY = frozenset({"is_ratio_mean", "is_ratio_max", "is_clip_frac"})
 GPU_ONLY = frozenset({"learner_cuda_peak_bytes"})
 FAILURE_ONLY = frozenset({"sync_failed"})
 # Logged beside evaluations, not in step records.

@@ -90,7 +90,7 @@ class MetricsSink:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(b"".join(lines[:records]))
         tmp.replace(self.path)
-        dropped = [json.loads(line) for line in lines[records:] if line.strip()]
+        dropped = [r for r in map(_parsed, lines[records:]) if r is not None]
         if dropped:
             self._remember_counted(dropped)
             if self._events is not None:
@@ -113,6 +113,14 @@ class MetricsSink:
         through = max([self._counted_through(), *steps])
         if through >= 0:
             (self.path.parent / COUNTED_FILE).write_text(json.dumps({"counted_through_step": through}) + "\n")
+
+
+def _parsed(line: bytes) -> dict[str, Any] | None:
+    """A dropped line as a record; None for a blank one or one a kill tore mid-write."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def _plain(v: Any) -> Any:

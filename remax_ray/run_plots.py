@@ -104,10 +104,12 @@ def plot_phases(records: Records, path: Path) -> Path | None:
         for band, label in zip(bands, labels):
             ax.bar(steps, band, bottom=bottom, label=label, width=0.5)
             bottom += band[0]
+        ax.set(xticks=steps, xlim=(steps[0] - 1, steps[0] + 1))
     else:
         ax.stackplot(steps, bands, labels=labels, alpha=0.85)
-    ax.legend(fontsize=8, loc="upper right", ncols=len(PHASES))
-    ax.set_ylim(bottom=0)
+    # Headroom above the tallest step keeps the legend off the bands.
+    ax.set_ylim(0, 1.2 * max(sum(r[p] for p in PHASES) for r in rows))
+    ax.legend(fontsize=8, loc="upper left", ncols=len(PHASES))
     return _save(plt, fig, path)
 
 
@@ -121,6 +123,8 @@ def plot_logp_diff(records: Records, path: Path) -> Path | None:
     ax.plot(steps, diff, color=plt.get_cmap("tab10").colors[4], lw=2, marker="." if len(steps) < 30 else None)
     if all(v > 0 for v in diff) and max(diff) / min(diff) > 100:
         ax.set_yscale("log")  # a broken sync jumps by orders of magnitude
+    else:
+        ax.set_ylim(bottom=0)  # small values stay visibly small
     return _save(plt, fig, path)
 
 

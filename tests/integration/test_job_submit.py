@@ -159,16 +159,17 @@ def _logs(head: Head, job_id: str) -> str:
     return json.loads(body)["logs"] if status == 200 else f"(no logs: HTTP {status}: {body})"
 
 
-def _remax_samples(head: Head) -> dict[str, tuple[dict[str, str], float]]:
-    """``{metric name: (labels, value)}`` of every ray_remax_* sample on the node's endpoint."""
+def _remax_samples(head: Head, kind: str = "gauge") -> dict[str, tuple[dict[str, str], float]]:
+    """``{metric name: (labels, value)}`` of every ray_remax_* sample of type ``kind`` (gauge, or
+    counter: ray_remax_*_total) on the node's endpoint."""
     try:
         status, text = _http(head.metrics)
     except OSError:
         return {}
     if status != 200:
         return {}
-    return {s.name: (s.labels, s.value) for fam in text_string_to_metric_families(text)
-            for s in fam.samples if s.name.startswith("ray_remax_")}
+    return {s.name: (s.labels, s.value) for fam in text_string_to_metric_families(text) if fam.type == kind
+            for s in fam.samples if s.name.startswith("ray_remax_") and not s.name.endswith("_created")}
 
 
 def _run_job(head: Head, job_id: str, timeout_s: float, while_running=None, period_s: float = 2.0) -> str:
@@ -229,6 +230,7 @@ def test_smoke_job_succeeds_and_its_gauges_reach_prometheus(head, tmp_path):
     # Latest sample of each metric over all scrapes: a gauge is on the endpoint only for ~2 s after
     # each set (see the head fixture), so one scrape rarely holds them all.
     samples: dict[str, tuple[dict[str, str], float]] = {}
+    counters: dict[str, tuple[dict[str, str], float]] = {}
     scrapes = 0
 
     def scrape() -> None:
@@ -236,6 +238,7 @@ def test_smoke_job_succeeds_and_its_gauges_reach_prometheus(head, tmp_path):
         found = _remax_samples(head)
         scrapes += bool(found)
         samples.update(found)
+        counters.update(_remax_samples(head, "counter"))
 
     _run_job(head, job_id, timeout_s=300, while_running=scrape, period_s=0.5)
     elapsed = time.monotonic() - start
@@ -258,12 +261,20 @@ def test_smoke_job_succeeds_and_its_gauges_reach_prometheus(head, tmp_path):
     assert value["grad_norm"] > 0  # the toy reward varies between samples: the policy moves
     assert 0.0 <= value["reward_sample"] <= 1.0  # a share of characters
     assert 0.0 <= value["eval_greedy_reward"] <= 1.0
+    # Counters: cumulative from the driver's start, so the last scrape may precede the last step.
+    from remax_ray.metric_names import COUNTERS, prometheus_name
+
+    assert set(counters) <= {prometheus_name(n) for n in COUNTERS}, sorted(counters)
+    count = {name.removeprefix("ray_remax_"): v for name, (labels, v) in counters.items() if labels.get("run") == RUN_NAME}
+    assert 1 <= count.get("steps_total", 0) <= 4, count
+    assert 0 < count.get("generated_tokens_total", 0) <= sum(r.get("generated_tokens", 0) for r in records)
+    assert 0 < count.get("prompts_total", 0) <= max(r.get("prompts_consumed", 0) for r in records)
 
     # Every series a panel of the Grafana dashboard plots is one this job exported.
     dashboard = json.loads((REPO / "deploy" / "grafana" / "remax.json").read_text())
     queried = {m for p in dashboard["panels"] for t in p.get("targets", [])
                for m in re.findall(r"ray_remax_\w+", t["expr"])}
-    assert queried and queried <= set(samples), sorted(queried - set(samples))
+    assert queried and queried <= set(samples) | set(counters), sorted(queried - set(samples) - set(counters))
     print(f"\njob {job_id}: {elapsed:.0f} s, {scrapes} scrapes with remax metrics; labels "
           f"{samples['ray_remax_step_s'][0]}; exported:",
           ", ".join(f"{n}={v:.4g}" for n, (_, v) in sorted(samples.items())))

@@ -45,12 +45,14 @@ def test_a_resume_leaves_each_step_once_with_the_new_values(tmp_path):
         first.log(i, _step(i))
     first.close()
     kept_times = [e.wall_time for e in tb_events.summary_events(tmp_path / "tensorboard")][:4]
-    # The driver dies; its files stay, a torn last record included.
+    # The driver dies; its files stay, torn last records included.
     (old,) = tb_events.event_files(tmp_path / "tensorboard")
     with open(old, "ab") as f:
         f.write(b"\x10\x00\x00\x00")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "reward_sam')
 
-    assert MetricsSink(tmp_path, use_ray=False).truncate(4) == 3  # what resume.py does
+    assert MetricsSink(tmp_path, use_ray=False).truncate(4) == 4  # what resume.py does
     second = MetricsSink(tmp_path, use_ray=False)
     for i in range(2, 5):
         second.log(i, _step(i, scale=2.0))  # a rerun may differ (here: on purpose)
