@@ -11,10 +11,13 @@ code here (the library has only the new path):
   - full_logits: LM head and log-softmax at every position, entropy over all of them;
   - unsorted: micro-batches in prompt order instead of sorted by length;
   - always_reference: the reference forward even at algo.kl_coef 0;
-  - the optimizer: AdamW's per-tensor loop (torch's CPU default), foreach=True, fused=True.
+  - the optimizer: AdamW's per-tensor loop (torch's CPU default) or fused (what the Learner builds);
+  - torch's thread count: the before and after rows again with one thread fewer.
 Variants run interleaved, one step each per round after a warm-up round, so a drift of the shared
 machine's speed hits all of them alike; the median over rounds is reported, per trained sequence,
-with its ratio to the "before" row of the same KL setting.
+with its ratio to the "before" row of its block, beside this process's CPU seconds (a neighbour's
+burst inflates wall time, much less CPU time) and the seconds of the experience stage and of the
+optimizer step. Last, AdamW's step alone: the loop, foreach=True and fused, on the same parameters.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class BenchLearner(Learner):
         # The path before this change: logits [m, L-1, V] at every position, then per-row fp32
         # log-softmax normalisers, and the entropy over every position (the mask applied after).
         with self._autocast():
-            logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits[:, :-1]
+            out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False)
+        logits = out.logits[:, :-1]
         logp = token_logprobs(logits, mb.targets, self.temperature)
         return logp, entropy_from_logits(logits.detach(), self.temperature) if entropy else None
 
@@ -120,47 +124,74 @@ def main() -> None:
     params = list(learner.policy.parameters())
     cfg = learner.cfg
     adamw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    optimizers = {"loop": learner.optimizer, "foreach": torch.optim.AdamW(params, foreach=True, **adamw),
-                  "fused": torch.optim.AdamW(params, fused=True, **adamw)}
+    optimizers = {"loop": torch.optim.AdamW(params, foreach=False, **adamw),  # torch's CPU default
+                  "foreach": torch.optim.AdamW(params, foreach=True, **adamw),
+                  "fused": learner.optimizer}  # what the Learner builds now (remax_ray/learner/optim.py)
+    assert learner.optimizer.defaults["fused"] or learner.device.type not in ("cpu", "cuda")
+    threads = torch.get_num_threads()
     kl0 = dataclasses.replace(algo, kl_coef=0.0)
     old = dict(full_logits=True, unsorted=True, always_reference=True)
-    variants = [  # (label, algo, flags, optimizer); each block starts with its "before" row
-        ("before: full logits, prompt order, AdamW loop", algo, old, "loop"),
-        ("+ LM head at response positions", algo, {**old, "full_logits": False}, "loop"),
-        ("+ length-sorted micro-batches", algo, {}, "loop"),
-        ("+ AdamW foreach=True", algo, {}, "foreach"),
-        ("+ AdamW fused=True", algo, {}, "fused"),
-        ("kl_coef=0 before (reference forward runs)", kl0, old, "loop"),
-        ("kl_coef=0 after, AdamW foreach", kl0, {}, "foreach"),
-        ("kl_coef=0 after, AdamW fused", kl0, {}, "fused"),
+    variants = [  # (label, algo, flags, optimizer, torch threads); a "before" row starts each block
+        ("before: full logits, prompt order, AdamW loop", algo, old, "loop", threads),
+        ("+ LM head at response positions", algo, {**old, "full_logits": False}, "loop", threads),
+        ("+ length-sorted micro-batches", algo, {}, "loop", threads),
+        ("+ AdamW fused (= after)", algo, {}, "fused", threads),
+        ("kl_coef=0 before (reference forward runs)", kl0, old, "loop", threads),
+        ("kl_coef=0 after (reference forward skipped)", kl0, {}, "fused", threads),
     ]
-    times = {label: [] for label, *_ in variants}
-    parts = {label: [] for label, *_ in variants}
+    if threads > 1:  # the learner's thread count: the same two settings on one thread fewer
+        variants += [(f"{threads - 1} thread(s): before", algo, old, "loop", threads - 1),
+                     (f"{threads - 1} thread(s): after", algo, {}, "fused", threads - 1)]
+    times = {v[0]: [] for v in variants}
+    parts = {v[0]: [] for v in variants}
     for round_ in range(args.reps + 1):  # round 0 warms up (allocator, AdamW state, head probe)
-        for label, alg, flags, opt in variants:
+        for label, alg, flags, opt, n_threads in variants:
+            torch.set_num_threads(n_threads)
             learner.algo = alg
             learner.full_logits, learner.unsorted, learner.always_reference = (
                 flags.get(k, False) for k in ("full_logits", "unsorted", "always_reference"))
             learner.optimizer = optimizers[opt]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             learner.train_step(rollouts)
             if round_:
                 times[label].append(time.perf_counter() - start)
-                parts[label].append((learner.experience_s, learner.optimizer_s))
+                parts[label].append((learner.experience_s, learner.optimizer_s, time.process_time() - cpu))
+    torch.set_num_threads(threads)
     n_seqs = sum(len(r.samples) for r in rollouts)
     print(f"{n_seqs} sequences, prompt tokens {min(len(r.prompt_ids) for r in rollouts)}-"
           f"{max(len(r.prompt_ids) for r in rollouts)}, <= {args.new_tokens} new tokens, "
-          f"micro_batch_size {cfg.micro_batch_size}, torch threads {torch.get_num_threads()}, "
+          f"micro_batch_size {cfg.micro_batch_size}, torch threads {threads}, "
           f"{args.reps} timed rounds (median)")
-    print(f"{'variant':46s} {'s/step':>7s} {'s/seq':>7s} {'speed-up':>9s} {'exper. s':>8s} {'optim s':>8s}")
-    base = None
-    for label, alg, flags, _ in variants:
+    # Wall seconds are what a step costs; CPU seconds of this process are printed beside them
+    # because on a shared machine a neighbour's burst inflates wall time but not (much) CPU time.
+    print(f"{'variant':46s} {'s/step':>7s} {'s/seq':>7s} {'speed-up':>8s} {'cpu s':>7s} {'cpu x':>6s} "
+          f"{'exper. s':>8s} {'optim s':>7s}  wall s of each round")
+    base = base_cpu = None
+    for label, alg, flags, *_ in variants:
         med = statistics.median(times[label])
+        exp_s, opt_s, cpu_s = (statistics.median(x[i] for x in parts[label]) for i in range(3))
         if flags is old:
-            base = med
-        exp_s = statistics.median(e for e, _ in parts[label])
-        opt_s = statistics.median(o for _, o in parts[label])
-        print(f"{label:46s} {med:7.3f} {med / n_seqs:7.4f} {base / med:8.2f}x {exp_s:8.3f} {opt_s:8.3f}")
+            base, base_cpu = med, cpu_s
+        rounds = " ".join(f"{t:.2f}" for t in times[label])
+        print(f"{label:46s} {med:7.3f} {med / n_seqs:7.4f} {base / med:7.2f}x {cpu_s:7.2f} "
+              f"{base_cpu / cpu_s:5.2f}x {exp_s:8.3f} {opt_s:7.3f}  {rounds}")
+    print(optimizer_times(params, optimizers, args.reps + 2))
+
+
+def optimizer_times(params: list[torch.nn.Parameter], optimizers: dict, calls: int) -> str:
+    """AdamW's step alone on the policy's parameters, each implementation ``calls`` times in turn
+    (median): gradients of the step's size, set to a fixed small value, since only the time counts."""
+    for p in params:
+        p.grad = torch.full_like(p, 1e-4)
+    times = {name: [] for name in optimizers}
+    for _ in range(calls):
+        for name, opt in optimizers.items():
+            start = time.perf_counter()
+            opt.step()
+            times[name].append(time.perf_counter() - start)
+    loop = statistics.median(times["loop"])
+    return "AdamW step alone: " + ", ".join(
+        f"{name} {statistics.median(t):.3f} s ({loop / statistics.median(t):.2f}x)" for name, t in times.items())
 
 
 if __name__ == "__main__":

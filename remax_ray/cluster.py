@@ -28,13 +28,20 @@ class GeneratorShell(Generator):
                 "temperature": self.temperature, "top_p": self.top_p}
 
     def load_weight_refs(self, refs: list[ray.ObjectRef]) -> dict[str, float]:
-        # Fetch one bucket at a time: only one bucket beyond the model is ever resident here.
+        # One bucket at a time, each mapped from the object store without a copy (numpy arrays):
+        # only one bucket beyond the model is ever resident here.
         return self.load_weights(ray.get(ref) for ref in refs)
 
 
 class LearnerShell(Learner):
-    def export_weight_refs(self, bucket_mb: int, dtype: str) -> list[ray.ObjectRef]:
-        return [ray.put(blob) for blob in self.export_weights(bucket_mb, dtype)]
+    def weight_buckets(self, bucket_mb: int, dtype: str) -> int:
+        """How many buckets a sync has (the plan depends only on the parameters' names and sizes)."""
+        return len(self.export_weights(bucket_mb, dtype))
+
+    def export_bucket(self, index: int, bucket_mb: int, dtype: str) -> Any:
+        # Returned, not ray.put: Ray stores the result in the object store itself, copying the
+        # parameters' bytes once, and the caller owns it.
+        return self.export_weights(bucket_mb, dtype)[index]
 
 
 class RewardShell(RewardScorer):
@@ -200,7 +207,8 @@ def start_learner(cfg: Config, model_path: str, device: str | None = None, wait:
                      policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
                      seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
                      trust_remote_code=cfg.model.trust_remote_code,
-                     resume_from=str(resume_from) if resume_from else None)
+                     resume_from=str(resume_from) if resume_from else None,
+                     importance_cap=cfg.algo.importance_cap if cfg.rollout.overlap else 0.0)
     if wait:
         ray.get(learner.__ray_ready__.remote())
     return learner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -234,12 +235,23 @@ class Trainer:
         outlives ``cluster.sync_timeout_s`` (a dead peer) raises instead of hanging."""
         if self.transport != "cpu":
             return self._sync_collective()
-        timeout = self.cfg.cluster.sync_timeout_s
-        refs = ray.get(self.actors.learner.export_weight_refs.remote(self.cfg.cluster.sync_bucket_mb,
-                                                                     self.actors.dtype), timeout=timeout)
-        # Wrapped in a list so Ray passes the refs through instead of resolving them all at once.
-        results = ray.get([g.load_weight_refs.remote(refs) for g in self.actors.generators], timeout=timeout)
-        return {"sync_bytes": results[0]["sync_bytes"], "sync_buckets": float(len(refs))}
+        learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s
+        deadline = time.monotonic() + timeout
+        args = (self.cfg.cluster.sync_bucket_mb, self.actors.dtype)
+        count = ray.get(learner.weight_buckets.remote(*args), timeout=timeout)
+        loading: deque[list] = deque()
+        loaded: list[list[dict[str, float]]] = []
+        for k in range(count):
+            # The learner builds bucket k while the generators load bucket k - 1. Waiting for k - 1
+            # before asking for k + 1 keeps at most two buckets in the object store, never the model.
+            # The ref goes in a list so that the generator, not Ray, fetches it (one at a time).
+            bucket = learner.export_bucket.remote(k, *args)
+            loading.append([g.load_weight_refs.remote([bucket]) for g in gens])
+            if len(loading) > 1:
+                loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
+        while loading:
+            loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
+        return {"sync_bytes": sum(per_gen[0]["sync_bytes"] for per_gen in loaded), "sync_buckets": float(count)}
 
     def _sync_collective(self) -> dict[str, float]:
         learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s

@@ -150,12 +150,15 @@ def selected_logprobs(
     z = logits.float()  # one fp32 [K, V] copy for bf16 logits; a no-op for fp32 ones
     if temperature != 1.0:
         z = z / temperature
-    lse = torch.logsumexp(z, dim=-1)  # [K]
-    logp = z.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1) - lse
+    # One fused log_softmax (forward and backward kernels) rather than logsumexp + gather: on
+    # SmolLM2's 49k vocabulary, 1 CPU thread, 180 rows, forward + backward took 145 ms instead of
+    # 212 ms. Its [K, V] output is what autograd keeps, and the entropy below reuses it.
+    lsm = torch.log_softmax(z, dim=-1)
+    logp = lsm.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
     if not with_entropy:
         return logp, None
     with torch.no_grad():
         # Same clamp as entropy_from_logits: a -inf logit must contribute 0, not 0 * -inf = NaN.
-        lsm = (z - lse.unsqueeze(-1)).clamp_min_(torch.finfo(z.dtype).min)
-        entropy = -(lsm.exp().mul_(lsm)).sum(dim=-1)
+        safe = lsm.clamp_min(torch.finfo(lsm.dtype).min)
+        entropy = -(safe.exp().mul_(safe)).sum(dim=-1)
     return logp, entropy

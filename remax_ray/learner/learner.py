@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -20,11 +19,13 @@ from remax_ray.algo import (
     token_logprobs,
     token_returns,
 )
+from remax_ray.algo.offpolicy import truncated_importance_weights
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.batch import SequenceBatch, flatten_samples, micro_batches
 from remax_ray.learner.critic import Critic
 from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, sequence_scores
 from remax_ray.learner.memory import memory_stats
+from remax_ray.learner.optim import adamw
 from remax_ray.learner.response_logp import response_logprobs
 from remax_ray.hf import hf_kwargs
 from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
@@ -36,7 +37,7 @@ from remax_ray.sync.collective import (
     init_group,
     tensor_meta,
 )
-from remax_ray.sync.cpu import pack_buckets
+from remax_ray.sync.cpu import WeightBuckets
 
 log = logging.getLogger(__name__)
 _SUMMED = ("loss", "value_loss", "clip_frac", "kl", "entropy", "logp_diff", "logp_diff_tokens")
@@ -49,7 +50,8 @@ class Learner:
     def __init__(self, model_path: str, learner: LearnerConfig, algo: AlgoConfig, *,
                  temperature: float = 1.0, device: str = "cpu", seed: int = 0,
                  num_threads: int | None = None, reference_path: str | None = None,
-                 trust_remote_code: bool = False, resume_from: str | None = None) -> None:
+                 trust_remote_code: bool = False, resume_from: str | None = None,
+                 importance_cap: float = 0.0) -> None:
         """``model_path`` is the policy's starting point (a checkpoint folder on resume);
         ``reference_path`` the KL anchor, which stays the original model (default: model_path)."""
         from transformers import AutoTokenizer
@@ -61,6 +63,8 @@ class Learner:
         self.spec = get_estimator(algo.estimator)
         self.device = torch.device(device)
         self.reference_path = reference_path or model_path
+        # > 0 with rollout.overlap: batches come from the generators' policy, one update behind.
+        self.importance_cap = importance_cap
         # fp32 master weights everywhere; on GPU the forward runs under bf16 autocast.
         self.policy = load_policy(model_path, self.device, trust_remote_code)
         self.reference = load_policy(self.reference_path, self.device, trust_remote_code)
@@ -73,8 +77,8 @@ class Learner:
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         betas = (learner.beta1, learner.beta2)
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=learner.lr, betas=betas,
-                                           weight_decay=learner.weight_decay)
+        self.optimizer = adamw(self.policy.parameters(), lr=learner.lr, betas=betas,  # fused where possible
+                               weight_decay=learner.weight_decay)
         warmup = learner.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
@@ -172,6 +176,9 @@ class Learner:
                "kl_measured": float(self.measures_kl),
                "entropy": totals["entropy"] / exp.num_tokens,
                "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0)}
+        if totals.get("is_tokens"):
+            out |= {"is_ratio_mean": totals["is_ratio"] / totals["is_tokens"],
+                    "is_clip_frac": totals["is_clip"] / totals["is_tokens"], "is_ratio_max": totals["is_ratio_max"]}
         if self.critic:
             out |= {"value_loss": totals["value_loss"] / n_updates,
                     "critic_grad_norm": sum(critic_norms) / n_updates,
@@ -214,6 +221,15 @@ class Learner:
         kl_coef = self.algo.kl_coef if self.algo.kl_placement == "reward" else 0.0
         returns = token_returns(me.batch.score_advantages.to(self.device), mask, kl, kl_coef,
                                 self.algo.score_clip or None)
+        if self.importance_cap and me.batch.has_gen_logprobs:  # rollout.overlap: samples one policy behind
+            weights, stats = truncated_importance_weights(logp, me.batch.gen_logprobs.to(self.device), mask,
+                                                          self.importance_cap)
+            returns = returns * weights
+            tokens = mask.sum().item()
+            totals["is_tokens"] = totals.get("is_tokens", 0.0) + tokens
+            totals["is_ratio"] = totals.get("is_ratio", 0.0) + stats["is_ratio_mean"] * tokens
+            totals["is_clip"] = totals.get("is_clip", 0.0) + stats["is_clip_frac"] * tokens
+            totals["is_ratio_max"] = max(totals.get("is_ratio_max", 0.0), stats["is_ratio_max"])
         return policy_gradient_loss(logp, returns, mask, **agg)
 
     def policy_gradient(self, rollouts: list[PromptRollout]) -> torch.Tensor:
@@ -254,9 +270,10 @@ class Learner:
             out.append(token_logprobs(logits, ids[:, 1:], 1.0)[0].tolist())
         return out
 
-    def export_weights(self, bucket_mb: int, dtype: str = "float32") -> Iterator[bytes]:
-        """The policy's HF-named parameters as safetensors buckets (tied weights appear once)."""
-        return pack_buckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
+    def export_weights(self, bucket_mb: int, dtype: str = "float32") -> WeightBuckets:
+        """The policy's HF-named parameters as buckets of whole layers (tied weights appear once),
+        each built only when indexed, so the whole model is never staged at once."""
+        return WeightBuckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
 
     def collective_address(self) -> tuple[str, int]:
         return free_address()

@@ -131,12 +131,19 @@ class Generator:
         return [[d[t].logprob for d, t in zip(o.prompt_logprobs[1:], s[1:])]
                 for o, s in zip(outs, sequences)]
 
-    def load_weights(self, buckets: Iterable[bytes]) -> dict[str, float]:
-        """In-place reload from safetensors buckets, one RPC per bucket (memory stays bounded)."""
+    def load_weights(self, buckets: Iterable[Any]) -> dict[str, float]:
+        """In-place reload of ``remax_ray.sync.cpu.Bucket``s, one RPC per bucket: each is copied into
+        a shared arena that vLLM's worker maps, so only names and offsets cross the RPC."""
+        from remax_ray.sync.cpu import SharedArena
+
         start, nbytes, ntensors = time.perf_counter(), 0, 0
-        for blob in buckets:
-            nbytes += len(blob)
-            ntensors += sum(self.llm.collective_rpc("remax_reload_safetensors", args=([blob],)))
+        arena = self.__dict__.setdefault("_weight_arena", SharedArena())  # kept: its pages stay faulted in
+        for bucket in buckets:
+            where = arena.write(bucket.arrays)
+            nbytes += bucket.nbytes
+            ntensors += sum(self.llm.collective_rpc("remax_reload_arena", args=(
+                where.path, where.capacity, where.generation, where.offsets, bucket.names, bucket.dtypes,
+                [list(s) for s in bucket.shapes])))
         # Cached prefixes hold KV computed by the old weights.
         self.llm.reset_prefix_cache()
         return {"sync_s": time.perf_counter() - start, "sync_bytes": float(nbytes),

@@ -1,28 +1,26 @@
-"""vLLM worker extension: in-place weight reload from safetensors bytes (no disk).
+"""vLLM worker extension: in-place weight reload from the generator's shared arena (no disk).
 
 vLLM instantiates this mixin inside each worker process (``LLM(worker_extension_cls=...)``) and we
 reach it through ``llm.collective_rpc``. Calling the model's ``load_weights`` directly fails on CPU
-after start-up (repacked params lose ``weight_loader``); ``reload_weights`` re-runs the loader's
-layer-wise processing, so it works on CPU and GPU alike.
+after start-up (repacked params lose ``weight_loader``); vLLM's layer-wise reload re-runs the
+loader's processing, so it works on CPU and GPU alike. We run it over the bucket's own modules only
+(``_reload_in_scope``), and fall back to vLLM's whole-model ``reload_weights`` when a checkpoint name
+is not a module path of vLLM's model.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable
 
 import torch
-from safetensors.torch import load as load_safetensors
+
+from remax_ray.sync.cpu import ArenaReader, ArenaSlice, layer_group
 
 
-def _tensors(buckets: list[bytes]) -> Iterator[tuple[str, torch.Tensor]]:
-    # Deserialize one bucket at a time so only one bucket is materialized beyond the model itself.
-    for blob in buckets:
-        yield from load_safetensors(blob).items()
-
-
-# One reload call per bucket means every layer outside the bucket is "not loaded" in that call, and
-# vLLM warns about each of them. That is expected here; the tensor count returned is what we check.
+# In the whole-model fallback, one reload call per bucket means every layer outside the bucket is
+# "not loaded" in that call, and vLLM warns about each of them. That is expected here.
 for _name in ("vllm.model_executor.model_loader.reload.layerwise",
               "vllm.model_executor.model_loader.reload.inplace"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -31,13 +29,18 @@ for _name in ("vllm.model_executor.model_loader.reload.layerwise",
 class WeightReloadExtension:
     """Mixed into vLLM's worker class; ``self`` is the worker."""
 
-    def remax_reload_safetensors(self, buckets: list[bytes]) -> int:
-        """Load HF-named tensors from safetensors blobs; returns the number of tensors loaded.
+    def remax_reload_arena(self, path: str, capacity: int, generation: int, offsets: list[int],
+                           names: list[str], dtypes: list[str], shapes: list[list[int]]) -> int:
+        """Reload the HF-named tensors the generator wrote into its arena (``remax_ray.sync.cpu``);
+        returns the number of tensors loaded.
 
         A bucket must hold whole decoder layers (the exporter guarantees it): vLLM fuses q/k/v and
         gate/up, and a layer whose parts arrive in different reload calls would be processed half-new.
+        The tensors are views of the arena, valid during this call only: vLLM's loaders copy them.
         """
-        return self._remax_reload(_tensors(buckets))
+        reader = self.__dict__.setdefault("_remax_arena", ArenaReader())
+        named = reader.tensors(ArenaSlice(path, capacity, generation, offsets), names, dtypes, shapes)
+        return self._remax_reload(named)
 
     def remax_init_collective(self, host: str, port: int, rank_offset: int, world_size: int,
                               backend: str, timeout_s: float | None = None) -> bool:
@@ -55,20 +58,67 @@ class WeightReloadExtension:
         device = next(self.model_runner.get_model().parameters()).device
         # Tuples may arrive as lists after vLLM's RPC serialization.
         meta = [(name, dtype, tuple(shape)) for name, dtype, shape in meta]
-        return self._remax_reload(iter(receive_in_worker(self._remax_group, meta, device)))
+        return self._remax_reload(receive_in_worker(self._remax_group, meta, device))
 
-    def _remax_reload(self, named: Iterator[tuple[str, torch.Tensor]]) -> int:
-        names: list[str] = []
+    def _remax_reload(self, named: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Reload ``named`` in place; the seconds of each part go to ``self.remax_timing``."""
+        named = list(named)
+        model = self.model_runner.get_model()
+        start = time.perf_counter()
+        module_names = {name for name, _ in model.named_modules()}
+        scope = reload_scope([name for name, _ in named], module_names.__contains__)
+        if scope is None:  # names that do not map onto vLLM's modules: its whole-model reload
+            self.reload_weights(weights_iterator=iter(named))
+        else:
+            _reload_in_scope(self, model, scope, named)
+        reloaded = time.perf_counter()
+        if any("embed_tokens" in name for name, _ in named):
+            _retie_lm_head(model)
+        self.remax_timing = {"reload": reloaded - start, "retie": time.perf_counter() - reloaded}
+        return len(named)
 
-        def counted() -> Iterator[tuple[str, torch.Tensor]]:
-            for name, tensor in named:
-                names.append(name)
-                yield name, tensor
 
-        self.reload_weights(weights_iterator=counted())
-        if any("embed_tokens" in name for name in names):
-            _retie_lm_head(self.model_runner.get_model())
-        return len(names)
+def reload_scope(names: Iterable[str], has_module: Callable[[str], bool]) -> list[str] | None:
+    """The modules a bucket's tensors load into: each decoder layer whole (``model.layers.N``),
+    else the module that owns the tensor (``model.norm`` for ``model.norm.weight``). None when one of
+    them is not a module of vLLM's model (a checkpoint whose names vLLM maps elsewhere)."""
+    scope: list[str] = []
+    for name in names:
+        group = layer_group(name)
+        module = group if group != name else name.rpartition(".")[0]
+        if not module or not has_module(module):
+            return None
+        if module not in scope:
+            scope.append(module)
+    return scope
+
+
+def _reload_in_scope(worker, model: torch.nn.Module, scope: list[str], named: list) -> None:
+    """vLLM's layer-wise in-place reload (``reload_weights``) restricted to the bucket's modules.
+
+    ``reload_weights`` prepares and finalises every module of the model on each call: it moves all
+    of them to the meta device and back, and re-processes every attention layer, though a bucket
+    holds a few layers (measured: docs/PERFORMANCE.md). The steps are the same here, over
+    ``scope`` only; the loaded parameters are checked to lie inside it, since a parameter outside
+    would have been loaded without the layer-wise processing."""
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.model_loader.reload.layerwise import (
+        finalize_layerwise_reload,
+        initialize_layerwise_reload,
+    )
+
+    modules = torch.nn.ModuleList([model.get_submodule(name) for name in scope])
+    with set_current_vllm_config(worker.vllm_config):
+        initialize_layerwise_reload(modules)
+        try:
+            loaded = model.load_weights(iter(named))
+        finally:
+            finalize_layerwise_reload(modules, worker.vllm_config.model_config)
+    inside = tuple(f"{name}." for name in scope)
+    outside = sorted(n for n in (loaded or ()) if not n.startswith(inside))
+    if outside:
+        raise RuntimeError(f"weight reload: {outside[:3]} loaded outside the modules {scope[:3]}...; "
+                           "this model needs vLLM's whole-model reload_weights")
 
 
 def _retie_lm_head(model: torch.nn.Module) -> None:
@@ -78,7 +128,9 @@ def _retie_lm_head(model: torch.nn.Module) -> None:
     re-processes that layer but treats the LM head as "not loaded", and on CPU the head computes
     through a GEMM handle packed from the weight at load time, so it keeps the OLD weights even
     though the parameter is shared (measured on SmolLM2: 1.2 nats max |dlogp| after a change).
-    Re-running the head's post-load processing rebuilds that handle from the shared tensor.
+    On vLLM-CPU the embedding's own post-load processing, which this reload just ran, built a
+    handle from the new shared weight: the head takes that one instead of packing the same
+    vocab x hidden matrix again. Elsewhere the head's post-load processing is re-run.
     """
     config = getattr(model, "config", None)
     head, inner = getattr(model, "lm_head", None), getattr(model, "model", None)
@@ -88,6 +140,9 @@ def _retie_lm_head(model: torch.nn.Module) -> None:
     if head.weight.data_ptr() != embed.weight.data_ptr():
         with torch.no_grad():
             head.weight.copy_(embed.weight)
+    elif callable(getattr(embed, "cpu_linear", None)) and hasattr(head, "cpu_linear"):
+        head.cpu_linear = embed.cpu_linear
+        return
     method = getattr(head, "quant_method", None)
     if method is not None:
         method.process_weights_after_loading(head)

@@ -1,1 +1,2 @@
-"""Weight sync from the learner to the generators: CPU (safetensors via the object store) or NCCL."""
+"""Weight sync from the learner to the generators: CPU (raw tensor buckets via the object store and a
+shared arena the vLLM worker maps) or a collective broadcast (NCCL, gloo)."""

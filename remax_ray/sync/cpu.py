@@ -1,18 +1,35 @@
-"""CPU transport: the learner's weights as safetensors bytes, in bounded buckets, with no disk.
+"""CPU transport: the learner's weights as raw tensor bytes through the Ray object store, one bucket
+at a time, with no disk and no serialisation format in between.
 
-Buckets never split a decoder layer: vLLM fuses q/k/v and gate/up into one parameter and reloads
-layer by layer, so every tensor of ``model.layers.N`` must arrive in the same reload call.
+- Buckets never split a decoder layer: vLLM fuses q/k/v and gate/up into one parameter and reloads
+  layer by layer, so every tensor of ``model.layers.N`` must arrive in the same reload call.
+- The learner builds bucket k only when the driver asks for it (:class:`WeightBuckets`), as numpy
+  views of its parameters (cast to the generators' dtype when it differs). Ray copies those views
+  into the object store once (pickle5 out-of-band buffers), and ``ray.get`` in the generator maps
+  them back without a copy. The safetensors blobs this replaces cost a ``save`` (two copies), a
+  ``bytes`` pickled in-band by Ray and a second ``load``.
+- The generator copies the bucket into a :class:`SharedArena`, a memfd that vLLM's worker process
+  maps, and sends the worker only names, dtypes, shapes and offsets. Sending the bytes themselves
+  through ``collective_rpc`` crosses two processes (engine core, then worker) by msgpack and costs
+  more than the reload (docs/PERFORMANCE.md). The arena is kept between syncs, so its pages are
+  faulted in once rather than on every sync.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
-from safetensors.torch import save
 
 _LAYER = re.compile(r"^(.*?layers\.\d+)\.")
+ALIGN = 64
+"""Byte alignment of every tensor in the arena: a multiple of any dtype's size (and a cache line),
+so each tensor can be viewed in place with its own dtype."""
 
 
 def layer_group(name: str) -> str:
@@ -29,29 +46,175 @@ def group_named_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[list[
     return list(groups.values())
 
 
-def pack_buckets(named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
-                 dtype: torch.dtype | None = None) -> Iterator[bytes]:
-    """Yield safetensors blobs of about ``bucket_bytes`` each (a single layer may exceed it).
+def plan_buckets(sizes: Iterable[tuple[str, int]], bucket_bytes: int) -> list[list[str]]:
+    """Names per bucket: whole layer groups, in model order, about ``bucket_bytes`` each (a group
+    larger than the bound gets a bucket of its own). ``sizes``: (name, bytes as sent)."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for name, size in sizes:
+        groups.setdefault(layer_group(name), []).append((name, size))
+    buckets: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for group in groups.values():
+        group_bytes = sum(size for _, size in group)
+        if current and used + group_bytes > bucket_bytes:
+            buckets.append(current)
+            current, used = [], 0
+        current += [name for name, _ in group]
+        used += group_bytes
+    if current:
+        buckets.append(current)
+    return buckets
 
-    ``dtype`` casts floating tensors first (e.g. the generator's dtype when it differs from the
-    learner's master weights).
-    """
-    bucket: dict[str, torch.Tensor] = {}
-    size = 0
-    for group in group_named_tensors(named):
-        tensors = {n: _cpu(t, dtype) for n, t in group}
-        group_size = sum(t.numel() * t.element_size() for t in tensors.values())
-        if bucket and size + group_size > bucket_bytes:
-            yield save(bucket)
-            bucket, size = {}, 0
-        bucket.update(tensors)
-        size += group_size
-    if bucket:
-        yield save(bucket)
+
+@dataclass
+class Bucket:
+    """Tensors as raw bytes: ``arrays[i]`` is a flat uint8 array holding tensor ``names[i]``."""
+
+    names: list[str]
+    dtypes: list[str]
+    shapes: list[tuple[int, ...]]
+    arrays: list[np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays)
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, tensor) pairs viewing the arrays (no copy; read-only ones, as ``ray.get`` returns
+        them, are copied first: torch has no read-only tensors)."""
+        arrays = [a if a.flags.writeable else a.copy() for a in self.arrays]
+        return list(zip(self.names, _views(arrays, self.dtypes, self.shapes)))
+
+
+class WeightBuckets(Sequence):
+    """A model's weights as buckets, planned at construction and built one at a time on demand."""
+
+    def __init__(self, named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
+                 dtype: torch.dtype | None = None):
+        self._tensors = dict(named)
+        self._dtype = dtype
+        sizes = [(n, t.numel() * _sent_dtype(t, dtype).itemsize) for n, t in self._tensors.items()]
+        self._plan = plan_buckets(sizes, bucket_bytes)
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __getitem__(self, index: int) -> Bucket:  # type: ignore[override]
+        names = self._plan[index]
+        tensors = [_cpu(self._tensors[n], self._dtype) for n in names]
+        return Bucket(names, [str(t.dtype).removeprefix("torch.") for t in tensors],
+                      [tuple(t.shape) for t in tensors], [_raw(t) for t in tensors])
+
+
+def _sent_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+    return dtype if dtype is not None and t.is_floating_point() else t.dtype
 
 
 def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     t = t.detach()
     if dtype is not None and t.is_floating_point():
-        t = t.to(dtype)
+        t = t.to(dtype)  # a no-op (no copy) when the dtype already matches
     return t.to("cpu").contiguous()
+
+
+def _raw(t: torch.Tensor) -> np.ndarray:
+    """The tensor's bytes as a flat uint8 numpy view (numpy has no bfloat16; bytes travel as is)."""
+    return t.reshape(-1).view(torch.uint8).numpy()
+
+
+def _views(buffers: Iterable, dtypes: Iterable[str], shapes: Iterable[Sequence[int]]) -> Iterator[torch.Tensor]:
+    for buf, dtype, shape in zip(buffers, dtypes, shapes):
+        raw = torch.frombuffer(buf, dtype=torch.uint8) if len(buf) else torch.empty(0, dtype=torch.uint8)
+        yield raw.view(getattr(torch, dtype)).view(tuple(shape))
+
+
+def arena_layout(sizes: Sequence[int], align: int = ALIGN) -> tuple[list[int], int]:
+    """Offsets of consecutive tensors of ``sizes`` bytes, each aligned to ``align``, and the total."""
+    offsets, end = [], 0
+    for size in sizes:
+        start = -(-end // align) * align
+        offsets.append(start)
+        end = start + size
+    return offsets, end
+
+
+@dataclass(frozen=True)
+class ArenaSlice:
+    """Where a bucket lies in the arena, as the worker needs it (plain values: sent by msgpack)."""
+
+    path: str
+    """``/proc/<pid>/fd/<fd>`` of the memfd: the worker opens it to map the same pages."""
+    capacity: int
+    generation: int
+    """Bumped when the arena is re-created (grown), so the worker maps the new file."""
+    offsets: list[int]
+
+
+class SharedArena:
+    """A memfd-backed buffer, grown to the largest bucket and reused across syncs.
+
+    A memfd rather than a /dev/shm file: it needs no name, is freed with its last mapping, and is not
+    bounded by /dev/shm's size (64 MiB by default in Docker)."""
+
+    def __init__(self) -> None:
+        self._fd = -1
+        self._map: mmap.mmap | None = None
+        self.capacity = 0
+        self.generation = 0
+
+    def write(self, arrays: Sequence[np.ndarray]) -> ArenaSlice:
+        offsets, total = arena_layout([a.nbytes for a in arrays])
+        self._reserve(total)
+        dest = np.frombuffer(self._map, dtype=np.uint8, count=total)
+        for a, off in zip(arrays, offsets):
+            dest[off : off + a.nbytes] = a
+        return ArenaSlice(f"/proc/{os.getpid()}/fd/{self._fd}", self.capacity, self.generation, offsets)
+
+    def _reserve(self, nbytes: int) -> None:
+        if nbytes <= self.capacity:
+            return
+        self.close()
+        self.capacity = -(-max(nbytes, 1) // 2**20) * 2**20  # whole MiB
+        self._fd = os.memfd_create("remax-weights")
+        os.ftruncate(self._fd, self.capacity)
+        self._map = mmap.mmap(self._fd, self.capacity)
+        self.generation += 1
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            os.close(self._fd)
+        self._map, self._fd, self.capacity = None, -1, 0
+
+
+class ArenaReader:
+    """The worker's side: maps the generator's arena (once per generation) and views tensors in it."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, int, int] | None = None
+        self._map: mmap.mmap | None = None
+
+    def tensors(self, where: ArenaSlice, names: Sequence[str], dtypes: Sequence[str],
+                shapes: Sequence[Sequence[int]]) -> list[tuple[str, torch.Tensor]]:
+        """(name, tensor) views of the arena: valid until the generator writes the next bucket."""
+        key = (where.path, where.capacity, where.generation)
+        if key != self._key:
+            self.close()
+            fd = os.open(where.path, os.O_RDWR)
+            try:
+                self._map = mmap.mmap(fd, where.capacity)
+            finally:
+                os.close(fd)
+            self._key = key
+        sizes = [int(np.prod(s, dtype=np.int64)) * getattr(torch, d).itemsize for d, s in zip(dtypes, shapes)]
+        buffers = [memoryview(self._map)[off : off + size] for off, size in zip(where.offsets, sizes)]
+        return list(zip(names, _views(buffers, dtypes, shapes)))
+
+    def close(self) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a caller still holds a view: the mapping goes with its last view
+                pass
+        self._map, self._key = None, None

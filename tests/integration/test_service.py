@@ -175,3 +175,22 @@ def test_remax_raises_a_learnable_toy_reward(ray_session, tmp_path, tiny_model_u
     first, last = sum(rewards[:3]) / 3, sum(rewards[-5:]) / 5
     assert last > first + 0.1, rewards
     assert summary["eval_after"] > summary["eval_before"] + 0.1, summary
+
+
+def test_overlap_trains_one_policy_behind_with_importance_weights(ray_session, tmp_path, tiny_model, prompt_file):
+    """rollout.overlap on real engines: from the second step on, the batch was sampled during the
+    previous update (lag 1), so the generator's log-probs trail the learner's and the importance
+    ratios (truncated at algo.importance_cap) are reported; the run still trains."""
+    t = make_trainer(tmp_path, tiny_model, prompt_file, "rollout.overlap=true", "run.steps=3",
+                     "learner.lr=1e-2", "algo.kl_coef=0.05")
+    try:
+        t.fit(progress=False)
+    finally:
+        t.shutdown()
+    steps = [r for r in t.metrics.read() if "loss" in r]
+    assert [r["policy_lag"] for r in steps] == [0.0, 1.0, 1.0]
+    assert steps[0]["logp_diff"] < 1e-4  # on-policy first step: the engines hold the learner's weights
+    for r in steps[1:]:
+        assert r["logp_diff"] > 10 * steps[0]["logp_diff"]  # one update behind
+        assert r["is_ratio_mean"] > 0 and 0.0 <= r["is_clip_frac"] < 1.0
+        assert all(math.isfinite(r[k]) for k in ("loss", "grad_norm", "kl"))

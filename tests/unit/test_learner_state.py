@@ -124,3 +124,19 @@ def test_trust_remote_code_reaches_transformers_only_when_set(tmp_path):
     learner = Learner(str(folder), LearnerConfig(), AlgoConfig(), seed=0, trust_remote_code=True)
     assert type(learner.policy).__name__ == "CustomForCausalLM"
     assert type(learner.reference).__name__ == "CustomForCausalLM"
+
+
+def test_overlap_weights_the_returns_by_truncated_importance_ratios(tiny):
+    """With an importance cap (rollout.overlap) and generator log-probs one policy behind, the
+    learner reports the ratio statistics, and the update differs from the unweighted one."""
+    cfg = dataclasses.replace(LearnerConfig(), lr=1e-2, max_grad_norm=0.0)
+    plain = Learner(tiny, cfg, AlgoConfig(kl_coef=0.0), seed=0)
+    weighted = Learner(tiny, cfg, AlgoConfig(kl_coef=0.0), seed=0, importance_cap=2.0)
+    rollouts = _rollouts(0)
+    current = plain.sequence_logprobs([r.prompt_ids + c.token_ids for r in rollouts for c in r.samples])
+    for k, c in enumerate(c for r in rollouts for c in r.samples):  # a stale sampler: ratios vary around 1
+        c.logprobs = [lp + (0.9 if (k + i) % 2 else -0.9) for i, lp in enumerate(current[k][-len(c.token_ids):])]
+    a, b = plain.train_step(rollouts), weighted.train_step(rollouts)
+    assert "is_ratio_mean" not in a
+    assert b["is_ratio_mean"] > 1.0 and 0.0 < b["is_clip_frac"] < 1.0 and b["is_ratio_max"] > 2.0
+    assert a["loss"] != b["loss"]

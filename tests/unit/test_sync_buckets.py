@@ -1,17 +1,22 @@
-"""Tests for remax_ray.sync.cpu: layer grouping and bounded safetensors buckets."""
+"""Tests for remax_ray.sync.cpu: layer grouping and bounded buckets of raw tensor bytes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from remax_ray.sync.cpu import group_named_tensors, layer_group, pack_buckets
+from remax_ray.sync.cpu import Bucket, WeightBuckets, group_named_tensors, layer_group, plan_buckets
 
 
-def _unpack(blobs: list[bytes]) -> list[dict[str, torch.Tensor]]:
-    return [load(b) for b in blobs]
+def pack_buckets(named, bucket_bytes: int, dtype: torch.dtype | None = None) -> list[Bucket]:
+    """Every bucket of a WeightBuckets, built in order (as a sync asks for them)."""
+    buckets = WeightBuckets(named, bucket_bytes, dtype)
+    return [buckets[k] for k in range(len(buckets))]
+
+
+def _unpack(buckets: list[Bucket]) -> list[dict[str, torch.Tensor]]:
+    return [dict(b.tensors()) for b in buckets]
 
 
 def _nbytes(bucket: dict[str, torch.Tensor]) -> int:
@@ -60,7 +65,7 @@ def test_group_named_tensors_keeps_model_order_and_layers_together() -> None:
     assert all(x is t for g in groups for _, x in g)  # tensors pass through untouched
 
 
-# ---------------------------------------------------------------- pack_buckets on hand-made tensors
+# ---------------------------------------------------------------- buckets of hand-made tensors
 
 
 def _toy() -> list[tuple[str, torch.Tensor]]:

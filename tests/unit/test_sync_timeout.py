@@ -38,6 +38,8 @@ def test_a_broadcast_to_a_dead_or_stuck_peer_fails_within_the_timeout(peer_fate)
             for _ in range(3):  # a first send may still fit in a socket buffer
                 group.broadcast(torch.ones(1 << 22), 0).wait()
         elapsed = time.monotonic() - start
-        assert elapsed < 20, elapsed  # the 5 s bound, with slack for a loaded 2-core machine
+        # At most 3 broadcasts x the 5 s bound, with slack for a loaded 2-core machine; without the
+        # bound gloo would wait 30 minutes.
+        assert elapsed < 60, elapsed
     finally:
         peer.kill()

@@ -65,7 +65,7 @@ def make(tmp_path, tiny_model, prompt_file, monkeypatch):
                                  "run.prompts_per_step=4", "run.eval_prompts=4", "run.progress=false", "learner.micro_batch_size=2",
                                  *overrides])
         learner = FakeActor("learner", train_step=lambda rollouts: {"loss": 0.5, "trained": float(len(rollouts))},
-                            export_weight_refs=lambda mb, dtype: [b"w"],
+                            weight_buckets=lambda mb, dtype: 1, export_bucket=lambda k, mb, dtype: b"w",
                             save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
         gen = FakeActor("generator", generate=_generate, load_weight_refs=lambda refs: {"sync_bytes": 1.0})
         rw = FakeActor("reward", score=reward or _rewards())
@@ -125,7 +125,7 @@ def test_a_learner_death_is_not_retried(make):
 
 def test_a_failed_sync_after_the_update_still_records_and_counts_the_step(make):
     t = make("run.step_retries=0")
-    t.actors.learner.failures["export_weight_refs"] = [ActorUnavailableError("gone", None)]
+    t.actors.learner.failures["export_bucket"] = [ActorUnavailableError("gone", None)]
     with pytest.raises(RunFailed, match="--resume .*step-000001"):
         t.fit()
     (rec,) = _records(t)

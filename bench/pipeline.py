@@ -1,0 +1,156 @@
+"""Where a training step's time goes, next to what each phase could cost at best, in one run.
+
+Usage (after `remax-ray assets`; REMAX_RAY_HOME as for training):
+    nice -n 5 .venv/bin/python bench/pipeline.py [--steps 4] [--reps 3] [--config FILE] [key=value ...]
+
+1. The real Trainer (Ray actors, vLLM engine, reward actor, learner) runs ``--steps`` steps of the
+   config (default: the embedded default, SmolLM2 on CPU); the first step is a warm-up, the others
+   are measured (median per phase). The last step's batch is kept.
+2. The actors and Ray are shut down, then each phase's limit is measured in this process on that
+   batch (bench/_pipeline_limits.py): (a) ``vllm.LLM`` alone on the same requests, with the same
+   settings and token counts; (b) a plain torch ReMax step on the same sequences (reference forward,
+   policy forward/backward, AdamW); (c) the RewardScorer alone on the same texts; (d) a memcpy of
+   the synced bytes. The phases are the trainer's own (Ray's calls included in each); "other" is
+   the rest of the ``step()`` call (the driver's metrics sinks) and has a limit of 0.
+
+It prints seconds and throughput per phase, the ratio to the limit, step / sum of the limits and
+sync / step, then one ``RESULT {json}`` line with every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+PHASES = ("generate", "score", "learn", "sync")
+
+
+def _capture(trainer, rollouts, step: int):
+    """The step's batch, in the plain form the limits need."""
+    from _pipeline_limits import Batch  # bench/ is on sys.path: this script's folder
+    from remax_ray.rollout.seeds import sample_seed
+
+    seed = trainer.cfg.run.seed
+    return Batch(
+        prompt_ids=[r.prompt_ids for r in rollouts],
+        samples=[[c.token_ids for c in r.samples] for r in rollouts],
+        sample_seeds=[[sample_seed(seed, step, i, j) for j in range(len(r.samples))] for i, r in enumerate(rollouts)],
+        greedy=[r.greedy.token_ids if r.greedy else None for r in rollouts],
+        prompts=[r.prompt for r in rollouts],
+        texts=[[c.text for c in [*r.samples, *([r.greedy] if r.greedy else [])]] for r in rollouts],
+        advantages=[[s - (r.greedy_score if r.greedy else 0.0) for s in r.sample_scores] for r in rollouts],
+    )
+
+
+def run_trainer(cfg, steps: int):
+    """``steps`` real steps; returns the per-step records after the first, the last batch, and
+    what the limits need to know about the run (model path, generators' dtype, reward model)."""
+    import ray
+
+    from remax_ray.cluster import reward_model_path
+    from remax_ray.trainer import Trainer
+
+    class CapturingTrainer(Trainer):
+        def score(self, rollouts):  # scores are filled in place; keep the scored batch
+            super().score(rollouts)
+            self.captured = _capture(self, rollouts, self.state.step)
+
+    trainer = CapturingTrainer(cfg, overwrite=True)
+    try:
+        records = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            record = trainer.step()
+            # The phases tile step_s exactly; what the driver does around them (metrics sinks, the
+            # checkpoint cursor) shows only in the call's own wall time.
+            records.append({**record, "wall_s": time.perf_counter() - start})
+        info = {"model_path": trainer.model_path, "dtype": trainer.actors.dtype,
+                "reward_model_path": reward_model_path(cfg), "generators": len(trainer.actors.generators)}
+        return records[1:], trainer.captured, info
+    finally:
+        trainer.shutdown()
+        ray.shutdown()
+
+
+def measure_limits(cfg, batch, info: dict, reps: int) -> dict[str, float]:
+    import torch
+
+    import _pipeline_limits as lim
+
+    threads = cfg.cluster.threads_per_actor or os.cpu_count() or 1
+    # As in the generator actor (remax_ray/cluster.py): every core for the engine, same KV cache.
+    os.environ.update(OMP_NUM_THREADS=str(threads), VLLM_CPU_NUM_OF_RESERVED_CPU="0",
+                      VLLM_CPU_KVCACHE_SPACE=str(max(1, round(cfg.rollout.kv_cache_gib))))
+    ro, le, al = cfg.rollout, cfg.learner, cfg.algo
+    out = {"generate": lim.vllm_alone(info["model_path"], batch, dtype=info["dtype"], temperature=ro.temperature,
+                                      top_p=ro.top_p, max_prompt_tokens=ro.max_prompt_tokens,
+                                      max_new_tokens=ro.max_new_tokens, seed=cfg.run.seed, reps=reps)}
+    torch.set_num_threads(threads)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(info["model_path"])
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out["learn"], policy = lim.torch_step(
+        info["model_path"], batch, lr=le.lr, betas=(le.beta1, le.beta2), weight_decay=le.weight_decay,
+        max_grad_norm=le.max_grad_norm or float("inf"), micro_batch_size=le.micro_batch_size,
+        kl_coef=al.kl_coef, temperature=ro.temperature, pad_id=pad, reps=reps)
+    out["sync"], out["sync_bytes"] = lim.plain_copy(policy, getattr(torch, info["dtype"]), info["generators"], reps)
+    del policy
+    out["score"] = lim.reward_alone(cfg, info["reward_model_path"], batch, reps)
+    return out
+
+
+def report(records: list[dict], batch, limits: dict[str, float]) -> dict:
+    med = {k: statistics.median(r[f"{k}_s"] for r in records) for k in PHASES}
+    med["step"] = statistics.median(r["wall_s"] for r in records)
+    # Per step, then the median (a difference of medians can come out negative).
+    med["other"] = statistics.median(r["wall_s"] - sum(r[f"{k}_s"] for k in PHASES) for r in records)
+    gen_tok, learn_tok = batch.generated_tokens(), batch.trained_tokens()
+    sync_bytes = statistics.median(r["sync_bytes"] for r in records)
+    work = {"generate": (gen_tok, "tok/s"), "score": (gen_tok, "tok/s"), "learn": (learn_tok, "tok/s"),
+            "sync": (sync_bytes / 1e6, "MB/s")}
+    limit_total = sum(limits[k] for k in PHASES)
+    print(f"\n{len(records)} measured steps (median); limits: median of the in-process runs on the last step's batch")
+    print(f"{'phase':9s} {'seconds':>8s} {'rate':>14s} {'limit s':>8s} {'limit rate':>14s} {'ratio':>6s}")
+    for k in PHASES:
+        amount, unit = work[k]
+        print(f"{k:9s} {med[k]:8.2f} {amount / med[k]:9.0f} {unit:4s} {limits[k]:8.2f} "
+              f"{amount / limits[k]:9.0f} {unit:4s} {med[k] / limits[k]:6.2f}")
+    print(f"{'other':9s} {med['other']:8.2f} {'':14s} {0.0:8.2f}")
+    print(f"{'step':9s} {med['step']:8.2f} {'':14s} {limit_total:8.2f} {'':14s} {med['step'] / limit_total:6.2f}")
+    print(f"step / limit = {med['step'] / limit_total:.2f}   sync / step = {med['sync'] / med['step']:.3f}   "
+          f"({gen_tok} generated tokens, {learn_tok} trained tokens, {sync_bytes / 1e6:.0f} MB synced)")
+    result = {"measured": med, "limits": limits, "step_over_limit": med["step"] / limit_total,
+              "sync_over_step": med["sync"] / med["step"], "generated_tokens": gen_tok,
+              "trained_tokens": learn_tok, "sync_bytes": sync_bytes, "steps": records}
+    print("RESULT " + json.dumps(result))
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=4, help="trainer steps; the first is a warm-up")
+    p.add_argument("--reps", type=int, default=3, help="timed runs of each limit (after one warm-up)")
+    p.add_argument("--config", default=None, help="a YAML config (default: the embedded default)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.samples_per_prompt=2")
+    args = p.parse_args()
+    if args.steps < 2:
+        p.error("--steps must be at least 2 (the first step is a warm-up)")
+    from remax_ray import console
+    from remax_ray.assets import prepare_builtins_for_config
+    from remax_ray.config import load_config
+
+    out_dir = tempfile.mkdtemp(prefix="remax-bench-")
+    cfg = load_config(args.config, [*args.overrides, f"run.output_dir={out_dir}", "run.progress=false"])
+    console.quiet_actors(False)
+    prepare_builtins_for_config(cfg)
+    records, batch, info = run_trainer(cfg, args.steps)
+    report(records, batch, measure_limits(cfg, batch, info, args.reps))
+
+
+if __name__ == "__main__":  # vLLM's engine subprocesses re-import this module
+    main()
