@@ -99,7 +99,7 @@ def test_full_step_logs_every_phase(trainer):
     logged = trainer.metrics.read()
     assert logged[-1]["step"] == trainer.step_idx - 1 and logged[-1]["sync_bytes"] == record["sync_bytes"]
     # ...and every numeric value also went to a Ray dashboard gauge.
-    assert {"reward_sample", "sync_s", "logp_diff"} <= set(trainer.metrics._gauges)
+    assert {"remax_reward_sample", "remax_sync_s", "remax_logp_diff"} <= set(trainer.metrics._gauges)
 
 
 @pytest.mark.parametrize("estimator", ["ppo", "reinforce"])
