@@ -81,7 +81,7 @@ def response_logprobs(model: nn.Module, mb: SequenceBatch, temperature: float, d
         else:
             backbone, head = split
             hidden = backbone(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
-            logits = head(hidden[rows, cols])  # [K, V]: the only vocabulary-sized tensor of the pass
+            logits = head(hidden[rows, cols])  # [K, V]: no vocabulary-sized row for a prompt position
     logp_k, entropy_k = selected_logprobs(logits, targets, temperature, with_entropy)
     logp = logp_k.new_zeros(mask.shape).index_put((rows, cols), logp_k)
     entropy = None if entropy_k is None else entropy_k.new_zeros(mask.shape).index_put((rows, cols), entropy_k)

@@ -22,6 +22,14 @@ from remax_ray.rollout.types import Completion, PromptRollout
 ATOL = 1e-5
 
 
+def _assert_grads_close(new: torch.Tensor, old: torch.Tensor, msg: str = "") -> None:
+    """Within ATOL of each other, ATOL taken relative to the gradient's largest entry when that is
+    above 1: float32 rounding scales with the summands (PPO's whitened advantages on the untied tiny
+    model give entries of several hundred), and the paths differ in GEMM shapes and summation order."""
+    scale = max(1.0, old.abs().max().item())
+    torch.testing.assert_close(new, old, atol=ATOL * scale, rtol=0, msg=msg or None)
+
+
 @pytest.fixture(scope="module", params=["tied", "untied"])
 def model(request, tiny_model, tiny_model_untied) -> tuple[str, bool]:
     """(path, whether its LM head is the input embedding matrix)"""
@@ -96,7 +104,7 @@ def test_logprobs_entropy_and_gradient_match_the_full_logits_path(model, tempera
     torch.testing.assert_close(new_entropy * mask, old_entropy * mask, atol=ATOL, rtol=0)
     assert set(new_grads) == set(old_grads)
     for name in new_grads:  # with a tied head the embedding gets both its input and head gradients
-        torch.testing.assert_close(new_grads[name], old_grads[name], atol=ATOL, rtol=1e-4, msg=name)
+        _assert_grads_close(new_grads[name], old_grads[name], name)
     assert all(g.abs().sum() > 0 for g in new_grads.values())  # every weight, the head's included
 
 
@@ -117,7 +125,7 @@ def test_the_learner_update_matches_the_old_path(model, temperature, estimator, 
             for p in learner.reference.parameters():
                 p.add_(0.02 * torch.randn(p.shape, generator=g))
     rollouts = _rollouts(new.eos_ids[0], n=2)
-    torch.testing.assert_close(new.policy_gradient(rollouts), old.policy_gradient(rollouts), atol=ATOL, rtol=1e-4)
+    _assert_grads_close(new.policy_gradient(rollouts), old.policy_gradient(rollouts))
     m_new, m_old = new.train_step(rollouts), old.train_step(rollouts)
     keys = ["loss", "grad_norm", "kl", "entropy"] + (["value_loss", "clip_frac"] if estimator == "ppo" else [])
     for key in keys:
