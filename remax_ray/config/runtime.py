@@ -45,8 +45,9 @@ class ClusterConfig:
     num_cpus: int = _field(0, "CPUs for a local Ray instance (0 = all); ignored when connecting to a cluster.")
     sync_transport: str = _field(
         "auto",
-        "Learner-to-generator weight transport: auto | cpu | nccl | gloo. cpu: safetensors buckets "
-        "through the Ray object store; nccl/gloo: broadcast over a stateless process group (nccl needs "
+        "Learner-to-generator weight transport: auto | cpu | nccl | gloo. cpu: raw tensor buckets "
+        "(whole decoder layers) streamed through the Ray object store into a shared-memory arena the "
+        "vLLM worker maps; nccl/gloo: broadcast over a stateless process group (nccl needs "
         "a CUDA learner). auto picks nccl when the learner is on CUDA, else cpu.",
     )
     sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
