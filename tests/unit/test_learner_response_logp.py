@@ -30,6 +30,17 @@ def _assert_grads_close(new: torch.Tensor, old: torch.Tensor, msg: str = "") -> 
     torch.testing.assert_close(new, old, atol=ATOL * scale, rtol=0, msg=msg or None)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The tiny models' ops are too small to gain from a second thread, and on a shared machine a
+    2-thread OpenMP team stalls whenever a neighbour holds the other core (these tests took 25-55 s
+    each that way, 0.5 s on one thread). Restored afterwards for the rest of the session."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module", params=["tied", "untied"])
 def model(request, tiny_model, tiny_model_untied) -> tuple[str, bool]:
     """(path, whether its LM head is the input embedding matrix)"""
