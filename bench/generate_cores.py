@@ -27,7 +27,7 @@ def _child(model: str, prompts: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    from remax_ray.assets import assets_home, resolve_dataset
+    from remax_ray.assets.home import assets_home, resolve_dataset
     from remax_ray.data.prompts import read_jsonl_prompts
 
     p = argparse.ArgumentParser()

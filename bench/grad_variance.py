@@ -22,9 +22,14 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 
 import torch
+
+# The gradient probe is shared with the tests (tests/helpers.py): a Learner has no bench hooks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from helpers import policy_gradient  # noqa: E402
 
 
 class Moments:
@@ -54,7 +59,7 @@ def _with_scores(rollouts, fn):
 
 
 def main() -> None:
-    from remax_ray.assets import assets_home, resolve_dataset, resolve_reward_model_path
+    from remax_ray.assets.home import assets_home, resolve_dataset, resolve_reward_model_path
     from remax_ray.config import AlgoConfig, LearnerConfig
     from remax_ray.data.prompts import read_jsonl_prompts
     from remax_ray.learner.learner import Learner
@@ -90,9 +95,9 @@ def main() -> None:
             r.sample_scores, r.greedy_score = [scores[2 * i]], scores[2 * i + 1]
         stats["sample"] += [r.sample_scores[0] for r in rollouts]
         stats["greedy"] += [r.greedy_score for r in rollouts]
-        moments["remax"].add(remax.policy_gradient(rollouts))
-        g0 = reinforce.policy_gradient(rollouts)
-        h = reinforce.policy_gradient(_with_scores(rollouts, lambda s: 1.0))
+        moments["remax"].add(policy_gradient(remax, rollouts))
+        g0 = policy_gradient(reinforce, rollouts)
+        h = policy_gradient(reinforce, _with_scores(rollouts, lambda s: 1.0))
         moments["reinforce_g0"].add(g0)
         moments["ones_h"].add(h)
         cross += float(g0.double() @ h.double())

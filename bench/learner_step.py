@@ -24,16 +24,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
+import sys
 import time
 
 import torch
 
-from remax_ray.algo import entropy_from_logits, token_logprobs
+from remax_ray.algo import token_logprobs
 from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.learner.batch import SequenceBatch, build_batch
 from remax_ray.learner.learner import Learner
-from remax_ray.rollout.types import Completion, PromptRollout
+
+# The plain entropy the old code path used lives with the tests now (tests/helpers.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from helpers import reference_entropy  # noqa: E402
 
 
 class BenchLearner(Learner):
@@ -56,7 +62,7 @@ class BenchLearner(Learner):
             out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False)
         logits = out.logits[:, :-1]
         logp = token_logprobs(logits, mb.targets, self.temperature)
-        return logp, entropy_from_logits(logits.detach(), self.temperature) if entropy else None
+        return logp, reference_entropy(logits.detach(), self.temperature) if entropy else None
 
     def _micro_batches(self, items, scores):
         if not self.unsorted:
@@ -102,7 +108,7 @@ def synthetic_rollouts(tokenizer, prompts: list[str], new_tokens: int, eos_frac:
 def main() -> None:
     from transformers import AutoTokenizer
 
-    from remax_ray.assets import resolve_dataset, resolve_model_path
+    from remax_ray.assets.home import resolve_dataset, resolve_model_path
     from remax_ray.data.prompts import read_jsonl_prompts
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -18,9 +18,9 @@ from pathlib import Path
 
 
 def run(mode: str, overrides: list[str], out: Path) -> list[dict]:
-    from remax_ray.assets import prepare_builtins_for_config
     from remax_ray.config import load_config
-    from remax_ray.trainer import Trainer
+    from remax_ray.driver.prepare import prepare_builtins_for_config
+    from remax_ray.driver.trainer import Trainer
 
     cfg = load_config(None, [*overrides, f"rollout.overlap={mode == 'overlap'}",
                              f"run.output_dir={out / mode}", "run.progress=false"])

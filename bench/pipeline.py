@@ -31,8 +31,9 @@ PHASES = ("generate", "score", "learn", "sync")
 
 def _capture(trainer, rollouts, step: int):
     """The step's batch, in the plain form the limits need."""
-    from _pipeline_limits import Batch  # bench/ is on sys.path: this script's folder
     from remax_ray.rollout.seeds import sample_seed
+
+    from _pipeline_limits import Batch  # bench/ is on sys.path: this script's folder
 
     seed = trainer.cfg.run.seed
     return Batch(
@@ -51,8 +52,8 @@ def run_trainer(cfg, steps: int):
     what the limits need to know about the run (model path, generators' dtype, reward model)."""
     import ray
 
-    from remax_ray.cluster import reward_model_path
-    from remax_ray.trainer import Trainer
+    from remax_ray.cluster.actors import reward_model_path
+    from remax_ray.driver.trainer import Trainer
 
     class CapturingTrainer(Trainer):
         def score(self, rollouts):  # scores are filled in place; keep the scored batch
@@ -82,7 +83,7 @@ def measure_limits(cfg, batch, info: dict, reps: int) -> dict[str, float]:
     import _pipeline_limits as lim
 
     threads = cfg.cluster.threads_per_actor or os.cpu_count() or 1
-    # As in the generator actor (remax_ray/cluster.py): every core for the engine, same KV cache.
+    # As in the generator actor (remax_ray/cluster/actors.py): every core for the engine, same KV cache.
     os.environ.update(OMP_NUM_THREADS=str(threads), VLLM_CPU_NUM_OF_RESERVED_CPU="0",
                       VLLM_CPU_KVCACHE_SPACE=str(max(1, round(cfg.rollout.kv_cache_gib))))
     ro, le, al = cfg.rollout, cfg.learner, cfg.algo
@@ -140,9 +141,9 @@ def main() -> None:
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be at least 2 (the first step is a warm-up)")
-    from remax_ray import console
-    from remax_ray.assets import prepare_builtins_for_config
     from remax_ray.config import load_config
+    from remax_ray.driver.prepare import prepare_builtins_for_config
+    from remax_ray.monitor import console
 
     out_dir = tempfile.mkdtemp(prefix="remax-bench-")
     cfg = load_config(args.config, [*args.overrides, f"run.output_dir={out_dir}", "run.progress=false"])

@@ -45,6 +45,7 @@ class Exporter:
     def safetensors_refs(self, bucket_bytes: int):
         import ray
         import torch
+
         from _sync_probe import safetensors_buckets
 
         start = time.perf_counter()
@@ -149,7 +150,7 @@ def arena_pipelined(ray, exporter, llm, arena, bucket_bytes: int) -> float:
 
 
 def main() -> None:
-    from remax_ray.assets import assets_home
+    from remax_ray.assets.home import assets_home
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=str(assets_home() / "smollm2-135m-instruct"))
@@ -159,7 +160,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="also profile the reload inside the worker")
     args = p.parse_args()
     threads = str(args.threads)
-    # As in the generator actor (remax_ray/cluster.py); bench/ on the path of every process.
+    # As in the generator actor (remax_ray/cluster/actors.py); bench/ on the path of every process.
     os.environ.update(OMP_NUM_THREADS=threads, VLLM_CPU_NUM_OF_RESERVED_CPU="0", VLLM_CPU_KVCACHE_SPACE="1",
                       VLLM_LOGGING_LEVEL="WARNING", PYTHONPATH=os.pathsep.join([BENCH, *sys.path]))
     import ray

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from remax_ray import console, run_plots
 from remax_ray.config import ConfigError, describe_fields, load_config
+from remax_ray.monitor import console, run_plots
 from remax_ray.repro import command as repro_command
 from remax_ray.reward import rm_command
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console.configure(args.verbose)
     if args.command == "assets":
-        from remax_ray.assets import prepare_all
+        from remax_ray.driver.prepare import prepare_all
 
         for name, path in prepare_all().items():
             print(f"{name}: {path}")
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
     console.quiet_actors(args.verbose)  # before the trainer imports ray
-    from remax_ray.assets import prepare_builtins_for_config
-    from remax_ray.trainer import RunFailed, Trainer
+    from remax_ray.driver.prepare import prepare_builtins_for_config
+    from remax_ray.driver.trainer import RunFailed, Trainer
 
     prepare_builtins_for_config(cfg)
     try:
@@ -90,7 +90,7 @@ def _config_file(args: argparse.Namespace) -> str | None:
     """--resume PATH without --config continues with the config saved in that checkpoint."""
     if args.config or not args.resume or args.resume == "latest":
         return args.config
-    from remax_ray import checkpoint
+    from remax_ray.learner import checkpoint
 
     folder = checkpoint.resolve(args.resume, args.resume)
     return str(folder / checkpoint.CONFIG)

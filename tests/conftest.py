@@ -24,7 +24,7 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from remax_ray.assets import build_tiny_model
+    from remax_ray.assets.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -32,7 +32,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_untied(tmp_path_factory) -> Path:
     """Untied head with large logits: a policy that a toy reward can move within a few steps."""
-    from remax_ray.assets import build_tiny_model
+    from remax_ray.assets.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-untied"), tie_word_embeddings=False)
 

@@ -1,7 +1,7 @@
-"""Pure-torch algorithm core of remax-ray: log-probs, advantages, KL, losses.
+"""Pure-torch algorithm core of remax-ray: log-probs, advantages, KL, losses, importance weights.
 
-Imports nothing but torch and the standard library, so it can be unit tested
-(and used in any worker) without ray, vllm or transformers.
+Imports nothing but torch and the standard library (no other remax_ray package, no ray, vllm or
+transformers), so it can be unit tested, and used in any worker, on its own.
 """
 
 from remax_ray.algo.advantages import (
@@ -20,8 +20,7 @@ from remax_ray.algo.advantages import (
     token_rewards,
 )
 from remax_ray.algo.kl import KL_ESTIMATORS, KL_PLACEMENTS, kl_estimate, kl_loss
-from remax_ray.algo.logprobs import entropy_from_logits, response_mask, token_logprobs
-from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
+from remax_ray.algo.logprobs import response_mask, token_logprobs
 from remax_ray.algo.losses import (
     AGG_MODES,
     aggregate,
@@ -31,6 +30,7 @@ from remax_ray.algo.losses import (
     ppo_clip_loss,
     value_loss,
 )
+from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
 
 __all__ = [
     "AGG_MODES",
@@ -40,7 +40,6 @@ __all__ = [
     "EstimatorSpec",
     "aggregate",
     "bradley_terry_loss",
-    "entropy_from_logits",
     "gae_advantages",
     "get_estimator",
     "grpo_advantages",

@@ -62,31 +62,6 @@ def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> 
     return torch.stack(out, dim=0)
 
 
-def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """Entropy of softmax(logits / temperature) at every position.
-
-    Args:
-        logits: [N, T, V] float (any float dtype).
-        temperature: > 0.
-
-    Returns:
-        [N, T] float32 entropies in nats. Differentiable w.r.t. ``logits``.
-    """
-    _check_logits(logits, temperature)
-    out = []
-    for i in range(logits.shape[0]):
-        row = _row_float32(logits, i, temperature)
-        logp = torch.log_softmax(row, dim=-1)  # [T, V]
-        # H = -sum p log p. A -inf logit (masked vocabulary) gives p = 0 and
-        # logp = -inf, and 0 * -inf = NaN; clamping logp to the most negative
-        # finite float makes that term an exact 0 (and its gradient 0).
-        logp = logp.clamp_min(torch.finfo(logp.dtype).min)
-        out.append(-(logp.exp() * logp).sum(dim=-1))
-    if not out:
-        return logits.new_zeros(logits.shape[:2], dtype=torch.float32)
-    return torch.stack(out, dim=0)
-
-
 def response_mask(
     response_ids: Tensor,
     eos_token_ids: int | Sequence[int],
@@ -158,7 +133,7 @@ def selected_logprobs(
     if not with_entropy:
         return logp, None
     with torch.no_grad():
-        # Same clamp as entropy_from_logits: a -inf logit must contribute 0, not 0 * -inf = NaN.
+        # A -inf logit (masked vocabulary) must contribute 0, not 0 * -inf = NaN.
         safe = lsm.clamp_min(torch.finfo(lsm.dtype).min)
         entropy = -(safe.exp().mul_(safe)).sum(dim=-1)
     return logp, entropy

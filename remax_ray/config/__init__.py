@@ -3,7 +3,7 @@
 A configuration is a tree of frozen dataclasses, one per section, collected in
 a root dataclass.  Every field carries its help text in ``metadata["help"]``;
 :func:`describe_fields` exposes it for ``--help`` and :func:`to_yaml` writes it
-as comments, which is how ``remax_ray/configs/default.yaml`` is produced
+as comments, which is how ``remax_ray/config/default.yaml`` is produced
 (``python -m remax_ray.config``).
 
 - :mod:`.base`: the generic machinery (YAML, overrides, types, did-you-mean errors);
@@ -11,7 +11,8 @@ as comments, which is how ``remax_ray/configs/default.yaml`` is produced
 - :mod:`.train`: the training root :class:`Config`, :func:`load_config`, :func:`validate`;
 - :mod:`.rm`: the reward-model training root :class:`RewardModelConfig`.
 
-Only the standard library and PyYAML are imported here.
+Only the standard library, PyYAML and ``algo`` (the estimator registry, for validation) are
+imported here; every other package may import ``config``.
 """
 
 from remax_ray.config.base import ConfigError
@@ -26,10 +27,10 @@ from remax_ray.config.generation import (
 )
 from remax_ray.config.optim import AlgoConfig, LearnerConfig
 from remax_ray.config.rm import (
+    RewardModelConfig,
     RMDataConfig,
     RMModelConfig,
     RMTrainConfig,
-    RewardModelConfig,
     describe_rm_fields,
     load_rm_config,
     rm_config_keys,

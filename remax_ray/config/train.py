@@ -55,8 +55,8 @@ __all__ = [
     "validate",
 ]
 
-# Package data, next to this package: remax_ray/configs/default.yaml.
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+# Package data, in this package: remax_ray/config/default.yaml.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default.yaml"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``rollout.long_prompts``: what happens to a prompt longer than ``rollout.max_prompt_tokens``.
 
 The policy runs once, on the driver, with the policy's own tokenizer, before any actor starts
-(:func:`remax_ray.preflight.preflight` builds it). Truncation happens here rather than in the
+(:func:`remax_ray.driver.preflight.preflight` builds it). Truncation happens here rather than in the
 generator on purpose: the generator only sees token ids, while the trainer hands the prompt *text*
 to the reward and to the logs. Cutting the text here, so that it re-encodes to at most
 ``max_prompt_tokens`` tokens, makes the text the reward sees exactly the text the policy encodes;

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import json
 import random
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from remax_ray.assets import (
-    BUILTIN_PREFIX,
-    PANG_LEE_SNIPPETS,
-    assets_home,
-    atomic_publish,
-    detokenize,
-    pang_lee_rows,
-)
+from remax_ray.assets.corpora import prepare_movie_pairs
+from remax_ray.assets.home import BUILTIN_PREFIX, MOVIE_PAIRS
 
-MOVIE_PAIRS = "movie-pairs"
 _FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -69,31 +61,6 @@ def read_pairs_jsonl(path: str | Path) -> list[Pair]:
     if not pairs:
         raise ValueError(f"pairs file {path} has no records")
     return pairs
-
-
-def prepare_movie_pairs(log=print) -> Path:
-    """``builtin:movie-pairs``: each Pang & Lee snippet in one pair, positive chosen over negative.
-
-    Every snippet is used once, so a split of the pairs is also a split of the snippets: held-out
-    accuracy is measured on sentences the reward model never saw.
-    """
-    out = assets_home() / MOVIE_PAIRS
-    if (out / "pairs.jsonl").exists():
-        return out
-    rows = pang_lee_rows(PANG_LEE_SNIPPETS, log)
-    texts = {label: sorted({detokenize(t.split()) for lab, t in rows if lab == label and t.strip()})
-             for label in (1, -1)}
-    rng = random.Random(0)
-    for label in (1, -1):
-        rng.shuffle(texts[label])
-    pairs = [Pair("", c, r) for c, r in zip(texts[1], texts[-1])]
-    tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None))
-    with open(tmp / "pairs.jsonl", "w", encoding="utf-8") as f:
-        for pair in pairs:
-            f.write(json.dumps(asdict(pair)) + "\n")
-    atomic_publish(tmp, out)
-    log(f"movie-snippet pairs: {len(pairs)} -> {out}")
-    return out
 
 
 def resolve_pairs(spec: str, log=print) -> Path:

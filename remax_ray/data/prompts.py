@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from remax_ray.assets import BUILTIN_PREFIX, resolve_dataset
+from remax_ray.assets.home import BUILTIN_PREFIX, resolve_dataset
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _read(path: Path, fit: Fit | None) -> tuple[list[str], int, int, int]:
 def load_splits(dataset: str, eval_prompts: int, seed: int, fit: Fit | None = None) -> PromptSplits:
     """Train and held-out prompts. A user file is split by a seeded shuffle; built-ins ship both.
 
-    ``fit`` (the long-prompt policy, see :mod:`remax_ray.preflight`) runs on every file before it is
+    ``fit`` (the long-prompt policy, see :mod:`remax_ray.driver.preflight`) runs on every file before it is
     split or cut to ``eval_prompts``, so skipping a prompt never shrinks the held-out set.
     """
     if dataset.startswith(BUILTIN_PREFIX):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from remax_ray.algo import response_mask
-from remax_ray.rollout.types import PromptRollout
+from remax_ray.data.rollouts import PromptRollout
 
 
 @dataclass

@@ -27,8 +27,8 @@ from remax_ray.algo import (
     token_rewards,
 )
 from remax_ray.config import AlgoConfig
+from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.batch import SequenceBatch
-from remax_ray.rollout.types import PromptRollout
 
 
 @dataclass

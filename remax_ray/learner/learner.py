@@ -16,28 +16,19 @@ from remax_ray.algo import (
     kl_loss,
     policy_gradient_loss,
     ppo_clip_loss,
-    token_logprobs,
     token_returns,
 )
 from remax_ray.algo.offpolicy import truncated_importance_weights
+from remax_ray.assets.hf import hf_kwargs
 from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.batch import SequenceBatch, flatten_samples, micro_batches
 from remax_ray.learner.critic import Critic
 from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, sequence_scores
 from remax_ray.learner.memory import memory_stats
 from remax_ray.learner.optim import adamw
 from remax_ray.learner.response_logp import response_logprobs
-from remax_ray.hf import hf_kwargs
 from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
-from remax_ray.rollout.types import PromptRollout
-from remax_ray.sync.collective import (
-    TensorMeta,
-    broadcast_from_learner,
-    free_address,
-    init_group,
-    tensor_meta,
-)
-from remax_ray.sync.cpu import WeightBuckets
 
 log = logging.getLogger(__name__)
 _SUMMED = ("loss", "value_loss", "clip_frac", "kl", "entropy", "logp_diff", "logp_diff_tokens")
@@ -232,21 +223,6 @@ class Learner:
             totals["is_ratio_max"] = max(totals.get("is_ratio_max", 0.0), stats["is_ratio_max"])
         return policy_gradient_loss(logp, returns, mask, **agg)
 
-    def policy_gradient(self, rollouts: list[PromptRollout]) -> torch.Tensor:
-        """The flattened policy gradient of one step's loss on ``rollouts``, without stepping the
-        optimizer (gradients are cleared again): what benchmarks of the estimator's variance need."""
-        exp = self.make_experience(rollouts)
-        agg = dict(agg=self.algo.loss_agg, num_tokens=exp.num_tokens, num_seqs=exp.num_seqs)
-        totals = dict.fromkeys(_SUMMED, 0.0)
-        for me in exp.micro:
-            self._micro_update(me, agg, totals, first_epoch=False)
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.critic:
-            self.critic.optimizer.zero_grad(set_to_none=True)
-        return flat.detach().clone()
-
     def _optimizer_step(self) -> float:
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
@@ -259,36 +235,6 @@ class Learner:
                         "zeroed (%d skipped so far)", grad_norm, self.skipped_updates)
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
-
-    @torch.no_grad()
-    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
-        """Log-prob (temperature 1) of tokens 1..L-1 of each sequence under the current policy."""
-        out = []
-        for seq in sequences:
-            ids = torch.tensor([seq], device=self.device)
-            logits = self.policy(input_ids=ids, use_cache=False).logits[:, :-1]
-            out.append(token_logprobs(logits, ids[:, 1:], 1.0)[0].tolist())
-        return out
-
-    def export_weights(self, bucket_mb: int, dtype: str = "float32") -> WeightBuckets:
-        """The policy's HF-named parameters as buckets of whole layers (tied weights appear once),
-        each built only when indexed, so the whole model is never staged at once."""
-        return WeightBuckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
-
-    def collective_address(self) -> tuple[str, int]:
-        return free_address()
-
-    def init_collective(self, host: str, port: int, world_size: int, backend: str,
-                        timeout_s: float | None = None) -> None:
-        """Host rank 0 of the weight-sync group (blocks until every generator worker joined)."""
-        self._group = init_group(host, port, 0, world_size, backend, timeout_s)
-
-    def weight_meta(self) -> list[TensorMeta]:
-        return tensor_meta(self.policy.named_parameters())
-
-    def broadcast_weights(self) -> float:
-        """Send every parameter over the group, in ``weight_meta`` order; returns bytes sent."""
-        return float(broadcast_from_learner(self._group, self.policy.named_parameters()))
 
     def save(self, folder: str | os.PathLike, run_state: str = "{}", config_yaml: str = "",
              keep: int = 0) -> Path:

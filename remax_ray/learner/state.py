@@ -6,16 +6,16 @@ Kept apart from the update so ``learner.py`` stays about the algorithm.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
-from remax_ray import checkpoint
-from remax_ray.assets import portable_tokenizer_config
-from remax_ray.hf import hf_kwargs
+from remax_ray.assets.hf import hf_kwargs, portable_tokenizer_config
+from remax_ray.learner import checkpoint
 
-if TYPE_CHECKING:
-    from remax_ray.learner.learner import Learner
+# ``learner`` below is a Learner (remax_ray.learner.learner), typed loosely: that module imports this
+# one, and an import back would make a cycle.
+Learner = Any
 
 
 def load_policy(path: str, device: torch.device, trust_remote_code: bool = False) -> torch.nn.Module:

@@ -5,6 +5,8 @@
 - :mod:`.claims`: the paper's claims as ratios with a verdict;
 - :mod:`.report`: ``results.md`` and ``results.json``;
 - :mod:`.runner`: the orchestration (Ray actors; imported lazily).
+
+May import: ``driver`` and everything below it. Only ``cli`` imports ``repro``.
 """
 
 from remax_ray.repro.claims import Claim, evaluate_claims

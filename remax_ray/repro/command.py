@@ -54,7 +54,7 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
-    from remax_ray.assets import prepare_builtins_for_config
+    from remax_ray.driver.prepare import prepare_builtins_for_config
 
     prepare_builtins_for_config(base)
     try:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def prepare(base: Config, algos: list[str], seeds: list[int],
             out_dir: str | Path) -> tuple[list[PlannedRun], str]:
     """Every check that can fail on user input, before any actor starts; returns (runs, model path)."""
-    from remax_ray.preflight import preflight
+    from remax_ray.driver.preflight import preflight
 
     runs = plan_runs(base, algos, seeds, out_dir)
     refuse_existing(runs)
@@ -49,8 +49,8 @@ def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool
     """Fit every planned run on shared generators and reward actor; returns the learner's device."""
     import ray
 
-    from remax_ray.cluster import Actors, connect, start_actors, start_learner
-    from remax_ray.trainer import Trainer
+    from remax_ray.cluster.actors import Actors, connect, start_actors, start_learner
+    from remax_ray.driver.trainer import Trainer
 
     connect(runs[0].cfg, include_dashboard)
     shared = start_actors(runs[0].cfg, model_path)
@@ -99,7 +99,7 @@ def read_records(run: PlannedRun) -> list[dict[str, Any]]:
 def write_results(runs: list[PlannedRun], base: Config, out_dir: str | Path, *, command: str,
                   device: str = "cpu") -> dict[str, Any]:
     """Summarise the runs' metrics.jsonl files into results.md, results.json and reward.png."""
-    from remax_ray.plots import plot_rewards
+    from remax_ray.monitor.plots import plot_rewards
 
     out = Path(out_dir)
     records = {r.name: read_records(r) for r in runs}

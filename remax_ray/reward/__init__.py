@@ -6,6 +6,8 @@ reward functions for ``reward.kind=function`` are in
 :mod:`remax_ray.reward.functions`.  A reward model for ``reward.kind=hf`` is
 trained from comparison pairs by :mod:`remax_ray.reward.train_rm` (``remax-ray
 train-rm``; it imports torch, so it is not imported here).
+
+May import: ``algo``, ``config``, ``data``, ``assets.hf``/``assets.home``. Never ``ray``.
 """
 
 from remax_ray.reward.scorer import REWARD_KINDS, RewardScorer, load_function

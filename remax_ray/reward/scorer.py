@@ -30,9 +30,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from remax_ray.assets import resolve_reward_model_path
+from remax_ray.assets.hf import hf_kwargs
+from remax_ray.assets.home import resolve_reward_model_path
 from remax_ray.config import INVALID_REWARD_POLICIES, REWARD_KINDS, ConfigError
-from remax_ray.hf import hf_kwargs
 
 if TYPE_CHECKING:
     from remax_ray.config import RewardConfig

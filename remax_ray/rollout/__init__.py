@@ -1,1 +1,6 @@
-"""Generation: a plain Generator class around ``vllm.LLM`` plus the worker extension for weight reload."""
+"""Generation: a plain :class:`~remax_ray.rollout.generator.Generator` around ``vllm.LLM`` and the
+vLLM worker extension that reloads weights in place.
+
+A plain class: may import ``sync`` (the receiving side of the transports), ``data``,
+``assets.hf``, ``config``, vLLM. Never ``ray`` or ``learner``.
+"""

@@ -1,4 +1,4 @@
-"""Generator: a plain class around ``vllm.LLM`` (the Ray shell lives in ``remax_ray.cluster``).
+"""Generator: a plain class around ``vllm.LLM`` (the Ray shell lives in ``remax_ray.cluster.shells``).
 
 One ``generate`` call per step carries, for every prompt, n sampled requests (each with its own
 seed) and, when the algorithm needs it (ReMax), one greedy request. Greedy with n > 1 is invalid in
@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from remax_ray.hf import hf_kwargs
+from remax_ray.assets.hf import hf_kwargs
+from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.rollout.seeds import sample_seed
-from remax_ray.rollout.types import Completion, PromptRollout
 
 EXTENSION = "remax_ray.rollout.worker_ext.WeightReloadExtension"
 
@@ -25,7 +25,7 @@ def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, 
     """Everything passed to ``vllm.LLM``, as a function so tests can check it without an engine.
 
     vLLM loads the tokenizer from these too (``llm.get_tokenizer()``), so trust_remote_code reaches
-    both the model and the tokenizer, and only when it is set (:func:`remax_ray.hf.hf_kwargs`).
+    both the model and the tokenizer, and only when it is set (:func:`remax_ray.assets.hf.hf_kwargs`).
     """
     return dict(
         model=model_path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from remax_ray.rollout.types import PromptRollout
+from remax_ray.data.rollouts import PromptRollout
 
 __all__ = ["drop_invalid", "is_valid"]
 

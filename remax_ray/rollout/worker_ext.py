@@ -18,7 +18,6 @@ import torch
 
 from remax_ray.sync.cpu import ArenaReader, ArenaSlice, layer_group
 
-
 # In the whole-model fallback, one reload call per bucket means every layer outside the bucket is
 # "not loaded" in that call, and vLLM warns about each of them. That is expected here.
 for _name in ("vllm.model_executor.model_loader.reload.layerwise",

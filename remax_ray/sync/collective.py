@@ -17,18 +17,11 @@ TensorMeta = tuple[str, str, tuple[int, ...]]
 """(HF parameter name, torch dtype name, shape) for one broadcast tensor."""
 
 
-def free_address() -> tuple[str, int]:
-    """This node's IP and a free TCP port for the group's rendezvous store (hosted by rank 0)."""
+def free_port() -> int:
+    """A TCP port free on this node now, for the group's rendezvous store (hosted by rank 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
-        port = s.getsockname()[1]
-    try:
-        import ray
-
-        host = ray.util.get_node_ip_address()
-    except Exception:  # outside Ray (in-process tests): loopback
-        host = "127.0.0.1"
-    return host, port
+        return s.getsockname()[1]
 
 
 def init_group(host: str, port: int, rank: int, world_size: int, backend: str, timeout_s: float | None = None):

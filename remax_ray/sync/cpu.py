@@ -38,14 +38,6 @@ def layer_group(name: str) -> str:
     return m.group(1) if m else name
 
 
-def group_named_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[list[tuple[str, torch.Tensor]]]:
-    """Consecutive groups of (name, tensor) that must travel together, in model order."""
-    groups: dict[str, list[tuple[str, torch.Tensor]]] = {}
-    for name, tensor in named:
-        groups.setdefault(layer_group(name), []).append((name, tensor))
-    return list(groups.values())
-
-
 def plan_buckets(sizes: Iterable[tuple[str, int]], bucket_bytes: int) -> list[list[str]]:
     """Names per bucket: whole layer groups, in model order, about ``bucket_bytes`` each (a group
     larger than the bound gets a bucket of its own). ``sizes``: (name, bytes as sent)."""
@@ -79,12 +71,6 @@ class Bucket:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays)
-
-    def tensors(self) -> list[tuple[str, torch.Tensor]]:
-        """(name, tensor) pairs viewing the arrays (no copy; read-only ones, as ``ray.get`` returns
-        them, are copied first: torch has no read-only tensors)."""
-        arrays = [a if a.flags.writeable else a.copy() for a in self.arrays]
-        return list(zip(self.names, _views(arrays, self.dtypes, self.shapes)))
 
 
 class WeightBuckets(Sequence):

@@ -262,7 +262,7 @@ def test_smoke_job_succeeds_and_its_gauges_reach_prometheus(head, tmp_path):
     assert 0.0 <= value["reward_sample"] <= 1.0  # a share of characters
     assert 0.0 <= value["eval_greedy_reward"] <= 1.0
     # Counters: cumulative from the driver's start, so the last scrape may precede the last step.
-    from remax_ray.metric_names import COUNTERS, prometheus_name
+    from remax_ray.monitor.metric_names import COUNTERS, prometheus_name
 
     assert set(counters) <= {prometheus_name(n) for n in COUNTERS}, sorted(counters)
     count = {name.removeprefix("ray_remax_"): v for name, (labels, v) in counters.items() if labels.get("run") == RUN_NAME}

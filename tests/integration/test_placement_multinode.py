@@ -20,7 +20,7 @@ _SCRIPT = r"""
 import json, sys
 import ray
 from ray.cluster_utils import Cluster
-from remax_ray import placement
+from remax_ray.cluster import placement
 from remax_ray.config import load_config
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

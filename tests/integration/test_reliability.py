@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from remax_ray.config import load_config
-from remax_ray.trainer import Trainer
+from remax_ray.driver.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 STEPS, PROMPTS_PER_STEP = 4, 4

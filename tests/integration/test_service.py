@@ -7,9 +7,11 @@ import math
 import pytest
 import ray
 
-from remax_ray.cluster import GeneratorShell
+from remax_ray.cluster.shells import GeneratorShell
 from remax_ray.config import load_config
-from remax_ray.trainer import Trainer
+from remax_ray.driver.trainer import Trainer
+
+from helpers import learner_logprobs
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +53,7 @@ def test_step_changes_policy_and_sync_is_real(trainer):
     fixed = [rollouts[0].prompt_ids + rollouts[0].samples[0].token_ids]
     assert len(fixed[0]) > 3
     gen_before = ray.get(gen.sequence_logprobs.remote(fixed))[0]
-    learn_before = ray.get(learner.sequence_logprobs.remote(fixed))[0]
+    learn_before = learner_logprobs(learner, fixed)[0]
     assert _max_abs_diff(gen_before, learn_before) < 1e-4  # in sync at start
 
     trainer.score(rollouts)
@@ -62,7 +64,7 @@ def test_step_changes_policy_and_sync_is_real(trainer):
     assert metrics["grad_norm"] > 0
     assert metrics["logp_diff"] < 1e-4  # vLLM's sampled-token log-probs match the learner's
 
-    learn_after = ray.get(learner.sequence_logprobs.remote(fixed))[0]
+    learn_after = learner_logprobs(learner, fixed)[0]
     gen_stale = ray.get(gen.sequence_logprobs.remote(fixed))[0]
     assert _max_abs_diff(learn_after, learn_before) > 1e-3  # the update changed the policy
     assert _max_abs_diff(gen_stale, learn_after) > 1e-3  # generator still has the old weights
@@ -109,7 +111,7 @@ def test_estimators_without_a_greedy_baseline_never_generate_one(trainer, tmp_pa
     first syncs it in, and no greedy request reaches the generator."""
     import dataclasses
 
-    from remax_ray.cluster import start_learner
+    from remax_ray.cluster.actors import start_learner
 
     gen = trainer.actors.generators[0]
     cfg = make_config(tmp_path, tiny_model, prompt_file, f"algo.estimator={estimator}")
@@ -143,7 +145,7 @@ def test_same_seed_same_first_step_across_runs_and_shardings(ray_session, tmp_pa
         rec_two = two.step()
         two.step()  # a second broadcast over the same group
         fixed = [[3, 1, 4, 1, 5, 9, 2, 6]]
-        learned = ray.get(two.actors.learner.sequence_logprobs.remote(fixed))[0]
+        learned = learner_logprobs(two.actors.learner, fixed)[0]
         served = ray.get([g.sequence_logprobs.remote(fixed) for g in two.actors.generators])
     finally:
         two.shutdown()
@@ -160,7 +162,7 @@ def test_remax_raises_a_learnable_toy_reward(ray_session, tmp_path, tiny_model_u
         summary = t.fit(progress=False)
         # The final checkpoint is an HF folder that vLLM serves with the learner's exact weights.
         fixed = [[1, 2, 3, 4, 5, 6, 7, 8]]
-        learned = ray.get(t.actors.learner.sequence_logprobs.remote(fixed))[0]
+        learned = learner_logprobs(t.actors.learner, fixed)[0]
     finally:
         t.shutdown()
     reloaded = ray.remote(GeneratorShell).options(num_cpus=0.25).remote(

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from remax_ray import cli
-from remax_ray.assets import assets_home
+from remax_ray.assets.home import assets_home
 
 pytestmark = pytest.mark.slow
 

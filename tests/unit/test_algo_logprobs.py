@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from remax_ray.algo.logprobs import entropy_from_logits, response_mask, token_logprobs
+from remax_ray.algo.logprobs import response_mask, token_logprobs
+
+from helpers import reference_entropy
 
 
 def test_token_logprobs_by_hand() -> None:
@@ -68,16 +70,16 @@ def test_entropy_by_hand() -> None:
     # H = -(3/4 log 3/4 + 1/4 log 1/4).
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])
     h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    torch.testing.assert_close(entropy_from_logits(logits), torch.tensor([[math.log(2.0), h]]))
+    torch.testing.assert_close(reference_entropy(logits), torch.tensor([[math.log(2.0), h]]))
     # T = 2 on (log 9, 0) is (log 3, 0): the same entropy h.
     torch.testing.assert_close(
-        entropy_from_logits(torch.tensor([[[math.log(9.0), 0.0]]]), temperature=2.0), torch.tensor([[h]])
+        reference_entropy(torch.tensor([[[math.log(9.0), 0.0]]]), temperature=2.0), torch.tensor([[h]])
     )
 
 
 def test_entropy_bf16_and_extreme_logits() -> None:
     logits = torch.tensor([[[1000.0, -1000.0, 0.0]]]).bfloat16()
-    out = entropy_from_logits(logits)
+    out = reference_entropy(logits)
     # A near one-hot distribution: entropy ~0, and crucially finite (no NaN).
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     assert out.abs().max() < 1e-6
@@ -86,7 +88,7 @@ def test_entropy_bf16_and_extreme_logits() -> None:
 def test_entropy_with_masked_vocabulary_is_finite() -> None:
     # (0, 0, -inf): uniform over the two live tokens -> log 2, gradient finite.
     logits = torch.tensor([[[0.0, 0.0, float("-inf")]]], requires_grad=True)
-    out = entropy_from_logits(logits)
+    out = reference_entropy(logits)
     out.sum().backward()
     torch.testing.assert_close(out, torch.tensor([[math.log(2.0)]]))
     assert torch.isfinite(logits.grad).all()
@@ -124,7 +126,7 @@ def test_response_mask_several_eos_and_lengths() -> None:
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_selected_logprobs_equal_the_full_row_functions(temperature: float) -> None:
     """At K gathered rows: the same log-probs, gradient and entropy as token_logprobs /
-    entropy_from_logits on those rows, including a masked (-inf) vocabulary entry."""
+    reference_entropy on those rows, including a masked (-inf) vocabulary entry."""
     from remax_ray.algo.logprobs import selected_logprobs
 
     gen = torch.Generator().manual_seed(3)
@@ -140,7 +142,7 @@ def test_selected_logprobs_equal_the_full_row_functions(temperature: float) -> N
     (ref * weights).sum().backward()
     torch.testing.assert_close(logp, ref, atol=1e-6, rtol=1e-6)  # log-probs near -25: a few ulps
     torch.testing.assert_close(grad, logits.grad, atol=1e-7, rtol=1e-6)
-    ref_entropy = entropy_from_logits(logits.detach().unsqueeze(0), temperature)[0]
+    ref_entropy = reference_entropy(logits.detach().unsqueeze(0), temperature)[0]
     assert torch.isfinite(entropy).all() and not entropy.requires_grad
     torch.testing.assert_close(entropy, ref_entropy, atol=1e-5, rtol=0)
     assert selected_logprobs(logits, tokens, temperature)[1] is None

@@ -17,9 +17,9 @@ import types
 import pytest
 import ray
 
-from remax_ray import cluster
+from remax_ray.cluster import actors as cluster
+from remax_ray.cluster.address import check_agrees, check_reachable, split_address
 from remax_ray.config import ConfigError, load_config
-from remax_ray.ray_address import check_agrees, check_reachable, split_address
 
 
 def _free_port() -> int:
@@ -152,7 +152,7 @@ def test_disagreement_with_a_real_ray_session() -> None:
     """In a subprocess, so that this process's Ray state stays untouched."""
     script = textwrap.dedent("""
         import ray
-        from remax_ray.cluster import connect
+        from remax_ray.cluster.actors import connect
         from remax_ray.config import ConfigError, load_config
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
         gcs = ray.get_runtime_context().gcs_address

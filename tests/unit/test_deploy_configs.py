@@ -52,8 +52,8 @@ def test_gpu_configs_fit_one_gpu_per_actor():
 def test_tiny_config_runs_its_preflight_on_builtin_tiny(tmp_path, monkeypatch):
     """The smoke config's model, prompts and reward resolve exactly as the job's driver resolves them:
     builtin:tiny is built into REMAX_RAY_HOME, the prompt file is read relative to the repo root."""
-    from remax_ray.assets import prepare_builtins_for_config
-    from remax_ray.preflight import preflight
+    from remax_ray.driver.preflight import preflight
+    from remax_ray.driver.prepare import prepare_builtins_for_config
 
     monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path))
     monkeypatch.chdir(REPO)  # the job's working_dir is the shipped repository
@@ -96,7 +96,7 @@ def test_runtime_env_ships_the_package_and_configs_but_not_the_venv(tmp_path):
     assert {"remax_ray", "deploy", "pyproject.toml"} <= tops
     assert not {".venv", ".git", "runs", "tests", "docs", "bench"} & tops
     assert not any("__pycache__" in n or ".egg-info" in n for n in names)
-    for needed in ("remax_ray/cli.py", "remax_ray/configs/default.yaml", "deploy/data/smoke-prompts.jsonl",
+    for needed in ("remax_ray/cli.py", "remax_ray/config/default.yaml", "deploy/data/smoke-prompts.jsonl",
                    *[f"deploy/configs/{n}.yaml" for n in NAMES]):
         assert needed in names, needed
     assert (tmp_path / "pkg.zip").stat().st_size < 5_000_000  # Ray refuses packages over 512 MiB

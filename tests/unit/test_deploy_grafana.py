@@ -73,10 +73,10 @@ def test_layout_is_a_valid_grid_with_unique_ids():
 
 def _learner_record(tmp_path) -> dict[str, float]:
     """A real Learner.train_step record (tiny random Llama, in-process, no Ray)."""
-    from remax_ray.assets import build_tiny_model
+    from remax_ray.assets.tiny import build_tiny_model
     from remax_ray.config import AlgoConfig, LearnerConfig
+    from remax_ray.data.rollouts import Completion, PromptRollout
     from remax_ray.learner.learner import Learner
-    from remax_ray.rollout.types import Completion, PromptRollout
 
     learner = Learner(str(build_tiny_model(tmp_path / "tiny")), LearnerConfig(micro_batch_size=2),
                       AlgoConfig(), seed=0)

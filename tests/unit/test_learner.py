@@ -9,28 +9,20 @@ import pytest
 import torch
 
 from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.learner import Learner
-from remax_ray.rollout.types import Completion, PromptRollout
+
+from helpers import policy_gradient, sequence_logprobs, toy_rollouts
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from remax_ray.assets import build_tiny_model
-
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+def tiny(tiny_model) -> str:
+    return str(tiny_model)
 
 
 def _rollouts(n_prompts: int = 4, n: int = 2, same_scores: bool = False) -> list[PromptRollout]:
-    g = torch.Generator().manual_seed(0)
-    out = []
-    for i in range(n_prompts):
-        prompt = torch.randint(1, 300, (3 + i,), generator=g).tolist()
-        samples = [Completion(torch.randint(1, 300, (2 + j + i % 3,), generator=g).tolist(), "", "length")
-                   for j in range(n)]
-        greedy = Completion([5, 6], "", "length")
-        scores = [0.5] * n if same_scores else [float(i - j) for j in range(n)]
-        out.append(PromptRollout("p", prompt, samples, greedy, scores, 0.5 if same_scores else 0.25))
-    return out
+    scores = (lambda i, g: [0.5] * n) if same_scores else (lambda i, g: [float(i - j) for j in range(n)])
+    return toy_rollouts(n_prompts, n, scores=scores, greedy_score=0.5 if same_scores else 0.25)
 
 
 def _learner(tiny, **learner_kw) -> Learner:
@@ -72,9 +64,9 @@ def test_update_raises_logprob_of_positive_advantage_samples(tiny):
     rollouts = _rollouts(n_prompts=1, n=2)  # scores [0, -1] against greedy 0.25: adv [-0.25, -1.25]
     rollouts[0].sample_scores = [1.25, -0.75]  # adv [+1, -1]
     seqs = [rollouts[0].prompt_ids + s.token_ids for s in rollouts[0].samples]
-    before = [sum(lp) for lp in learner.sequence_logprobs(seqs)]
+    before = [sum(lp) for lp in sequence_logprobs(learner.policy, seqs)]
     metrics = learner.train_step(rollouts)
-    after = [sum(lp) for lp in learner.sequence_logprobs(seqs)]
+    after = [sum(lp) for lp in sequence_logprobs(learner.policy, seqs)]
     assert metrics["adv_mean"] == pytest.approx(0.0) and metrics["adv_std"] == pytest.approx(1.0)
     assert after[0] > before[0] and after[1] < before[1]
 
@@ -112,7 +104,7 @@ def test_policy_gradient_is_the_update_direction_and_leaves_the_policy_alone(tin
     learner.optimizer = torch.optim.SGD(learner.policy.parameters(), lr=1.0)
     learner.scheduler = torch.optim.lr_scheduler.LambdaLR(learner.optimizer, lambda s: 1.0)
     before = _params(learner)
-    grad = learner.policy_gradient(_rollouts())
+    grad = policy_gradient(learner, _rollouts())
     assert all(torch.equal(before[k], v) for k, v in _params(learner).items())  # nothing stepped
     assert all(p.grad is None for p in learner.policy.parameters())
     learner.cfg = dataclasses.replace(learner.cfg, max_grad_norm=0.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.learner.batch import SequenceBatch, build_batch, flatten_samples, micro_batches
-from remax_ray.rollout.types import Completion, PromptRollout
 
 EOS = 2
 PAD = 0

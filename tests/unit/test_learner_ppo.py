@@ -9,29 +9,22 @@ import torch
 
 from remax_ray.algo import ppo_clip_loss
 from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.learner import Learner
 from remax_ray.learner.response_logp import head_split
-from remax_ray.rollout.types import Completion, PromptRollout
+
+from helpers import toy_rollouts
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from remax_ray.assets import build_tiny_model
-
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-ppo")))
+def tiny(tiny_model) -> str:
+    return str(tiny_model)
 
 
 def _rollouts(n_prompts: int = 4, n: int = 2, greedy: bool = False) -> list[PromptRollout]:
-    g = torch.Generator().manual_seed(1)
-    out = []
-    for i in range(n_prompts):
-        prompt = torch.randint(1, 300, (3 + i,), generator=g).tolist()
-        samples = [Completion(torch.randint(1, 300, (3 + j + i % 2,), generator=g).tolist(), "", "length")
-                   for j in range(n)]
-        scores = [float((i + j) % 3) - 1.0 for j in range(n)]
-        out.append(PromptRollout("p", prompt, samples, Completion([5], "", "length") if greedy else None,
-                                 scores, 0.0))
-    return out
+    return toy_rollouts(n_prompts, n, seed=1, response_len=lambda i, j: 3 + j + i % 2,
+                        scores=lambda i, g: [float((i + j) % 3) - 1.0 for j in range(n)],
+                        greedy=[5] if greedy else None, greedy_score=0.0)
 
 
 def _ppo(tiny, **algo_kw) -> Learner:

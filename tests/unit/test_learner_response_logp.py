@@ -12,12 +12,14 @@ import types
 import pytest
 import torch
 
-from remax_ray.algo import entropy_from_logits, token_logprobs
+from remax_ray.algo import token_logprobs
 from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.batch import build_batch, flatten_samples
 from remax_ray.learner.learner import Learner
 from remax_ray.learner.response_logp import head_split, response_logprobs
-from remax_ray.rollout.types import Completion, PromptRollout
+
+from helpers import policy_gradient, reference_entropy, toy_rollouts
 
 ATOL = 1e-5
 
@@ -50,26 +52,15 @@ def model(request, tiny_model, tiny_model_untied) -> tuple[str, bool]:
 
 def _rollouts(eos: int, n: int = 1, seed: int = 0) -> list[PromptRollout]:
     """Prompts of 3..8 tokens, responses of 2..7 tokens, some ending on EOS (masked tail)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(6):
-        prompt = torch.randint(1, 300, (3 + i,), generator=g).tolist()
-        samples = []
-        for j in range(n):
-            resp = torch.randint(1, 300, (2 + (i + 2 * j) % 6,), generator=g).tolist()
-            if (i + j) % 3 == 0:
-                resp[len(resp) // 2] = eos  # EOS mid-response: what follows is off the mask
-            samples.append(Completion(resp, "", "stop"))
-        scores = torch.randn(n, generator=g).tolist()
-        out.append(PromptRollout("p", prompt, samples, Completion([5], "", "length"), scores, 0.1))
-    return out
+    return toy_rollouts(6, n, seed=seed, response_len=lambda i, j: 2 + (i + 2 * j) % 6, greedy=[5],
+                        greedy_score=0.1, eos=eos, finish="stop")
 
 
 def _full_logits_score(learner: Learner, model, mb, entropy: bool = False):
     """The pre-change path: logits at every position, log-softmax and entropy over all of them."""
     logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits[:, :-1]
     logp = token_logprobs(logits, mb.targets, learner.temperature)
-    return logp, entropy_from_logits(logits.detach(), learner.temperature) if entropy else None
+    return logp, reference_entropy(logits.detach(), learner.temperature) if entropy else None
 
 
 def _prompt_order_micro_batches(learner: Learner, items, scores):
@@ -136,7 +127,7 @@ def test_the_learner_update_matches_the_old_path(model, temperature, estimator, 
             for p in learner.reference.parameters():
                 p.add_(0.02 * torch.randn(p.shape, generator=g))
     rollouts = _rollouts(new.eos_ids[0], n=2)
-    _assert_grads_close(new.policy_gradient(rollouts), old.policy_gradient(rollouts))
+    _assert_grads_close(policy_gradient(new, rollouts), policy_gradient(old, rollouts))
     m_new, m_old = new.train_step(rollouts), old.train_step(rollouts)
     keys = ["loss", "grad_norm", "kl", "entropy"] + (["value_loss", "clip_frac"] if estimator == "ppo" else [])
     for key in keys:
@@ -163,12 +154,12 @@ def test_kl_coef_zero_skips_the_reference_forward_and_changes_nothing_else(tiny_
     ref = skipping.reference
     assert _count_forwards(ref.base_model, lambda: skipping.make_experience(rollouts)) == 0
     assert all(me.ref_logp is None for me in skipping.make_experience(rollouts).micro)
-    grad_skipping = skipping.policy_gradient(rollouts)
+    grad_skipping = policy_gradient(skipping, rollouts)
     head_split(measuring.reference, measuring._autocast)  # its one-time probe, not counted below
     with monkeypatch.context() as m:  # the same learner made to run the reference forward anyway
         m.setattr(Learner, "measures_kl", property(lambda self: True))
         assert _count_forwards(measuring.reference.base_model, lambda: measuring.make_experience(rollouts)) == 3
-        grad_measuring = measuring.policy_gradient(rollouts)
+        grad_measuring = policy_gradient(measuring, rollouts)
         m_measuring = measuring.train_step(rollouts)
     # With kl_coef 0 the reference's log-probs never enter a loss or reward: identical to the bit.
     assert torch.equal(grad_skipping, grad_measuring)

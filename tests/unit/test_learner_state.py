@@ -10,27 +10,19 @@ import pytest
 import torch
 
 from remax_ray.config import AlgoConfig, LearnerConfig
+from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.learner import Learner
-from remax_ray.rollout.types import Completion, PromptRollout
+
+from helpers import sequence_logprobs, toy_rollouts
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from remax_ray.assets import build_tiny_model
-
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+def tiny(tiny_model) -> str:
+    return str(tiny_model)
 
 
 def _rollouts(seed: int) -> list[PromptRollout]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(4):
-        prompt = torch.randint(1, 300, (3 + i,), generator=g).tolist()
-        samples = [Completion(torch.randint(1, 300, (3 + j,), generator=g).tolist(), "", "length")
-                   for j in range(2)]
-        scores = torch.randn(2, generator=g).tolist()
-        out.append(PromptRollout("p", prompt, samples, Completion([5, 6], "", "length"), scores, 0.1))
-    return out
+    return toy_rollouts(4, 2, seed=seed, response_len=lambda i, j: 3 + j, greedy_score=0.1)
 
 
 def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -81,7 +73,7 @@ def test_dropout_is_off_in_the_learner(tmp_path):
     apply) are deterministic and equal the model's eval-mode log-probs, i.e. what vLLM samples with."""
     from transformers import AutoModelForCausalLM
 
-    from remax_ray.assets import build_tiny_model
+    from remax_ray.assets.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "dropout")
     config = json.loads((folder / "config.json").read_text())
@@ -89,7 +81,7 @@ def test_dropout_is_off_in_the_learner(tmp_path):
     learner = Learner(str(folder), LearnerConfig(), AlgoConfig(), seed=0)
     assert learner.policy.training
     seq = [[3, 17, 42, 99, 7, 8, 250, 11]]
-    first, second = learner.sequence_logprobs(seq), learner.sequence_logprobs(seq)
+    first, second = sequence_logprobs(learner.policy, seq), sequence_logprobs(learner.policy, seq)
     assert first == second
     plain = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     assert plain.config.attention_dropout == 0.5
@@ -107,7 +99,7 @@ def test_dropout_is_off_in_the_learner(tmp_path):
 def test_trust_remote_code_reaches_transformers_only_when_set(tmp_path):
     """A model folder whose architecture is Python code shipped inside it (``auto_map``): refused
     without model.trust_remote_code, loaded (policy, reference and tokenizer) with it."""
-    from remax_ray.assets import build_tiny_model
+    from remax_ray.assets.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "custom")
     (folder / "custom_llama.py").write_text(
@@ -133,7 +125,7 @@ def test_overlap_weights_the_returns_by_truncated_importance_ratios(tiny):
     plain = Learner(tiny, cfg, AlgoConfig(kl_coef=0.0), seed=0)
     weighted = Learner(tiny, cfg, AlgoConfig(kl_coef=0.0), seed=0, importance_cap=2.0)
     rollouts = _rollouts(0)
-    current = plain.sequence_logprobs([r.prompt_ids + c.token_ids for r in rollouts for c in r.samples])
+    current = sequence_logprobs(plain.policy, [r.prompt_ids + c.token_ids for r in rollouts for c in r.samples])
     for k, c in enumerate(c for r in rollouts for c in r.samples):  # a stale sampler: ratios vary around 1
         c.logprobs = [lp + (0.9 if (k + i) % 2 else -0.9) for i, lp in enumerate(current[k][-len(c.token_ids):])]
     a, b = plain.train_step(rollouts), weighted.train_step(rollouts)

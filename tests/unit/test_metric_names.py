@@ -1,4 +1,4 @@
-"""The documented metric names (remax_ray.metric_names) against what a real run logs, and the Ray
+"""The documented metric names (remax_ray.monitor.metric_names) against what a real run logs, and the Ray
 counters across a crash and a resume. No Ray: the driver runs with in-process actors whose
 ``.remote`` returns the value, the learner is the real one on the tiny model."""
 
@@ -10,16 +10,28 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from remax_ray import metrics as metrics_module
-from remax_ray import trainer as trainer_module
-from remax_ray.cluster import Actors
+from remax_ray.cluster.actors import Actors
 from remax_ray.config import load_config
+from remax_ray.data.rollouts import Completion, PromptRollout
+from remax_ray.driver import trainer as trainer_module
 from remax_ray.learner.learner import Learner
-from remax_ray.metric_names import (COUNTERS, EVAL_KEYS, FAILURE_ONLY, GAUGES, GPU_ONLY, OVERLAP_ONLY, PPO_ONLY,
-                                    CounterTracker, gauge_name, gauge_values, prometheus_name,
-                                    tensorboard_tag, with_throughput)
-from remax_ray.metrics import MetricsSink
-from remax_ray.rollout.types import Completion, PromptRollout
+from remax_ray.monitor import metrics as metrics_module
+from remax_ray.monitor.metric_names import (
+    COUNTERS,
+    EVAL_KEYS,
+    FAILURE_ONLY,
+    GAUGES,
+    GPU_ONLY,
+    OVERLAP_ONLY,
+    PPO_ONLY,
+    CounterTracker,
+    gauge_name,
+    gauge_values,
+    prometheus_name,
+    tensorboard_tag,
+    with_throughput,
+)
+from remax_ray.monitor.metrics import MetricsSink
 
 
 class _InProcess:
@@ -161,7 +173,7 @@ def test_counters_count_each_step_once_across_a_crash_and_a_resume(tmp_path, mon
 
 
 def test_an_overwritten_run_counts_from_scratch(tmp_path, monkeypatch, tiny_model, prompt_file):
-    from remax_ray.resume import initial_state
+    from remax_ray.driver.resume import initial_state
 
     ray = _FakeRay(monkeypatch)
     sink = MetricsSink(tmp_path, run_name="r", tensorboard=False)

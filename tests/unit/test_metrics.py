@@ -1,4 +1,4 @@
-"""Tests for remax_ray.metrics.MetricsSink without a Ray cluster."""
+"""Tests for remax_ray.monitor.metrics.MetricsSink without a Ray cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remax_ray.metrics import MetricsSink
+from remax_ray.monitor.metrics import MetricsSink
 
 
 def test_writes_one_json_line_per_log(tmp_path: Path) -> None:

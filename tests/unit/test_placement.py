@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from remax_ray.cluster.placement import Slot, plan, plan_for, run_namespace
 from remax_ray.config import ConfigError, load_config
-from remax_ray.placement import Slot, plan, plan_for, run_namespace
 
 
 def test_disaggregated_gives_every_actor_a_whole_gpu_of_its_own():

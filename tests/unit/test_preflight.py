@@ -1,4 +1,4 @@
-"""Tests for remax_ray.preflight.preflight: every user-input check, before any actor starts."""
+"""Tests for remax_ray.driver.preflight.preflight: every user-input check, before any actor starts."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import pytest
 import tokenizers  # noqa: F401
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: F401
 
-from remax_ray.assets import build_tiny_model
 from remax_ray.config import ConfigError, load_config
 from remax_ray.data.prompts import PromptSplits
-from remax_ray.preflight import preflight
-from remax_ray.trainer import resolve_transport
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+from remax_ray.driver.preflight import preflight
+from remax_ray.driver.trainer import resolve_transport
 
 
 @pytest.fixture

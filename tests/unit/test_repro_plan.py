@@ -9,8 +9,7 @@ import pytest
 
 from remax_ray.cli import main
 from remax_ray.config import ConfigError, apply_overrides, load_config
-from remax_ray.repro.plan import (PlannedRun, check_shared_actors, parse_algos, parse_seeds, plan_runs,
-                                  refuse_existing)
+from remax_ray.repro.plan import PlannedRun, check_shared_actors, parse_algos, parse_seeds, plan_runs, refuse_existing
 
 
 def test_parse_algos_and_seeds():
@@ -77,7 +76,7 @@ def test_cli_input_errors_exit_2_before_anything_starts(argv, message, tmp_path,
         import remax_ray.repro.runner as runner
 
         monkeypatch.setattr(runner, "train_all", lambda *a, **k: (_ for _ in ()).throw(SystemExit(99)))
-        monkeypatch.setattr("remax_ray.assets.prepare_builtins_for_config", lambda *a: None)
+        monkeypatch.setattr("remax_ray.driver.prepare.prepare_builtins_for_config", lambda *a: None)
         monkeypatch.setattr(runner, "prepare", lambda *a: ([], "model"))
         with pytest.raises(SystemExit) as exc:
             main([*argv, "--out", str(tmp_path)])

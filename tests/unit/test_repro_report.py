@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from remax_ray.plots import eval_series, plot_rewards, step_series
+from remax_ray.monitor.plots import eval_series, plot_rewards, step_series
 from remax_ray.repro.claims import evaluate_claims
 from remax_ray.repro.report import ReportContext, render_markdown, results_json, table
 from remax_ray.repro.summary import aggregate, summarize_run

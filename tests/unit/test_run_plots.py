@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from remax_ray.cli import main
-from remax_ray.run_plots import PlotError, load_records, plot_run, series
+from remax_ray.monitor.run_plots import PlotError, load_records, plot_run, series
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

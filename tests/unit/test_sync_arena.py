@@ -10,6 +10,8 @@ import torch
 
 from remax_ray.sync.cpu import ALIGN, ArenaReader, SharedArena, WeightBuckets, arena_layout, plan_buckets
 
+from helpers import bucket_tensors
+
 # ---------------------------------------------------------------- plan_buckets
 
 
@@ -48,7 +50,7 @@ def test_buckets_are_built_from_the_current_values() -> None:
     buckets = WeightBuckets([("w", w)], 1 << 20)  # planned now, built on indexing
     with torch.no_grad():
         w.add_(2.5)  # an optimizer step between two syncs
-    assert dict(buckets[0].tensors())["w"].tolist() == [2.5, 2.5, 2.5]
+    assert dict(bucket_tensors(buckets[0]))["w"].tolist() == [2.5, 2.5, 2.5]
 
 
 def test_cast_buckets_are_planned_with_the_sent_size() -> None:
@@ -56,7 +58,7 @@ def test_cast_buckets_are_planned_with_the_sent_size() -> None:
     assert len(WeightBuckets(named, 40)) == 3  # float32: 40 B each, int64 16 B
     cast = WeightBuckets(named, 40, torch.bfloat16)  # bfloat16: 20 + 20 = 40 fits; the int64 stays 16 B
     assert len(cast) == 2
-    got = dict(cast[0].tensors()) | dict(cast[1].tensors())
+    got = dict(bucket_tensors(cast[0])) | dict(bucket_tensors(cast[1]))
     assert got["a"].dtype == torch.bfloat16 and got["i"].dtype == torch.int64
 
 
@@ -65,7 +67,7 @@ def test_read_only_arrays_are_copied_before_viewing() -> None:
     bucket.arrays = [a.copy() for a in bucket.arrays]
     for a in bucket.arrays:
         a.flags.writeable = False  # what ray.get returns: a view of the immutable object store
-    (name, t), = bucket.tensors()
+    (name, t), = bucket_tensors(bucket)
     assert name == "w" and t.tolist() == [1.0] * 4
     t.add_(1)  # a copy: writing to it leaves the object store's bytes alone
     assert bucket.arrays[0].view(np.float32).tolist() == [1.0] * 4

@@ -6,7 +6,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from remax_ray.sync.cpu import Bucket, WeightBuckets, group_named_tensors, layer_group, plan_buckets
+from remax_ray.sync.cpu import Bucket, WeightBuckets, layer_group, plan_buckets
+
+from helpers import bucket_tensors
 
 
 def pack_buckets(named, bucket_bytes: int, dtype: torch.dtype | None = None) -> list[Bucket]:
@@ -16,7 +18,7 @@ def pack_buckets(named, bucket_bytes: int, dtype: torch.dtype | None = None) -> 
 
 
 def _unpack(buckets: list[Bucket]) -> list[dict[str, torch.Tensor]]:
-    return [dict(b.tensors()) for b in buckets]
+    return [dict(bucket_tensors(b)) for b in buckets]
 
 
 def _nbytes(bucket: dict[str, torch.Tensor]) -> int:
@@ -45,24 +47,22 @@ def test_layer_group(name: str, group: str) -> None:
     assert layer_group(name) == group
 
 
-def test_group_named_tensors_keeps_model_order_and_layers_together() -> None:
-    t = torch.zeros(1)
-    named = [
-        ("model.embed_tokens.weight", t),
-        ("model.layers.0.a", t),
-        ("model.layers.0.b", t),
-        ("model.layers.1.a", t),
-        ("model.layers.0.c", t),  # out of order: still joins layer 0's group
-        ("lm_head.weight", t),
+def test_layer_groups_keep_model_order_and_travel_together() -> None:
+    """With a bound of 0 bytes every layer group gets a bucket of its own: the buckets are the groups."""
+    sizes = [
+        ("model.embed_tokens.weight", 4),
+        ("model.layers.0.a", 4),
+        ("model.layers.0.b", 4),
+        ("model.layers.1.a", 4),
+        ("model.layers.0.c", 4),  # out of order: still joins layer 0's group
+        ("lm_head.weight", 4),
     ]
-    groups = group_named_tensors(named)
-    assert [[n for n, _ in g] for g in groups] == [
+    assert plan_buckets(sizes, 0) == [
         ["model.embed_tokens.weight"],
         ["model.layers.0.a", "model.layers.0.b", "model.layers.0.c"],
         ["model.layers.1.a"],
         ["lm_head.weight"],
     ]
-    assert all(x is t for g in groups for _, x in g)  # tensors pass through untouched
 
 
 # ---------------------------------------------------------------- buckets of hand-made tensors

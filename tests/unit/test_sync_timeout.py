@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from remax_ray.sync.collective import free_address, init_group
+from remax_ray.sync.collective import free_port, init_group
 
 _PEER = """
 import sys, time
@@ -25,7 +25,7 @@ if sys.argv[2] == "hang":
 
 @pytest.mark.parametrize("peer_fate", ["exit", "hang"])
 def test_a_broadcast_to_a_dead_or_stuck_peer_fails_within_the_timeout(peer_fate):
-    _, port = free_address()
+    port = free_port()
     peer = subprocess.Popen([sys.executable, "-c", _PEER, str(port), peer_fate], stdout=subprocess.PIPE,
                             text=True)
     try:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from remax_ray import tb_events
-from remax_ray.metrics import MetricsSink
+from remax_ray.monitor import tb_events
+from remax_ray.monitor.metrics import MetricsSink
 
 pytest.importorskip("tensorboard")
 

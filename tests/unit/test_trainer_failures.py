@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-from remax_ray import trainer as trainer_module
-from remax_ray.cluster import Actors
+from remax_ray.cluster.actors import Actors
 from remax_ray.config import ConfigError, load_config
-from remax_ray.rollout.types import Completion, PromptRollout
-from remax_ray.trainer import RunFailed, Trainer
+from remax_ray.data.rollouts import Completion, PromptRollout
+from remax_ray.driver import trainer as trainer_module
+from remax_ray.driver.trainer import RunFailed, Trainer
 
 
 class _Method:
@@ -77,7 +77,7 @@ def make(tmp_path, tiny_model, prompt_file, monkeypatch):
 def _save(folder: str, state: str):
     from pathlib import Path
 
-    from remax_ray import checkpoint
+    from remax_ray.learner import checkpoint
 
     path = Path(folder)
     def write(tmp):

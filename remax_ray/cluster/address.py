@@ -1,4 +1,4 @@
-"""Checks on the Ray address before :func:`remax_ray.cluster.connect` joins a cluster.
+"""Checks on the Ray address before :func:`remax_ray.cluster.actors.connect` joins a cluster.
 
 ``ray.init(address=...)`` retries an unreachable GCS for a long time before it fails, and a run
 that finds Ray already initialised would otherwise ignore ``cluster.address`` without a word. Both

@@ -1,7 +1,6 @@
-"""The ONLY module that turns the plain classes into Ray actors (resources, env, placement).
+"""Joining a Ray cluster, and starting the run's actors (resources, env, placement, names).
 
-Each shell adds just what needs Ray itself (object-store refs); all logic stays in the plain classes
-so tests can use them in-process.
+The shells themselves (what each actor adds to its plain class) are in :mod:`remax_ray.cluster.shells`.
 """
 
 from __future__ import annotations
@@ -13,39 +12,10 @@ from typing import Any
 
 import ray
 
-from remax_ray import placement
+from remax_ray.cluster import placement
+from remax_ray.cluster.placement import Placement, Plan, plan_for, run_namespace
+from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
 from remax_ray.config import Config, ConfigError
-from remax_ray.learner.learner import Learner
-from remax_ray.placement import Placement, Plan, plan_for, run_namespace
-from remax_ray.reward.scorer import RewardScorer
-from remax_ray.rollout.generator import Generator
-
-
-class GeneratorShell(Generator):
-    def settings(self) -> dict[str, Any]:
-        """What a run that reuses this engine must agree with."""
-        return {"max_prompt_tokens": self.max_prompt_tokens, "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature, "top_p": self.top_p}
-
-    def load_weight_refs(self, refs: list[ray.ObjectRef]) -> dict[str, float]:
-        # One bucket at a time, each mapped from the object store without a copy (numpy arrays):
-        # only one bucket beyond the model is ever resident here.
-        return self.load_weights(ray.get(ref) for ref in refs)
-
-
-class LearnerShell(Learner):
-    def weight_buckets(self, bucket_mb: int, dtype: str) -> int:
-        """How many buckets a sync has (the plan depends only on the parameters' names and sizes)."""
-        return len(self.export_weights(bucket_mb, dtype))
-
-    def export_bucket(self, index: int, bucket_mb: int, dtype: str) -> Any:
-        # Returned, not ray.put: Ray stores the result in the object store itself, copying the
-        # parameters' bytes once, and the caller owns it.
-        return self.export_weights(bucket_mb, dtype)[index]
-
-
-class RewardShell(RewardScorer):
-    pass
 
 
 @dataclass
@@ -74,7 +44,7 @@ def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
     An address where no cluster answers fails within seconds (ray.init would retry for minutes), and
     a ``cluster.address`` that disagrees with an already-initialised Ray is an error, not ignored.
     """
-    from remax_ray.ray_address import check_agrees, check_reachable
+    from remax_ray.cluster.address import check_agrees, check_reachable
 
     if ray.is_initialized():
         check_agrees(cfg.cluster.address)
@@ -89,7 +59,7 @@ def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
 
 
 def reward_model_path(cfg: Config) -> str:
-    from remax_ray.assets import resolve_reward_model_path
+    from remax_ray.assets.home import resolve_reward_model_path
 
     return resolve_reward_model_path(cfg.reward.model_path) if cfg.reward.kind == "hf" else cfg.reward.model_path
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from remax_ray import assets
+from remax_ray.assets import home
+from remax_ray.assets.hf import check_model_folder, load_tokenizer
 from remax_ray.config import Config, ConfigError
 from remax_ray.data.long_prompts import make_fit
 from remax_ray.data.prompts import PromptSplits, load_splits
-from remax_ray.hf import check_model_folder, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 
 def preflight(cfg: Config) -> tuple[str, PromptSplits]:
     """Resolve the policy's folder and load the prompt splits, or raise one clear error."""
-    model_path = assets.resolve_model_path(cfg.model.path)
+    model_path = home.resolve_model_path(cfg.model.path)
     check_model_folder(model_path, "model.path", allow_pickle_weights=cfg.model.allow_pickle_weights)
     if cfg.model.reference_path:
-        check_model_folder(assets.resolve_model_path(cfg.model.reference_path), "model.reference_path",
+        check_model_folder(home.resolve_model_path(cfg.model.reference_path), "model.reference_path",
                            allow_pickle_weights=cfg.model.allow_pickle_weights)
     # The policy's own tokenizer: prompt lengths are counted in the tokens the generator will see.
     tokenizer = load_tokenizer(model_path, "model.path", trust_remote_code=cfg.model.trust_remote_code)
@@ -47,7 +47,7 @@ def check_reward(cfg: Config) -> None:
     """A missing reward model or an unimportable reward function fails here, not in the reward actor."""
     rw = cfg.reward
     if rw.kind == "hf":
-        folder = assets.resolve_reward_model_path(rw.model_path)
+        folder = home.resolve_reward_model_path(rw.model_path)
         check_model_folder(folder, "reward.model_path", allow_pickle_weights=cfg.model.allow_pickle_weights)
     elif rw.kind == "function":
         from remax_ray.reward.scorer import load_function

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remax_ray.rollout.types import Completion, PromptRollout
+from remax_ray.data.rollouts import Completion, PromptRollout
 
 COUNTERS = ("actor_retries", "skipped_samples", "skipped_prompts", "steps_without_update")
 

@@ -7,12 +7,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from remax_ray import assets, checkpoint
-from remax_ray.checkpoint import ResumeError
+from remax_ray.assets import home
 from remax_ray.config import Config, ConfigError
 from remax_ray.data.prompts import PromptSplits
-from remax_ray.metrics import COUNTED_FILE, MetricsSink
-from remax_ray.run_state import RunState, data_order
+from remax_ray.driver.run_state import RunState, data_order
+from remax_ray.learner import checkpoint
+from remax_ray.learner.checkpoint import ResumeError
+from remax_ray.monitor.metrics import COUNTED_FILE, MetricsSink
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_fro
     for name in used:
         target = out / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    reference = assets.resolve_model_path(cfg.model.reference_path) if cfg.model.reference_path else model_path
+    reference = home.resolve_model_path(cfg.model.reference_path) if cfg.model.reference_path else model_path
     return RunState(data_order=order, reference_path=str(reference))
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remax_ray.metric_names import is_number, tensorboard_tag
+from remax_ray.monitor.metric_names import is_number, tensorboard_tag
 
 FOLDER = "tensorboard"
 _PATTERN = "events.out.tfevents.*"

@@ -12,17 +12,17 @@ from typing import TypeVar
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
-from remax_ray import checkpoint
 from remax_ray.algo import get_estimator
-from remax_ray.cluster import Actors, connect, resolve_device, start_actors
+from remax_ray.cluster.actors import Actors, connect, resolve_device, start_actors
 from remax_ray.config import Config, ConfigError, dump_yaml, to_yaml
 from remax_ray.data.prompts import batch_indices
-from remax_ray.metrics import MetricsSink
-from remax_ray.preflight import preflight
-from remax_ray.resume import initial_state
-from remax_ray.rollout.types import PromptRollout
+from remax_ray.data.rollouts import PromptRollout
+from remax_ray.driver.preflight import preflight
+from remax_ray.driver.resume import initial_state
+from remax_ray.driver.run_state import rollouts_from_json, rollouts_to_json
+from remax_ray.learner import checkpoint
+from remax_ray.monitor.metrics import MetricsSink
 from remax_ray.rollout.validity import drop_invalid
-from remax_ray.run_state import rollouts_from_json, rollouts_to_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

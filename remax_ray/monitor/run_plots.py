@@ -1,5 +1,5 @@
 """``remax-ray plot RUN_DIR``: PNG curves of one run from its metrics.jsonl (reward, KL, seconds per
-phase, |Δlogp|), in the style of the repro report's figure (remax_ray.plots)."""
+phase, |Δlogp|), in the style of the repro report's figure (remax_ray.monitor.plots)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from remax_ray.metric_names import is_number
+from remax_ray.monitor.metric_names import is_number
 
 Records = list[dict[str, Any]]
 PHASES = ("generate_s", "score_s", "learn_s", "sync_s")

@@ -6,12 +6,14 @@ Nothing here imports transformers at module level, so the config-only paths stay
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from remax_ray.config import ConfigError
 
-__all__ = ["PICKLE_SUFFIXES", "TOKENIZER_FILES", "check_model_folder", "hf_kwargs", "load_tokenizer"]
+__all__ = ["PICKLE_SUFFIXES", "TOKENIZER_FILES", "check_model_folder", "hf_kwargs", "load_tokenizer",
+           "portable_tokenizer_config"]
 
 # One of these makes a folder loadable by AutoTokenizer without the hub: a fast tokenizer's JSON,
 # a sentencepiece model, or a BPE/WordPiece vocabulary. (tokenizer_config.json alone is not enough.)
@@ -80,3 +82,11 @@ def load_tokenizer(path: str, key: str, *, trust_remote_code: bool) -> Any:
         return AutoTokenizer.from_pretrained(path, **hf_kwargs(trust_remote_code))
     except Exception as exc:  # noqa: BLE001 - any loader failure is the folder's, report it as such
         raise ConfigError(f"{key}: cannot load the tokenizer of {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def portable_tokenizer_config(folder: Path) -> None:
+    # transformers 5 writes "TokenizersBackend", which older versions (and some vLLM paths) can't map.
+    file = folder / "tokenizer_config.json"
+    cfg = json.loads(file.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    file.write_text(json.dumps(cfg, indent=2))

@@ -1,6 +1,6 @@
 """One metrics sink for every phase: ``metrics.jsonl`` (the source of truth), TensorBoard event files
 beside it, and, when Ray is up, the dashboard's gauges and counters. The names and their meanings
-are in ``remax_ray.metric_names``."""
+are in ``remax_ray.monitor.metric_names``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from remax_ray import tb_events
-from remax_ray.metric_names import (COUNTERS, GAUGES, CounterTracker, gauge_values, is_step_record,
-                                    with_throughput)
+from remax_ray.monitor import tb_events
+from remax_ray.monitor.metric_names import (
+    COUNTERS,
+    GAUGES,
+    CounterTracker,
+    gauge_values,
+    is_step_record,
+    with_throughput,
+)
 
 log = logging.getLogger(__name__)
 

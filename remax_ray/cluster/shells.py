@@ -1,0 +1,61 @@
+"""The Ray shells around the plain classes: what only an actor needs (object-store refs, the
+weight-transport protocol). All logic stays in the plain classes, so tests use them in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+import torch
+
+from remax_ray.learner.learner import Learner
+from remax_ray.reward.scorer import RewardScorer
+from remax_ray.rollout.generator import Generator
+from remax_ray.sync.collective import TensorMeta, broadcast_from_learner, free_port, init_group, tensor_meta
+from remax_ray.sync.cpu import WeightBuckets
+
+
+class GeneratorShell(Generator):
+    def load_weight_refs(self, refs: list[ray.ObjectRef]) -> dict[str, float]:
+        # One bucket at a time, each mapped from the object store without a copy (numpy arrays):
+        # only one bucket beyond the model is ever resident here.
+        return self.load_weights(ray.get(ref) for ref in refs)
+
+
+class LearnerShell(Learner):
+    """The learner's side of both weight transports: CPU buckets through the object store, or
+    rank 0 of a collective group."""
+
+    def _buckets(self, bucket_mb: int, dtype: str) -> WeightBuckets:
+        # The policy's HF-named parameters as buckets of whole layers (tied weights appear once),
+        # each built only when indexed, so the whole model is never staged at once.
+        return WeightBuckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
+
+    def weight_buckets(self, bucket_mb: int, dtype: str) -> int:
+        """How many buckets a sync has (the plan depends only on the parameters' names and sizes)."""
+        return len(self._buckets(bucket_mb, dtype))
+
+    def export_bucket(self, index: int, bucket_mb: int, dtype: str) -> Any:
+        # Returned, not ray.put: Ray stores the result in the object store itself, copying the
+        # parameters' bytes once, and the caller owns it.
+        return self._buckets(bucket_mb, dtype)[index]
+
+    def collective_address(self) -> tuple[str, int]:
+        """This node's IP and a free TCP port for the group's rendezvous store (hosted by rank 0)."""
+        return ray.util.get_node_ip_address(), free_port()
+
+    def init_collective(self, host: str, port: int, world_size: int, backend: str,
+                        timeout_s: float | None = None) -> None:
+        """Host rank 0 of the weight-sync group (blocks until every generator worker joined)."""
+        self._group = init_group(host, port, 0, world_size, backend, timeout_s)
+
+    def weight_meta(self) -> list[TensorMeta]:
+        return tensor_meta(self.policy.named_parameters())
+
+    def broadcast_weights(self) -> float:
+        """Send every parameter over the group, in ``weight_meta`` order; returns bytes sent."""
+        return float(broadcast_from_learner(self._group, self.policy.named_parameters()))
+
+
+class RewardShell(RewardScorer):
+    pass

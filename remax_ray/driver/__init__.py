@@ -1,0 +1,6 @@
+"""The run's life on the driver: the :class:`~remax_ray.driver.trainer.Trainer` (``step()`` top
+to bottom), the input checks before any actor starts (:mod:`.preflight`), where a run starts
+(:mod:`.resume`) and what the driver keeps between steps (:mod:`.run_state`).
+
+May import: ``cluster`` and ``monitor`` and everything below them. Imported by ``cli`` and ``repro``.
+"""
