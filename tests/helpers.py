@@ -16,6 +16,7 @@ import torch
 
 from remax_ray.algo import token_logprobs
 from remax_ray.data.rollouts import Completion, PromptRollout
+from remax_ray.learner.parallel import full
 
 
 def toy_rollouts(n_prompts: int = 4, n: int = 2, *, seed: int = 0,
@@ -53,7 +54,8 @@ def policy_gradient(learner: Any, rollouts: list[PromptRollout]) -> torch.Tensor
     for me in exp.micro:
         learner._micro_update(me, agg, totals, first_epoch=False)
     params = [p for p in learner.policy.parameters() if p.requires_grad]
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    # full(): a sharded (FSDP2) gradient gathered whole; every rank must call this together.
+    flat = torch.cat([full(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
     learner.optimizer.zero_grad(set_to_none=True)
     if learner.critic:
         learner.critic.optimizer.zero_grad(set_to_none=True)

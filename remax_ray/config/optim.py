@@ -6,6 +6,8 @@ from remax_ray.config.base import _field
 
 __all__ = ["AlgoConfig", "LearnerConfig"]
 
+LEARNER_STRATEGIES = ("ddp", "fsdp")
+
 
 @dataclass(frozen=True)
 class LearnerConfig:
@@ -28,7 +30,18 @@ class LearnerConfig:
     )
     critic_lr: float = _field(1e-4, "AdamW learning rate of PPO's value model (its own optimizer).")
     gradient_checkpointing: bool = _field(False, "Enable activation checkpointing in the policy.")
-    num_cpus: float = _field(1.0, "Ray CPUs reserved for the learner actor.")
+    num_cpus: float = _field(1.0, "Ray CPUs reserved for each learner actor (rank).")
+    num_workers: int = _field(
+        1, "Learner ranks (actors) that train the policy together as one torch process group (gloo "
+           "on CPU, nccl on GPU), each in its own placement bundle. A step's prompts are split across "
+           "them by prompt, balanced by tokens; the update equals the single-learner update.")
+    strategy: str = _field(
+        "ddp", "How learner ranks share the model (num_workers > 1): ddp (every rank holds the whole "
+               "model and optimizer; gradients all-reduced) | fsdp (FSDP2: parameters, gradients and "
+               "AdamW state sharded per decoder layer; the reference and PPO's critic sharded too).")
+    fsdp_offload: bool = _field(
+        False, "strategy=fsdp: keep the sharded parameters, gradients and optimizer state in CPU "
+               "memory between uses (torch's CPUOffloadPolicy); slower, for policies that do not fit.")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from remax_ray.config.generation import (
     RewardConfig,
     RolloutConfig,
 )
-from remax_ray.config.optim import AlgoConfig, LearnerConfig
+from remax_ray.config.optim import LEARNER_STRATEGIES, AlgoConfig, LearnerConfig
 from remax_ray.config.runtime import (
     LEARNER_DEVICES,
     PLACEMENT_MODES,
@@ -158,6 +158,7 @@ _RANGES: list[Range] = [
     ("learner.mini_batch_size", lambda v: v >= 0, ">= 0 (0 = the whole batch)"),
     ("learner.critic_lr", lambda v: v > 0, "> 0"),
     ("learner.num_cpus", lambda v: v >= 0, ">= 0"),
+    ("learner.num_workers", lambda v: v >= 1, ">= 1"),
     ("algo.kl_coef", lambda v: v >= 0, ">= 0"),
     ("algo.score_clip", lambda v: v >= 0, ">= 0 (0 = no clipping)"),
     ("algo.clip_eps", lambda v: v > 0, "> 0"),
@@ -240,7 +241,15 @@ def validate(config: Config) -> None:
         )
     checks.check_template("reward.template", rw.template)
 
+    _choice("learner.strategy", ln.strategy, LEARNER_STRATEGIES, "strategy", {"fsdp2": "fsdp"})
+    if ln.fsdp_offload and ln.strategy != "fsdp":
+        raise ConfigError("learner.fsdp_offload needs learner.strategy=fsdp (ddp keeps whole replicas)")
+
     # Batch shape.
+    if run.prompts_per_step < ln.num_workers:
+        raise ConfigError(
+            f"run.prompts_per_step ({run.prompts_per_step}) must be >= learner.num_workers "
+            f"({ln.num_workers}): the learner ranks split a step's batch by prompt")
     if run.prompts_per_step < ro.num_generators:
         raise ConfigError(
             f"run.prompts_per_step ({run.prompts_per_step}) must be >= "

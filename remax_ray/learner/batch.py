@@ -80,3 +80,12 @@ def micro_batches(items: list[tuple[list[int], list[int], list[float] | None]], 
         chunk = order[lo : lo + size]
         out.append(build_batch([items[i] for i in chunk], score_adv[chunk], eos_token_ids, pad_id))
     return out
+
+
+def empty_batch(pad_id: int, eos_token_ids: list[int]) -> SequenceBatch:
+    """A one-sequence micro-batch with no token on its mask: its loss and counts are 0, but its
+    forward and backward run, so a learner rank with fewer micro-batches than the others still
+    joins every collective of the update."""
+    batch = build_batch([([pad_id], [pad_id], None)], torch.zeros(1), eos_token_ids, pad_id)
+    batch.mask.zero_()
+    return batch

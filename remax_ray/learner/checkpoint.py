@@ -49,6 +49,30 @@ def _fsync_tree(folder: Path) -> None:
                 os.close(fd)
 
 
+def staging_folder(folder: Path, *, shared: bool = False, create: bool = True) -> Path:
+    """The hidden sibling a checkpoint is written into before :func:`publish` renames it in. A
+    ``shared`` one has a fixed name, so learner ranks in other processes find it; ``create`` (the
+    one process that should) makes it afresh."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not shared:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}.", dir=folder.parent))
+    else:
+        tmp = folder.parent / f".tmp-{folder.name}.ranks"
+        if create:
+            shutil.rmtree(tmp, ignore_errors=True)  # a killed run's leftover
+            tmp.mkdir()
+    if create:
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a checkpoint is meant to be shared
+    return tmp
+
+
+def publish(tmp: Path, folder: Path) -> Path:
+    """fsync the complete staging folder, then rename it to ``folder`` in one step."""
+    _fsync_tree(tmp)
+    os.rename(tmp, folder)
+    return folder
+
+
 def write_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` into a hidden sibling folder, then rename it to ``folder`` in one step.
 
@@ -58,12 +82,10 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists():
         return folder
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}.", dir=folder.parent))
+    tmp = staging_folder(folder)
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a checkpoint is meant to be shared
         write(tmp)
-        _fsync_tree(tmp)
-        os.rename(tmp, folder)
+        publish(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,6 +12,7 @@ there from them (see ``Learner._policy_loss``). That saves a whole policy forwar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,7 @@ from remax_ray.algo import (
 )
 from remax_ray.config import AlgoConfig
 from remax_ray.data.rollouts import PromptRollout
+from remax_ray.learner import dist
 from remax_ray.learner.batch import SequenceBatch
 
 
@@ -44,6 +46,8 @@ class MicroExperience:
     """Token-level advantages (critic algorithms); None = derived on-policy in the update."""
     returns: Tensor | None = None
     """The critic's regression targets."""
+    padding: bool = False
+    """An empty micro-batch that only keeps this learner rank in step with the others."""
 
 
 @dataclass
@@ -71,9 +75,12 @@ def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRo
     return adv, stats
 
 
-def assign_gae(micro: list[MicroExperience], algo: AlgoConfig) -> dict[str, float]:
+def assign_gae(micro: list[MicroExperience], algo: AlgoConfig,
+               moments: Callable[[list[tuple[Tensor, Tensor]]], tuple[float, float]] = masked_moments
+               ) -> dict[str, float]:
     """Token rewards (-beta * KL per token + the score at the end) -> GAE advantages and returns,
-    whitened with the statistics of the whole batch. Needs old_logp and old_values."""
+    whitened with the statistics of the whole batch. Needs old_logp and old_values. ``moments``
+    gives (mean, std) of masked values: the whole batch's, across learner ranks where there are several."""
     kl_coef = algo.kl_coef if algo.kl_placement == "reward" else 0.0
     for me in micro:
         mask = me.batch.mask.to(me.old_logp.device)
@@ -82,9 +89,31 @@ def assign_gae(micro: list[MicroExperience], algo: AlgoConfig) -> dict[str, floa
                                 algo.score_clip or None)
         me.advantages, me.returns = gae_advantages(rewards, me.old_values, mask, algo.gamma, algo.lam)
     pairs = [(me.advantages, me.batch.mask.to(me.advantages.device)) for me in micro]
-    mean, std = masked_moments(pairs)
+    mean, std = moments(pairs)
     if algo.whiten_advantages:
         for me, (adv, mask) in zip(micro, pairs):
             me.advantages = masked_whiten(adv, mask, mean, std)
-    values_mean, _ = masked_moments([(me.old_values, m) for me, (_, m) in zip(micro, pairs)])
+    values_mean, _ = moments([(me.old_values, m) for me, (_, m) in zip(micro, pairs)])
     return {"adv_mean": mean, "adv_std": std, "value_mean": values_mean}
+
+
+def global_stats(stats: dict[str, float], num_seqs: int, device: torch.device) -> dict[str, float]:
+    """Per-sequence statistics of this rank's share made global across learner ranks: each
+    ``*_mean`` or plain value is a mean over ``num_seqs`` sequences, each ``<x>_std`` a population
+    std paired with ``<x>_mean`` (combined through the mean of squares). The identity for one rank."""
+    if not dist.active():
+        return stats
+    sums = {"_n": float(num_seqs)}
+    for key, value in stats.items():
+        if key.endswith("_std"):
+            mean = stats[key[: -len("_std")] + "_mean"]
+            sums[key] = (value * value + mean * mean) * num_seqs  # sum of squares
+        else:
+            sums[key] = value * num_seqs
+    sums = dist.sum_floats(sums, device)
+    n = sums.pop("_n") or 1.0
+    out = {k: v / n for k, v in sums.items() if not k.endswith("_std")}
+    for key in (k for k in sums if k.endswith("_std")):
+        mean = out[key[: -len("_std")] + "_mean"]
+        out[key] = max(sums[key] / n - mean * mean, 0.0) ** 0.5
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -22,12 +23,14 @@ from remax_ray.algo.offpolicy import truncated_importance_weights
 from remax_ray.assets.hf import hf_kwargs
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.data.rollouts import PromptRollout
-from remax_ray.learner.batch import SequenceBatch, flatten_samples, micro_batches
+from remax_ray.learner import dist
+from remax_ray.learner.batch import SequenceBatch, empty_batch, flatten_samples, micro_batches
 from remax_ray.learner.critic import Critic
-from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, sequence_scores
+from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, global_stats, sequence_scores
 from remax_ray.learner.memory import memory_stats
 from remax_ray.learner.optim import adamw
-from remax_ray.learner.response_logp import response_logprobs
+from remax_ray.learner.parallel import full, wrap
+from remax_ray.learner.response_logp import ResponseLogits, response_logprobs
 from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,12 @@ class Learner:
                  temperature: float = 1.0, device: str = "cpu", seed: int = 0,
                  num_threads: int | None = None, reference_path: str | None = None,
                  trust_remote_code: bool = False, resume_from: str | None = None,
-                 importance_cap: float = 0.0) -> None:
+                 importance_cap: float = 0.0, rank: int = 0, world_size: int = 1,
+                 store: dist.Store | None = None, dist_timeout_s: float = 600.0) -> None:
         """``model_path`` is the policy's starting point (a checkpoint folder on resume);
-        ``reference_path`` the KL anchor, which stays the original model (default: model_path)."""
+        ``reference_path`` the KL anchor, which stays the original model (default: model_path).
+        With ``world_size`` > 1 this is rank ``rank`` of ``learner.num_workers`` ranks that join one
+        process group through ``store`` and share the model by ``learner.strategy``."""
         from transformers import AutoTokenizer
 
         if num_threads:
@@ -53,6 +59,9 @@ class Learner:
         self.cfg, self.algo, self.temperature, self.seed = learner, algo, temperature, seed
         self.spec = get_estimator(algo.estimator)
         self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1:
+            dist.join(store, rank, world_size, self.device, dist_timeout_s)
         self.reference_path = reference_path or model_path
         # > 0 with rollout.overlap: batches come from the generators' policy, one update behind.
         self.importance_cap = importance_cap
@@ -67,6 +76,13 @@ class Learner:
         eos = self.policy.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        # What the update calls: the response-position forward, wrapped for the ranks (parallel.py).
+        self.policy_logits = ResponseLogits(self.policy, self._autocast)
+        self.reference_logits = ResponseLogits(self.reference, self._autocast)
+        if world_size > 1:
+            kw = dict(strategy=learner.strategy, device=self.device, offload=learner.fsdp_offload)
+            self.policy_logits = wrap(self.policy_logits, self.policy, trainable=True, **kw)
+            self.reference_logits = wrap(self.reference_logits, self.reference, trainable=False, **kw)
         betas = (learner.beta1, learner.beta2)
         self.optimizer = adamw(self.policy.parameters(), lr=learner.lr, betas=betas,  # fused where possible
                                weight_decay=learner.weight_decay)
@@ -90,7 +106,8 @@ class Learner:
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[m, L-1] log-probs (and entropies) of the response tokens, 0 off the mask: the LM head
         and the log-softmax run at the response positions only (see ``response_logp``)."""
-        return response_logprobs(model, mb, self.temperature, self.device, self._autocast, entropy)
+        scorer = self.policy_logits if model is self.policy else self.reference_logits
+        return response_logprobs(scorer, mb, self.temperature, self.device, self._autocast, entropy)
 
     def _logp(self, model: torch.nn.Module, mb: SequenceBatch) -> torch.Tensor:
         return self._score(model, mb)[0]
@@ -101,6 +118,12 @@ class Learner:
         reference's log-probs, so its forward (about a quarter of a ReMax step's compute) is skipped; the
         ``kl`` metric is then reported as 0 and ``kl_measured`` as 0, rather than measured."""
         return self.algo.kl_coef > 0
+
+    def _no_sync(self, last: bool):
+        """DDP: no gradient all-reduce in this backward unless it is the mini-batch's last."""
+        if last or not hasattr(self.policy_logits, "no_sync"):
+            return contextlib.nullcontext()
+        return self.policy_logits.no_sync()
 
     def _micro_batches(self, items: list, scores: torch.Tensor) -> list[SequenceBatch]:
         # Length-sorted grouping only where one optimizer step sees the whole batch (see micro_batches).
@@ -125,17 +148,36 @@ class Learner:
     def make_experience(self, rollouts: list[PromptRollout]) -> Experience:
         """Reference log-probs; for PPO also old log-probs, values, then GAE for the whole batch."""
         items = flatten_samples(rollouts)
-        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts)
+        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts) if rollouts else (None, {})
+        stats = global_stats(stats, len(items), self.device)
+        batches = self._micro_batches(items, scores) if items else []
+        # Every rank runs the same number of micro-batches (each collective is matched on every
+        # rank), so a rank with fewer (fewer tokens, or prompts dropped by reward.on_invalid=skip)
+        # runs empty ones: no token on their mask, so they add nothing to a loss or a count.
+        padding = dist.max_int(len(batches), self.device) - len(batches)
+        batches += [empty_batch(self.pad_id, self.eos_ids) for _ in range(padding)]
         micro = []
-        for mb in self._micro_batches(items, scores):
+        for i, mb in enumerate(batches):
             micro.append(MicroExperience(
                 mb, ref_logp=self._logp(self.reference, mb) if self.measures_kl else None,
                 old_logp=self._logp(self.policy, mb) if self.spec.uses_ratio else None,
-                old_values=self.critic.values(mb) if self.critic else None))
+                old_values=self.critic.values(mb) if self.critic else None,
+                padding=i >= len(batches) - padding))
         if self.critic:
-            stats |= assign_gae(micro, self.algo)
-        num_tokens = float(sum(m.batch.mask.sum().item() for m in micro)) or 1.0
-        return Experience(micro, num_tokens, float(len(items)), stats)
+            stats |= assign_gae(micro, self.algo, moments=self._global_moments)
+        counts = dist.sum_floats({"tokens": sum(m.batch.mask.sum().item() for m in micro),
+                                  "seqs": float(len(items))}, self.device)
+        return Experience(micro, counts["tokens"] or 1.0, counts["seqs"], stats)
+
+    def _global_moments(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+        """Mean and population std of the masked values of every rank's pairs together."""
+        sums = dist.sum_floats({"n": sum(float(m.sum()) for _, m in pairs),
+                                "s": sum(float((v * m).sum()) for v, m in pairs),
+                                "ss": sum(float((v * v * m).sum()) for v, m in pairs)}, self.device)
+        if sums["n"] == 0:
+            return 0.0, 1.0
+        mean = sums["s"] / sums["n"]
+        return mean, max(sums["ss"] / sums["n"] - mean * mean, 0.0) ** 0.5
 
     def update(self, exp: Experience) -> dict[str, float]:
         """``algo.epochs`` passes; each splits the batch into mini-batches (one optimizer step each)
@@ -151,16 +193,21 @@ class Learner:
                 order = torch.randperm(len(order), generator=g).tolist()
             for lo in range(0, len(order), per_mini):
                 group = [exp.micro[i] for i in order[lo : lo + per_mini]]
-                agg = dict(agg=self.algo.loss_agg,
-                           num_tokens=float(sum(m.batch.mask.sum().item() for m in group)) or 1.0,
-                           num_seqs=float(sum(len(m.batch) for m in group)))
-                for me in group:
-                    self._micro_update(me, agg, totals, first_epoch=epoch == 0)
+                counts = dist.sum_floats({"tokens": sum(m.batch.mask.sum().item() for m in group),
+                                          "seqs": float(sum(len(m.batch) for m in group if not m.padding))},
+                                         self.device)
+                agg = dict(agg=self.algo.loss_agg, num_tokens=counts["tokens"] or 1.0, num_seqs=counts["seqs"])
+                for j, me in enumerate(group):
+                    # DDP all-reduces the gradients once per optimizer step, in the last backward.
+                    with self._no_sync(last=j == len(group) - 1):
+                        self._micro_update(me, agg, totals, first_epoch=epoch == 0)
                 norms.append(self._optimizer_step())
                 if self.critic:
                     critic_norms.append(self.critic.step())
         self.scheduler.step()
         self.steps_done += 1
+        totals = dist.sum_floats({k: v for k, v in totals.items() if k != "is_ratio_max"}, self.device) | \
+            {"is_ratio_max": dist.max_float(totals.get("is_ratio_max", 0.0), self.device)}
         n_updates = float(len(norms))
         out = {"loss": totals["loss"] / n_updates, "grad_norm": sum(norms) / n_updates,
                "optimizer_steps": n_updates, "kl": totals["kl"] / exp.num_tokens,
@@ -186,7 +233,9 @@ class Learner:
         loss = self._policy_loss(me, logp, kl, mask, agg, totals)
         if self.algo.kl_placement == "loss" and self.algo.kl_coef > 0:
             loss = loss + kl_loss(logp, me.ref_logp, mask, self.algo.kl_estimator, self.algo.kl_coef, **agg)
-        loss.backward()
+        # Each rank's loss is its share of the global one (normalised by global counts), so the
+        # gradient wanted is the sum over ranks; DDP and FSDP2 average instead, hence the factor.
+        (loss * self.world_size).backward()
         if self.critic:
             totals["value_loss"] += self.critic.backward(mb, me.old_values, me.returns,
                                                          self.algo.value_clip, agg)
@@ -226,7 +275,9 @@ class Learner:
     def _optimizer_step(self) -> float:
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        # Under FSDP2 the norm is a DTensor: its full value is the global norm, the same on every
+        # rank, so every rank takes the same skip-or-step decision below.
+        grad_norm = full(torch.nn.utils.clip_grad_norm_(params, max_norm)).item()
         if math.isfinite(grad_norm):
             self.optimizer.step()
         else:  # one NaN/inf would otherwise be written into the weights of every engine

@@ -15,6 +15,8 @@ import torch
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes this process holds: a sharded (FSDP2 DTensor) tensor's local shard, not its global size."""
+    t = t.to_local() if hasattr(t, "to_local") else t
     return t.numel() * t.element_size()
 
 

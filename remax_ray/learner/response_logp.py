@@ -62,26 +62,42 @@ def head_split(model: nn.Module, autocast: Callable[[], AbstractContextManager]
     return split
 
 
-def response_logprobs(model: nn.Module, mb: SequenceBatch, temperature: float, device: torch.device,
+class ResponseLogits(nn.Module):
+    """``model``'s logits at the given (row, column) positions only: ``head(backbone(x)[rows, cols])``
+    where the head can be split off (see :func:`head_split`), else the full forward gathered there.
+
+    Backbone, gather and head run inside this one module's ``forward`` because it is what DDP and
+    FSDP2 wrap: DDP prepares its gradient reducer, and FSDP2's root unshards the parameters outside
+    the decoder layers (embeddings, final norm, head), only in a call of the wrapped module itself."""
+
+    def __init__(self, model: nn.Module, autocast: Callable[[], AbstractContextManager]):
+        super().__init__()
+        self.model = model
+        self.split = head_split(model, autocast) is not None  # probed now, on the unwrapped model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        if not self.split:  # the head cannot be separated: full logits, still gathered
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[rows, cols]
+        backbone, head = self.model.base_model, self.model.get_output_embeddings()
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return head(hidden[rows, cols])  # [K, V]: no vocabulary-sized row for a prompt position
+
+
+def response_logprobs(scorer: nn.Module, mb: SequenceBatch, temperature: float, device: torch.device,
                       autocast: Callable[[], AbstractContextManager], with_entropy: bool = False
                       ) -> tuple[Tensor, Tensor | None]:
     """Log-probs of ``mb.targets`` under softmax(logits / temperature), computed at the positions of
     ``mb.mask`` only: [m, L-1] float32, 0 elsewhere, differentiable w.r.t. the model's parameters.
-    With ``with_entropy`` also the entropies there ([m, L-1], 0 elsewhere, no gradient)."""
+    With ``with_entropy`` also the entropies there ([m, L-1], 0 elsewhere, no gradient).
+    ``scorer``: a :class:`ResponseLogits`, possibly wrapped by DDP or FSDP2."""
     mask = mb.mask.to(device)
     rows, cols = mask.nonzero(as_tuple=True)  # the K kept response positions, row-major
     targets = mb.targets.to(device)[rows, cols]
     # Column L-1 is only ever a target: causal attention keeps the hidden states of columns
     # 0..L-2 independent of it, so it is not fed in (one position fewer per row).
     ids, attention = mb.input_ids[:, :-1].to(device), mb.attention_mask[:, :-1].to(device)
-    split = head_split(model, autocast)
     with autocast():
-        if split is None:  # the head cannot be separated: full logits, log-softmax still gathered
-            logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[rows, cols]
-        else:
-            backbone, head = split
-            hidden = backbone(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
-            logits = head(hidden[rows, cols])  # [K, V]: no vocabulary-sized row for a prompt position
+        logits = scorer(ids, attention, rows, cols)
     logp_k, entropy_k = selected_logprobs(logits, targets, temperature, with_entropy)
     logp = logp_k.new_zeros(mask.shape).index_put((rows, cols), logp_k)
     entropy = None if entropy_k is None else entropy_k.new_zeros(mask.shape).index_put((rows, cols), entropy_k)

@@ -5,13 +5,15 @@ Kept apart from the update so ``learner.py`` stays about the algorithm.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from remax_ray.assets.hf import hf_kwargs, portable_tokenizer_config
-from remax_ray.learner import checkpoint
+from remax_ray.learner import checkpoint, dist
+from remax_ray.learner.parallel import full
 
 # ``learner`` below is a Learner (remax_ray.learner.learner), typed loosely: that module imports this
 # one, and an import back would make a cycle.
@@ -39,12 +41,19 @@ def load_policy(path: str, device: torch.device, trust_remote_code: bool = False
     return model.to(device)
 
 
+OPTIMIZER_DIR = "optimizer"
+"""torch.distributed.checkpoint folder of the policy's AdamW state: sharded per rank, keyed by
+parameter name, so a checkpoint written by K ranks loads into any number of ranks (and strategy)."""
+
+
+def rng_file(rank: int) -> str:
+    return f"rng-rank{rank}.pt"
+
+
 def learner_state(learner: Learner) -> dict:
-    state = {"optimizer": learner.optimizer.state_dict(), "scheduler": learner.scheduler.state_dict(),
-             "torch_rng": torch.get_rng_state(), "learner_steps": learner.steps_done,
-             "skipped_updates": learner.skipped_updates}
-    if learner.device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state()
+    """Rank 0's share of ``trainer_state.pt``: LR schedule, counters (and PPO's critic)."""
+    state = {"scheduler": learner.scheduler.state_dict(), "learner_steps": learner.steps_done,
+             "skipped_updates": learner.skipped_updates, "world_size": learner.world_size}
     if learner.critic is not None:
         state["critic"] = {"backbone": learner.critic.backbone.state_dict(),
                            "head": learner.critic.head.state_dict(),
@@ -52,16 +61,41 @@ def learner_state(learner: Learner) -> dict:
     return state
 
 
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _optimizer_dict(learner: Learner) -> dict:
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return {"optim": get_optimizer_state_dict(learner.policy, learner.optimizer)}
+
+
 def restore_learner_state(learner: Learner, folder: str | Path) -> None:
     """Optimizer, LR schedule, RNG and critic from a checkpoint (the policy weights were loaded
-    from the same folder by the constructor)."""
-    state = torch.load(Path(folder) / checkpoint.LEARNER_STATE, map_location=learner.device,
-                       weights_only=True)
-    learner.optimizer.load_state_dict(state["optimizer"])
+    from the same folder by the constructor), whatever number of ranks wrote it."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    folder = Path(folder)
+    state = torch.load(folder / checkpoint.LEARNER_STATE, map_location=learner.device, weights_only=True)
+    if "optimizer" in state:  # written before the optimizer moved to its own sharded folder
+        learner.optimizer.load_state_dict(state["optimizer"])
+    else:
+        optim = _optimizer_dict(learner)  # the template: this rank's shapes and shards
+        dcp.load(optim, checkpoint_id=str(folder / OPTIMIZER_DIR))
+        set_optimizer_state_dict(learner.policy, learner.optimizer, optim["optim"])
     learner.scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if "cuda_rng" in state and learner.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+    # This rank's RNG where this rank existed when it was written; otherwise rank 0's.
+    rng_path = folder / rng_file(learner.rank)
+    rng = torch.load(rng_path if rng_path.exists() else folder / rng_file(0), weights_only=True) \
+        if (rng_path.exists() or (folder / rng_file(0)).exists()) else state
+    torch.set_rng_state(rng["torch_rng"].cpu())
+    if "cuda_rng" in rng and learner.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda_rng"].cpu())
     learner.steps_done = state["learner_steps"]
     learner.skipped_updates = state.get("skipped_updates", 0)
     if learner.critic is not None:
@@ -73,22 +107,57 @@ def restore_learner_state(learner: Learner, folder: str | Path) -> None:
         learner.critic.optimizer.load_state_dict(state["critic"]["optimizer"])
 
 
+def _full_policy_state(learner: Learner) -> dict[str, torch.Tensor] | None:
+    """Under FSDP2, the policy's whole state dict on rank 0's CPU (None elsewhere): every rank joins
+    each tensor's gather, one tensor at a time. None otherwise: one rank's (or a DDP replica's)
+    weights are already whole, and ``save_pretrained`` reads them itself."""
+    if learner.world_size == 1 or learner.cfg.strategy == "ddp":
+        return None
+    out = {}
+    for name, t in learner.policy.state_dict().items():
+        whole = full(t).detach().cpu()
+        if learner.rank == 0:
+            out[name] = whole
+    return out if learner.rank == 0 else None
+
+
 def save_checkpoint(learner: Learner, folder: str | Path, run_state: str = "{}", config_yaml: str = "",
                     keep: int = 0) -> Path:
-    """An HF folder (safetensors) plus the learner's and the driver's state, written atomically;
-    ``latest`` then points at it and all but the newest ``keep`` step folders are pruned."""
+    """An HF folder (safetensors, written once, by rank 0) plus the learner's and the driver's
+    state, written atomically; ``latest`` then points at it and all but the newest ``keep`` step
+    folders are pruned. With several ranks every rank calls this: each writes its optimizer shard
+    and RNG into the staging folder, rank 0 the rest, and only rank 0 publishes, after a barrier."""
+    import torch.distributed.checkpoint as dcp
+
     folder = Path(folder)
-
-    def write(tmp: Path) -> None:
-        learner.policy.save_pretrained(tmp, safe_serialization=True)
-        learner.tokenizer.save_pretrained(tmp)
-        portable_tokenizer_config(tmp)
-        torch.save(learner_state(learner), tmp / checkpoint.LEARNER_STATE)
-        (tmp / checkpoint.RUN_STATE).write_text(run_state)
-        if config_yaml:
-            (tmp / checkpoint.CONFIG).write_text(config_yaml)
-
-    checkpoint.write_atomically(folder, write)
-    checkpoint.set_latest(folder)
-    checkpoint.prune(folder.parent, keep)
+    if folder.exists():  # complete when it was renamed in (see checkpoint.write_atomically)
+        if learner.rank == 0:
+            checkpoint.set_latest(folder)
+            checkpoint.prune(folder.parent, keep)
+        dist.barrier()
+        return folder
+    tmp = checkpoint.staging_folder(folder, shared=learner.world_size > 1, create=learner.rank == 0)
+    dist.barrier()  # the staging folder exists before any rank writes into it
+    try:
+        dcp.save(_optimizer_dict(learner), checkpoint_id=str(tmp / OPTIMIZER_DIR))
+        torch.save(_rng_state(learner.device), tmp / rng_file(learner.rank))
+        weights = _full_policy_state(learner)
+        if learner.rank == 0:
+            learner.policy.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+            learner.tokenizer.save_pretrained(tmp)
+            portable_tokenizer_config(tmp)
+            torch.save(learner_state(learner), tmp / checkpoint.LEARNER_STATE)
+            (tmp / checkpoint.RUN_STATE).write_text(run_state)
+            if config_yaml:
+                (tmp / checkpoint.CONFIG).write_text(config_yaml)
+        dist.barrier()  # every rank's shard is on disk
+        if learner.rank == 0:
+            checkpoint.publish(tmp, folder)
+            checkpoint.set_latest(folder)
+            checkpoint.prune(folder.parent, keep)
+    except BaseException:
+        if learner.rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    dist.barrier()  # no rank returns before the checkpoint is published
     return folder

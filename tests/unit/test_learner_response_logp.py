@@ -17,7 +17,7 @@ from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner.batch import build_batch, flatten_samples
 from remax_ray.learner.learner import Learner
-from remax_ray.learner.response_logp import head_split, response_logprobs
+from remax_ray.learner.response_logp import ResponseLogits, head_split, response_logprobs
 
 from helpers import policy_gradient, reference_entropy, toy_rollouts
 
@@ -184,7 +184,8 @@ def test_a_head_with_soft_capping_falls_back_to_the_full_forward(caplog):
     assert "not head(backbone(x))" in caplog.text
     items = [([3, 4, 5], [6, 7, 8], None), ([9, 10], [11, 1, 12, 13], None)]
     mb = build_batch(items, torch.zeros(2), [1], 0)
-    logp, entropy = response_logprobs(model, mb, 0.7, torch.device("cpu"), contextlib.nullcontext, True)
+    logp, entropy = response_logprobs(ResponseLogits(model, contextlib.nullcontext), mb, 0.7, torch.device("cpu"),
+                                      contextlib.nullcontext, True)
     fake = types.SimpleNamespace(temperature=0.7)
     old_logp, old_entropy = _full_logits_score(fake, model, mb, entropy=True)
     torch.testing.assert_close(logp * mb.mask, old_logp * mb.mask, atol=ATOL, rtol=0)

@@ -1,0 +1,57 @@
+"""How K learner ranks share a model: DDP (whole replicas, gradients all-reduced) or FSDP2
+(parameters, gradients and optimizer state sharded per decoder layer).
+
+What is wrapped is the module whose ``forward`` the update calls (a
+:class:`~remax_ray.learner.response_logp.ResponseLogits` around the HF model), so DDP's reducer and
+FSDP2's root unshard both run. The HF model inside keeps its parameter names, which the weight
+export, the HF checkpoint and the optimizer's state dict use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated blocks, by the class names transformers lists as never to be split
+    across devices (``_no_split_modules``: ``LlamaDecoderLayer`` and the like)."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} names no decoder-layer class (_no_split_modules): "
+                         "learner.strategy=fsdp cannot shard it per layer; use learner.strategy=ddp")
+    return layers
+
+
+def wrap(module: nn.Module, model: nn.Module, strategy: str, device: torch.device, *,
+         trainable: bool, offload: bool = False) -> nn.Module:
+    """``module`` (whose parameters are ``model``'s) made ready for the ranks' process group.
+
+    DDP wraps only what trains: a frozen replica (the reference) needs no gradient hooks. FSDP2
+    shards trainable and frozen models alike, each decoder layer its own unit (one layer's full
+    parameters are gathered at a time), the rest (embeddings, final norm, head) in the root's."""
+    if strategy == "ddp":
+        if not trainable:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+
+    kwargs = {"offload_policy": CPUOffloadPolicy()} if offload else {}
+    for layer in decoder_layers(model):
+        fully_shard(layer, **kwargs)
+    fully_shard(module, **kwargs)
+    return module
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a sharded (DTensor) one, gathered from every rank (a collective: every
+    rank must call it, in the same order); a plain tensor as it is."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (what its memory holds); a plain tensor as it is."""
+    return t.to_local() if hasattr(t, "to_local") else t
