@@ -147,7 +147,7 @@ def test_from_config_blanks_for_vader() -> None:
 
 
 def _startup_lines(caplog: pytest.LogCaptureFixture, cfg) -> list[str]:
-    from remax_ray.preflight import check_reward
+    from remax_ray.driver.preflight import check_reward
 
     with caplog.at_level(logging.INFO, logger="remax_ray"):
         check_reward(cfg)
