@@ -142,7 +142,7 @@ def reward_alone(cfg, model_path: str, batch: Batch, reps: int) -> float:
     r = cfg.reward
     scorer = RewardScorer(r.kind, function=r.function, model_path=model_path, template=r.template,
                           max_length=r.max_length, batch_size=r.batch_size,
-                          score_response_only=r.score_response_only, on_invalid=r.on_invalid,
+                          score_response_only=r.blanks_prompt, on_invalid=r.on_invalid,
                           trust_remote_code=r.trust_remote_code)
     prompts = [p for p, texts in zip(batch.prompts, batch.texts) for _ in texts]
     responses = [t for texts in batch.texts for t in texts]

@@ -64,6 +64,17 @@ def reward_model_path(cfg: Config) -> str:
     return resolve_reward_model_path(cfg.reward.model_path) if cfg.reward.kind == "hf" else cfg.reward.model_path
 
 
+def reward_kwargs(cfg: Config) -> dict[str, Any]:
+    """The reward actor's arguments after ``cfg.reward.kind``. Resolved here, on the driver: on a
+    remote cluster the actor may not see REMAX_RAY_HOME, and ``reward.score_response_only=auto``
+    depends on the configured model path (``builtin:`` or not), not on the folder it resolves to."""
+    rw = cfg.reward
+    return dict(function=rw.function, model_path=reward_model_path(cfg), template=rw.template,
+                max_length=rw.max_length, batch_size=rw.batch_size,
+                score_response_only=rw.blanks_prompt, on_invalid=rw.on_invalid,
+                trust_remote_code=rw.trust_remote_code)
+
+
 def resolve_device(cfg: Config) -> str:
     if cfg.cluster.device != "auto":
         return cfg.cluster.device
@@ -147,11 +158,7 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
     reward = _named(
         ray.remote(RewardShell), {**where.options("reward"), "runtime_env": _env(cfg),
                                   "max_restarts": cfg.cluster.max_actor_restarts},
-        # Resolved here, on the driver: on a remote cluster the actor may not see REMAX_RAY_HOME.
-        cfg.reward.kind, function=cfg.reward.function, model_path=reward_model_path(cfg),
-        template=cfg.reward.template, max_length=cfg.reward.max_length,
-        batch_size=cfg.reward.batch_size, score_response_only=cfg.reward.score_response_only,
-        on_invalid=cfg.reward.on_invalid, trust_remote_code=cfg.reward.trust_remote_code)
+        cfg.reward.kind, **reward_kwargs(cfg))
     learner = start_learner(cfg, model_path, device, wait=False, reference_path=reference_path,
                             resume_from=resume_from, where=where)
     # Surface a constructor failure (bad model path, OOM) here rather than at the first step.

@@ -24,6 +24,7 @@ from remax_ray.config.generation import (
     ModelConfig,
     RewardConfig,
     RolloutConfig,
+    resolve_score_response_only,
 )
 from remax_ray.config.optim import AlgoConfig, LearnerConfig
 from remax_ray.config.rm import (
@@ -83,6 +84,7 @@ __all__ = [
     "load_config",
     "load_rm_config",
     "rm_config_keys",
+    "resolve_score_response_only",
     "rm_to_yaml",
     "to_yaml",
     "validate",

@@ -1,7 +1,8 @@
 """Generic configuration machinery, shared by every root configuration.
 
 A *root* configuration is a frozen dataclass whose fields are *sections*, each
-itself a frozen dataclass of typed fields (bool, int, float or str) that carry
+itself a frozen dataclass of typed fields (bool, int, float, str, or the
+tri-state :data:`AutoBool`: true, false or auto) that carry
 their help text in ``metadata["help"]``.  The functions here work on any such
 root, so the training config (:mod:`remax_ray.config.train`) and the
 reward-model config (:mod:`remax_ray.config.rm`) share one YAML loader, one
@@ -20,7 +21,7 @@ import re
 import textwrap
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import yaml
 
@@ -31,6 +32,11 @@ class ConfigError(ValueError):
 
 def _field(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+AUTO = "auto"
+# The type of a tri-state field: true, false, or "auto" (decided later from other fields).
+AutoBool = Union[bool, Literal["auto"]]
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +176,13 @@ def _coerce(key: str, tp: type, value: Any) -> Any:
             ok = True
     elif tp is str:
         ok = type(value) is str
-    else:  # pragma: no cover - every field is one of the four above
+    elif tp == AutoBool:
+        ok = type(value) is bool or value == AUTO
+        if not ok:
+            close = _close(str(value).lower(), ["true", "false", AUTO])
+            raise ConfigError(f"{key}: expected true, false or auto, got {value!r} "
+                              f"({type(value).__name__}){_did_you_mean(close).rstrip('; ')}")
+    else:  # pragma: no cover - every field is one of the five above
         raise TypeError(f"unsupported field type {tp!r} for {key}")
     if not ok:
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")

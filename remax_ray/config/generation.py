@@ -2,10 +2,10 @@
 
 from dataclasses import dataclass
 
-from remax_ray.config.base import _field
+from remax_ray.config.base import AUTO, AutoBool, _field
 
 __all__ = ["INVALID_REWARD_POLICIES", "LONG_PROMPT_POLICIES", "MODEL_DTYPES", "REWARD_KINDS",
-           "ModelConfig", "RewardConfig", "RolloutConfig"]
+           "ModelConfig", "RewardConfig", "RolloutConfig", "resolve_score_response_only"]
 
 MODEL_DTYPES = ("auto", "float32", "bfloat16")
 REWARD_KINDS = ("vader", "function", "hf")
@@ -110,8 +110,13 @@ class RewardConfig:
     )
     max_length: int = _field(256, "Reward-model inputs are truncated to this many tokens (kind=hf).")
     batch_size: int = _field(64, "Texts scored per reward-model forward pass.")
-    score_response_only: bool = _field(
-        True, "Score the response alone (the prompt is blanked before the template): the default task rewards the continuation's sentiment, not the review opening's."
+    score_response_only: AutoBool = _field(
+        AUTO,
+        "Blank the prompt before the reward sees it: true | false | auto. auto blanks it only for "
+        "the builtin reward model (builtin:sentiment-rm, fit on continuations alone: the default task "
+        "rewards the continuation's sentiment, not the review opening's) and for vader (a lexicon "
+        "scores the response alone); a reward function and a reward model given by path see the "
+        "real prompt.",
     )
     on_invalid: str = _field(
         "error",
@@ -123,3 +128,29 @@ class RewardConfig:
         "For kind=hf: run Python code shipped in the reward model's folder (trust_remote_code); "
         "separate from model.trust_remote_code because it is another folder.",
     )
+
+    @property
+    def blanks_prompt(self) -> bool:
+        """Whether the reward sees an empty prompt (``score_response_only`` resolved)."""
+        return resolve_score_response_only(self)[0]
+
+
+def resolve_score_response_only(reward: RewardConfig) -> tuple[bool, str]:
+    """``reward.score_response_only`` resolved: (blank the prompt?, why, in words).
+
+    An explicit true/false wins. ``auto`` blanks the prompt only where the reward scores the
+    response alone by design: the builtin reward model (fit on continuations with an empty
+    prompt) and VADER (a lexicon on one text). A reward function and a reward model given by path
+    get the real prompt, as every reward model in RLHF reads prompt and response.
+    """
+    setting, path = reward.score_response_only, reward.model_path.strip()
+    which = {"vader": "vader", "function": f"reward function {reward.function!r}"}.get(
+        reward.kind, f"reward model {path!r}")
+    if setting is True or setting is False:
+        return setting, f"{which}; reward.score_response_only={str(setting).lower()}"
+    auto = f"reward.score_response_only={AUTO}"
+    if reward.kind == "vader":
+        return True, f"vader, a lexicon on one text, scores the response alone; {auto}"
+    if reward.kind == "hf" and path.startswith("builtin:"):
+        return True, f"{path} scores the continuation alone; {auto}"
+    return False, f"{which} reads the prompt; {auto}"

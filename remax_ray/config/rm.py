@@ -57,8 +57,9 @@ class RMDataConfig:
     max_length: int = _field(64, "Texts are truncated to this many tokens (the snippets are ~25).")
     template: str = _field(
         "{prompt}{response}",
-        "Text the reward model sees, as in reward.template; keep the two equal. The policy's reward "
-        "blanks the prompt (reward.score_response_only), which the builtin pairs' empty prompt matches.",
+        "Text the reward model sees, as in reward.template; keep the two equal. The builtin pairs' "
+        "prompt is empty: a model fit on them alone scores a response without its prompt, so use it "
+        "with reward.score_response_only=true (a model given by path sees the prompt by default).",
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from remax_ray.assets import home
 from remax_ray.assets.hf import check_model_folder, load_tokenizer
-from remax_ray.config import Config, ConfigError
+from remax_ray.config import Config, ConfigError, resolve_score_response_only
 from remax_ray.data.long_prompts import make_fit
 from remax_ray.data.prompts import PromptSplits, load_splits
 
@@ -46,6 +46,9 @@ def _fit(tokenizer: Any, max_tokens: int, policy: str):
 def check_reward(cfg: Config) -> None:
     """A missing reward model or an unimportable reward function fails here, not in the reward actor."""
     rw = cfg.reward
+    blanked, why = resolve_score_response_only(rw)
+    if blanked:  # the one start-up line that says the reward does not see the prompt
+        log.info("reward: prompts blanked (%s)", why)
     if rw.kind == "hf":
         folder = home.resolve_reward_model_path(rw.model_path)
         check_model_folder(folder, "reward.model_path", allow_pickle_weights=cfg.model.allow_pickle_weights)

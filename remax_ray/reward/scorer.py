@@ -12,6 +12,9 @@ Three reward sources (``reward.kind``):
 The text given to ``vader`` and ``hf`` is ``template.format(prompt=...,
 response=...)``.  With ``score_response_only`` the prompt is replaced by the
 empty string (for ``function`` too), so the score reflects the response alone.
+The configuration's ``auto`` is resolved before this class sees it
+(:func:`remax_ray.config.resolve_score_response_only`): only the builtin reward
+model and VADER get blanked prompts unless the user says otherwise.
 
 Whatever the source, the result is checked to be one float per pair, so a
 broken reward fails loudly here instead of poisoning the advantages.  A NaN or
@@ -192,7 +195,7 @@ class RewardScorer:
             template=cfg.template,
             max_length=cfg.max_length,
             batch_size=cfg.batch_size,
-            score_response_only=cfg.score_response_only,
+            score_response_only=cfg.blanks_prompt,
             device=device,
             on_invalid=cfg.on_invalid,
             trust_remote_code=cfg.trust_remote_code,

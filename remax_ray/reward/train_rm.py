@@ -6,7 +6,8 @@ chosen response of each pair should score above the rejected one. The result is 
 
 The texts are rendered exactly as the scorer renders them (``template.format(prompt=...,
 response=...)``); with the builtin pairs the prompt is empty, which is what the scorer's
-``score_response_only`` gives at RL time.
+``score_response_only`` gives at RL time (automatic for ``builtin:sentiment-rm``; a folder given
+by path sees the prompt unless ``reward.score_response_only=true``).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ EXPECTED_DEFAULTS = {
         "template": "{prompt}{response}",
         "max_length": 256,
         "batch_size": 64,
-        "score_response_only": True,
+        "score_response_only": "auto",
         "on_invalid": "error",
         "trust_remote_code": False,
     },

@@ -102,7 +102,7 @@ def test_defaults_train_on_what_the_policy_reward_scores() -> None:
     # The builtin pairs have empty prompts and the RL reward blanks the prompt: same text, if the
     # two templates agree.
     assert RMDataConfig().template == RewardConfig().template
-    assert RewardConfig().score_response_only is True
+    assert RewardConfig().blanks_prompt is True  # auto: the builtin reward model scores the response alone
 
 
 @pytest.mark.parametrize(
