@@ -28,10 +28,10 @@ import psutil
 import pytest
 import ray
 
-from remax_ray import cluster
+from remax_ray.cluster import actors as cluster
+from remax_ray.cluster.address import auto_join_address, recorded_address
 from remax_ray.config import load_config
-from remax_ray.interrupts import GRACE_S
-from remax_ray.ray_address import auto_join_address, recorded_address
+from remax_ray.driver.interrupts import GRACE_S
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -180,7 +180,7 @@ def test_connect_without_a_record_starts_a_local_ray(tmp_path: Path, monkeypatch
 DRIVER = textwrap.dedent("""
     import time
     import ray
-    from remax_ray.cluster import connect
+    from remax_ray.cluster.actors import connect
     from remax_ray.config import load_config
     start = time.monotonic()
     connect(load_config(None, ["cluster.num_cpus=1"]), include_dashboard=False)
@@ -332,7 +332,7 @@ def test_cli_with_a_stale_record_warns_within_seconds_and_stops_on_sigterm(
             proc.kill()
             proc.wait()
     output = "".join(lines) + rest
-    assert lines[-1].split(" remax_ray.ray_address: ")[1].startswith(f"{record} {WARNING}")
+    assert lines[-1].split(" remax_ray.cluster.address: ")[1].startswith(f"{record} {WARNING}")
     # Timestamps of the line before connect (preflight's) and of the warning: the lookup's cost.
     stamps = [line[:23] for line in lines if " remax_ray.preflight: prompts:" in line or WARNING in line]
     first, last = (time.mktime(time.strptime(s[:19], "%Y-%m-%d %H:%M:%S")) + int(s[20:]) / 1000 for s in stamps)
