@@ -7,6 +7,7 @@ import json
 import sys
 
 from remax_ray.config import ConfigError, describe_fields, load_config
+from remax_ray.driver.interrupts import prompt_exit
 from remax_ray.monitor import console, run_plots
 from remax_ray.repro import command as repro_command
 from remax_ray.reward import rm_command
@@ -69,12 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     from remax_ray.driver.prepare import prepare_builtins_for_config
     from remax_ray.driver.trainer import RunFailed, Trainer
 
-    prepare_builtins_for_config(cfg)
     try:
-        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"remax-ray: {e}", file=sys.stderr)
-        return 2
+        with prompt_exit():  # Ctrl-C and SIGTERM end start-up within seconds, also inside ray.init
+            prepare_builtins_for_config(cfg)
+            try:
+                trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+            except (ConfigError, FileNotFoundError, ValueError) as e:
+                print(f"remax-ray: {e}", file=sys.stderr)
+                return 2
+    except KeyboardInterrupt:
+        print("remax-ray: interrupted during start-up", file=sys.stderr)
+        return 130
     try:
         summary = trainer.fit()
     except RunFailed as e:

@@ -43,8 +43,10 @@ def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
 
     An address where no cluster answers fails within seconds (ray.init would retry for minutes), and
     a ``cluster.address`` that disagrees with an already-initialised Ray is an error, not ignored.
+    Without an address, the cluster a ``ray start`` recorded on this machine is joined as ray.init()
+    joins it, if it still answers; a dead one is a warning, and a local Ray starts instead.
     """
-    from remax_ray.cluster.address import check_agrees, check_reachable
+    from remax_ray.cluster.address import auto_join_address, check_agrees, check_reachable
 
     if ray.is_initialized():
         check_agrees(cfg.cluster.address)
@@ -54,8 +56,10 @@ def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
     if address:
         check_reachable(address, source)
         ray.init(address=address)
-    else:
-        ray.init(num_cpus=cfg.cluster.num_cpus or None, include_dashboard=include_dashboard)
+    elif auto_join_address() is not None:  # a live `ray start` cluster: cluster.num_cpus is not ours
+        ray.init(include_dashboard=include_dashboard)
+    else:  # "local": without it, ray.init would read the stale record again and retry it for minutes
+        ray.init(address="local", num_cpus=cfg.cluster.num_cpus or None, include_dashboard=include_dashboard)
 
 
 def reward_model_path(cfg: Config) -> str:

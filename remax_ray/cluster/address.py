@@ -13,7 +13,8 @@ from typing import Callable
 
 from remax_ray.config import ConfigError
 
-__all__ = ["check_agrees", "check_reachable", "current_gcs_address", "split_address"]
+__all__ = ["auto_join_address", "check_agrees", "check_reachable", "current_gcs_address", "recorded_address",
+           "split_address"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,49 @@ def check_reachable(address: str, source: str, timeout: float = CONNECT_TIMEOUT_
             f"({type(exc).__name__}: {exc}); start one there (ray start --head), fix the address, "
             "or leave cluster.address and RAY_ADDRESS empty to start a local Ray"
         ) from None
+
+
+def recorded_address(temp_dir: str | None = None) -> tuple[str | None, str]:
+    """``(address, record file)``: the cluster ``ray.init()`` without an address joins, or None.
+
+    Ray's own lookup: ``RAY_ADDRESS`` if set, else the GCS address the last ``ray start`` on this
+    machine wrote to ``ray_current_cluster`` in Ray's temp dir (``temp_dir``; by default
+    ``$RAY_TMPDIR/ray``, else ``$TMPDIR/ray``, else ``/tmp/ray``). None: ray.init() starts a local Ray.
+    """
+    from ray._common.utils import get_ray_address_file
+    from ray._private import services  # private, but it is the very lookup ray.init makes
+
+    record = get_ray_address_file(temp_dir)
+    try:
+        return services.canonicalize_bootstrap_address(None, temp_dir), record
+    except ValueError:  # a record ray.init could not parse either: nothing to join
+        log.warning("ignoring %s: it holds no Ray address", record)
+        return None, record
+
+
+def auto_join_address(temp_dir: str | None = None, timeout: float = CONNECT_TIMEOUT_S,
+                      lookup: Callable[[str | None], tuple[str | None, str]] = recorded_address) -> str | None:
+    """The live cluster a ``ray.init()`` without an address would join, or None: start a local Ray.
+
+    The record of the last ``ray start`` outlives its cluster (a crash, a kill, a reboot), and
+    ray.init() would retry that dead GCS for about 14 minutes. The recorded address gets the
+    same quick TCP check as ``cluster.address``; a dead one is one warning, and None.
+    """
+    address, record = lookup(temp_dir)
+    if address is None:
+        return None
+    try:
+        host, port, _ = split_address(address)
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        log.warning(
+            "%s records the Ray cluster of an earlier `ray start` (GCS at %s), but no Ray answers there "
+            "any more (%s: %s): that cluster has stopped. Starting a local Ray instead; delete that "
+            "file, or set cluster.address / RAY_ADDRESS to join a cluster", record, address,
+            type(exc).__name__, exc)
+        return None
+    return address
 
 
 def current_gcs_address() -> str | None:
