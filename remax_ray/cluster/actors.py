@@ -13,7 +13,8 @@ from typing import Any
 import ray
 
 from remax_ray.cluster import placement
-from remax_ray.cluster.placement import Placement, Plan, plan_for, run_namespace
+from remax_ray.cluster.learner_group import LearnerGroup
+from remax_ray.cluster.placement import Placement, Plan, learner_role, plan_for, run_namespace
 from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
 from remax_ray.config import Config, ConfigError
 
@@ -32,8 +33,9 @@ class Actors:
 
     def kill(self) -> None:
         """Kill every actor (vLLM engines hold memory until their actor dies) and free the bundles."""
-        for actor in [*self.generators, self.reward, self.learner]:
+        for actor in [*self.generators, self.reward]:
             ray.kill(actor, no_restart=True)
+        self.learner.kill()
         if self.placement is not None:
             self.placement.remove()
 
@@ -173,23 +175,38 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
 
 def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True, *,
                   reference_path: str | None = None, resume_from: str | os.PathLike | None = None,
-                  where: Placement | None = None) -> Any:
-    """A learner actor of its own process (so its peak memory is its own run's), in the learner's
-    bundle of ``where`` when given, named ``remax-learner`` in ``cfg``'s run namespace. Never
-    restarted: a fresh learner would silently lose the run's optimizer state; resume instead."""
+                  where: Placement | None = None) -> LearnerGroup:
+    """``learner.num_workers`` learner actors, each a process of its own (so its peak memory is its
+    own run's), in its rank's bundle of ``where`` when given, named ``remax-learner`` (rank 0) and
+    ``remax-learner-<r>`` in ``cfg``'s run namespace. Never restarted: a fresh learner would
+    silently lose the run's optimizer state; resume instead. With several ranks they join one
+    process group before loading the models (which ``wait`` then waits for)."""
     device = device or resolve_device(cfg)
     policy = str(resume_from) if resume_from else model_path
-    options = {"num_cpus": cfg.learner.num_cpus, "num_gpus": 1 if device == "cuda" else 0,
-               "name": "remax-learner"}
-    if where is not None:
-        options = where.options("learner")
-    options |= {"namespace": run_namespace(cfg), "runtime_env": _env(cfg), "max_restarts": 0}
-    learner = _named(ray.remote(LearnerShell), options,
-                     policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
-                     seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
-                     trust_remote_code=cfg.model.trust_remote_code,
-                     resume_from=str(resume_from) if resume_from else None,
-                     importance_cap=cfg.algo.importance_cap if cfg.rollout.overlap else 0.0)
+    world = cfg.learner.num_workers
+    ranks = []
+    for rank in range(world):
+        role = learner_role(rank)
+        options = {"num_cpus": cfg.learner.num_cpus, "num_gpus": 1 if device == "cuda" else 0,
+                   "name": f"remax-{role}"}
+        if where is not None:
+            options = where.options(role)
+        options |= {"namespace": run_namespace(cfg), "runtime_env": _env(cfg), "max_restarts": 0}
+        ranks.append(_named(
+            ray.remote(LearnerShell), options,
+            policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
+            seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
+            trust_remote_code=cfg.model.trust_remote_code,
+            resume_from=str(resume_from) if resume_from else None,
+            importance_cap=cfg.algo.importance_cap if cfg.rollout.overlap else 0.0,
+            rank=rank, world_size=world))
+    joining = None
+    if world > 1:
+        # A rank that dies leaves the others waiting in a collective; this bounds the wait.
+        timeout = max(cfg.cluster.sync_timeout_s, 300.0)
+        host, port = ray.get(ranks[0].open_store.remote())
+        joining = [r.join.remote(host, port, timeout) for r in ranks]
+    group = LearnerGroup(ranks, cfg.learner.strategy, joining)
     if wait:
-        ray.get(learner.__ray_ready__.remote())
-    return learner
+        ray.get(group.__ray_ready__.remote())
+    return group

@@ -39,21 +39,29 @@ class Plan:
     """role ("generator-<i>", "learner", "reward") -> its bundle and resources."""
 
 
+def learner_role(rank: int) -> str:
+    """The placement role (and actor name suffix) of learner rank ``rank``: rank 0 keeps ``learner``."""
+    return "learner" if rank == 0 else f"learner-{rank}"
+
+
 def plan(mode: str, num_generators: int, generator_cpus: float, learner_cpus: float, gpu: bool,
-         learner_gpu_share: float = 0.5) -> Plan:
+         learner_gpu_share: float = 0.5, learner_ranks: int = 1) -> Plan:
+    """Bundles and slots. Each learner rank has a bundle of its own (so ranks can land on different
+    nodes), except that ``colocated`` puts rank r in generator r's bundle while there is one."""
     if mode not in PLACEMENT_MODES:
         raise ConfigError(f"cluster.placement must be one of {', '.join(PLACEMENT_MODES)}, got {mode!r}")
     g = 1.0 if gpu else 0.0
     slots = {f"generator-{i}": Slot(i, generator_cpus, g) for i in range(num_generators)}
     bundles = [{"CPU": generator_cpus, "GPU": g} for _ in range(num_generators)]
-    if mode == "colocated":
-        share = learner_gpu_share * g
-        slots["generator-0"] = Slot(0, generator_cpus, g - share)
-        slots["learner"] = Slot(0, learner_cpus, share)
-        bundles[0] = {"CPU": generator_cpus + learner_cpus, "GPU": g}
-    else:
-        slots["learner"] = Slot(num_generators, learner_cpus, g)
-        bundles.append({"CPU": learner_cpus, "GPU": g})
+    for rank in range(learner_ranks):
+        if mode == "colocated" and rank < num_generators:
+            share = learner_gpu_share * g
+            slots[f"generator-{rank}"] = Slot(rank, generator_cpus, g - share)
+            slots[learner_role(rank)] = Slot(rank, learner_cpus, share)
+            bundles[rank] = {"CPU": generator_cpus + learner_cpus, "GPU": g}
+        else:
+            slots[learner_role(rank)] = Slot(len(bundles), learner_cpus, g)
+            bundles.append({"CPU": learner_cpus, "GPU": g})
     slots["reward"] = Slot(slots["learner"].bundle, 0.0, 0.0)
     bundles = [{k: v for k, v in b.items() if v > 0} for b in bundles]
     for i, bundle in enumerate(bundles):
@@ -65,7 +73,8 @@ def plan(mode: str, num_generators: int, generator_cpus: float, learner_cpus: fl
 
 def plan_for(cfg: Config, device: str) -> Plan:
     return plan(cfg.cluster.placement, cfg.rollout.num_generators, cfg.rollout.num_cpus_per_generator,
-                cfg.learner.num_cpus, device == "cuda", cfg.cluster.colocated_gpu_share)
+                cfg.learner.num_cpus, device == "cuda", cfg.cluster.colocated_gpu_share,
+                cfg.learner.num_workers)
 
 
 def run_namespace(cfg: Config) -> str:

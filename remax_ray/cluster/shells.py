@@ -23,8 +23,36 @@ class GeneratorShell(Generator):
 
 
 class LearnerShell(Learner):
-    """The learner's side of both weight transports: CPU buckets through the object store, or
-    rank 0 of a collective group."""
+    """One learner rank, and the learner's side of both weight transports: CPU buckets through
+    the object store, or rank 0 of a collective group.
+
+    With ``world_size`` > 1 the constructor only keeps its arguments: the ranks first meet
+    (:meth:`open_store` on rank 0, then :meth:`join` on every rank), and only then build the
+    Learner, whose models are wrapped for the process group as they load."""
+
+    def __init__(self, *args: Any, rank: int = 0, world_size: int = 1, **kwargs: Any):
+        self.rank, self.world_size = rank, world_size
+        if world_size == 1:
+            super().__init__(*args, **kwargs)
+        else:
+            self._deferred = (args, kwargs)
+
+    def open_store(self) -> tuple[str, int]:
+        """Rank 0: host the ranks' rendezvous store on a port the OS picks; returns (ip, port)."""
+        host = ray.util.get_node_ip_address()
+        self._store = torch.distributed.TCPStore(host, 0, self.world_size, is_master=True,
+                                                 wait_for_workers=False)
+        return host, self._store.port
+
+    def join(self, host: str, port: int, timeout_s: float) -> None:
+        """Join the process group, then load, wrap and (on resume) restore the models."""
+        from datetime import timedelta
+
+        args, kwargs = self._deferred
+        store = self._store if self.rank == 0 else torch.distributed.TCPStore(
+            host, port, self.world_size, is_master=False, timeout=timedelta(seconds=timeout_s))
+        Learner.__init__(self, *args, rank=self.rank, world_size=self.world_size, store=store,
+                         dist_timeout_s=timeout_s, **kwargs)
 
     def _buckets(self, bucket_mb: int, dtype: str) -> WeightBuckets:
         # The policy's HF-named parameters as buckets of whole layers (tied weights appear once),
@@ -37,8 +65,11 @@ class LearnerShell(Learner):
 
     def export_bucket(self, index: int, bucket_mb: int, dtype: str) -> Any:
         # Returned, not ray.put: Ray stores the result in the object store itself, copying the
-        # parameters' bytes once, and the caller owns it.
-        return self._buckets(bucket_mb, dtype)[index]
+        # parameters' bytes once, and the caller owns it. Under FSDP2 every rank builds the bucket
+        # (each joins the gather of its tensors, one bucket of whole tensors at a time) and rank 0
+        # alone ships it.
+        bucket = self._buckets(bucket_mb, dtype)[index]
+        return bucket if self.rank == 0 else None
 
     def collective_address(self) -> tuple[str, int]:
         """This node's IP and a free TCP port for the group's rendezvous store (hosted by rank 0)."""

@@ -189,7 +189,10 @@ class Trainer:
         raise AssertionError("unreachable")
 
     def _learner_died(self, err: Exception) -> bool:
-        return getattr(err, "actor_id", None) == self.actors.learner._actor_id.hex()
+        actor, learner = getattr(err, "actor_id", None), self.actors.learner
+        if hasattr(learner, "owns"):  # a LearnerGroup: any of its ranks
+            return learner.owns(actor)
+        return actor == learner._actor_id.hex()
 
     def _recover(self) -> None:
         others = [*self.actors.generators, self.actors.reward]

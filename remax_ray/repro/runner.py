@@ -47,7 +47,6 @@ def run_repro(base: Config, algos: list[str], seeds: list[int], out_dir: str | P
 def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool = False,
               progress: bool | None = None, include_dashboard: bool | None = None) -> str:
     """Fit every planned run on shared generators and reward actor; returns the learner's device."""
-    import ray
 
     from remax_ray.cluster.actors import Actors, connect, start_actors, start_learner
     from remax_ray.driver.trainer import Trainer
@@ -55,7 +54,7 @@ def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool
     connect(runs[0].cfg, include_dashboard)
     shared = start_actors(runs[0].cfg, model_path)
     # Every run, the first included, gets its own learner process started the same way.
-    ray.kill(shared.learner)
+    shared.learner.kill()
     try:
         warm_up(shared, runs)
         for i, run in enumerate(runs, 1):
@@ -65,7 +64,7 @@ def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool
             try:
                 summary = Trainer(run.cfg, actors=actors).fit(progress)
             finally:
-                ray.kill(learner)
+                learner.kill()
             log.info("repro: %s: held-out greedy reward %.4f -> %.4f in %.0f s", run.name,
                      summary["eval_before"], summary["eval_after"], summary["wall_s"])
             if not keep_checkpoints:

@@ -98,6 +98,8 @@ def _sent_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
 
 
 def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    if hasattr(t, "full_tensor"):  # sharded across learner ranks (FSDP2): gathered whole, by all ranks
+        t = t.full_tensor()
     t = t.detach()
     if dtype is not None and t.is_floating_point():
         t = t.to(dtype)  # a no-op (no copy) when the dtype already matches

@@ -122,7 +122,7 @@ def test_estimators_without_a_greedy_baseline_never_generate_one(trainer, tmp_pa
         records = [other.step() for _ in range(2)]
         after = ray.get(gen.counts.remote())
     finally:
-        ray.kill(learner)
+        learner.kill()
         trainer.sync()  # the module's engine serves the module's learner again
     assert after["greedy"] == before["greedy"]
     assert after["sampled"] - before["sampled"] == 2 * 4 * 2

@@ -63,6 +63,9 @@ EXPECTED_DEFAULTS = {
         "critic_lr": 1e-4,
         "gradient_checkpointing": False,
         "num_cpus": 1.0,
+        "num_workers": 1,
+        "strategy": "ddp",
+        "fsdp_offload": False,
     },
     "algo": {
         "estimator": "remax",

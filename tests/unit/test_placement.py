@@ -40,3 +40,18 @@ def test_config_keys_and_namespace(tmp_path):
                              "rollout.num_generators=2"])
     assert plan_for(cfg, "cuda").slots["learner"] == Slot(0, 1.0, 0.5)
     assert run_namespace(cfg) == "remax-my-run"
+
+
+def test_each_learner_rank_gets_a_bundle_of_its_own_so_ranks_can_span_nodes():
+    p = plan("disaggregated", 1, generator_cpus=2, learner_cpus=4, gpu=True, learner_ranks=3)
+    assert p.bundles == [{"CPU": 2, "GPU": 1}] + [{"CPU": 4, "GPU": 1}] * 3
+    assert [p.slots[r] for r in ("learner", "learner-1", "learner-2")] == [Slot(1, 4, 1), Slot(2, 4, 1), Slot(3, 4, 1)]
+    assert p.slots["reward"] == Slot(1, 0, 0)  # with rank 0
+
+
+def test_colocated_ranks_share_the_generators_bundles_while_there_are_some():
+    p = plan("colocated", 2, generator_cpus=2, learner_cpus=4, gpu=True, learner_gpu_share=0.25, learner_ranks=3)
+    assert p.slots["learner"] == Slot(0, 4, 0.25) and p.slots["learner-1"] == Slot(1, 4, 0.25)
+    assert p.slots["generator-1"] == Slot(1, 2, 0.75)
+    assert p.slots["learner-2"] == Slot(2, 4, 1)  # no third generator: a bundle (and GPU) of its own
+    assert p.bundles == [{"CPU": 6, "GPU": 1}, {"CPU": 6, "GPU": 1}, {"CPU": 4, "GPU": 1}]
