@@ -49,3 +49,28 @@ def memory_stats(models: list[torch.nn.Module], optimizers: list[torch.optim.Opt
     if device.type == "cuda":
         out["learner_cuda_peak_bytes"] = float(torch.cuda.max_memory_allocated(device))
     return out
+
+
+# Bytes per parameter of the learner's training state (fp32 master weights everywhere):
+_TRAINED = 4 + 4 + 8  # weight + gradient + AdamW's two moments
+_FROZEN = 4  # the reference: weights only
+
+
+def modelled_state_bytes(policy_params: int, *, ranks: int = 1, strategy: str = "ddp",
+                         critic_params: int = 0) -> float:
+    """Training-state bytes one learner rank holds: the policy (trained), the frozen reference (the
+    same size) and, for PPO, the critic (trained; its backbone's parameters plus a scalar head).
+
+    DDP keeps a whole replica on every rank; FSDP2 shards all of it evenly over ``ranks`` (each
+    decoder layer's whole weights exist only transiently, while that layer runs, so they are left
+    out, as are activations). Per parameter: 16 bytes trained (fp32 weight, gradient, AdamW m and
+    v), 4 frozen. ReMax: 20 N; PPO: 20 N + 16 N_critic."""
+    total = _TRAINED * policy_params + _FROZEN * policy_params + _TRAINED * critic_params
+    return total / ranks if strategy == "fsdp" else float(total)
+
+
+def largest_policy(device_bytes: float, *, ranks: int, strategy: str, with_critic: bool) -> float:
+    """The most policy parameters whose modelled state fits ``device_bytes`` per rank (the critic,
+    when there is one, the policy's size)."""
+    per_param = modelled_state_bytes(1, ranks=ranks, strategy=strategy, critic_params=1 if with_critic else 0)
+    return device_bytes / per_param

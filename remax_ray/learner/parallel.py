@@ -42,7 +42,10 @@ def wrap(module: nn.Module, model: nn.Module, strategy: str, device: torch.devic
     kwargs = {"offload_policy": CPUOffloadPolicy()} if offload else {}
     for layer in decoder_layers(model):
         fully_shard(layer, **kwargs)
-    fully_shard(module, **kwargs)
+    # The root keeps its gathered weights after a forward by default, for the backward that follows;
+    # a frozen model has no backward, so it would hold its embeddings and head whole until its next
+    # forward. Resharding at once keeps it at its shard.
+    fully_shard(module, **({"reshard_after_forward": True} if not trainable else {}), **kwargs)
     return module
 
 
