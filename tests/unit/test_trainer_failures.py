@@ -187,3 +187,21 @@ def test_overlap_trains_each_batch_one_policy_behind_and_resumes_with_the_pendin
     generated = resumed.actors.generators[0].calls.get("generate", 0)
     assert resumed.step()["policy_lag"] == 1.0
     assert resumed.actors.generators[0].calls.get("generate", 0) == generated  # nothing regenerated
+
+
+def test_the_death_of_any_learner_rank_is_a_learner_death(make):
+    """With K ranks an error may name rank 1, not rank 0: the step still fails as a learner death
+    (no retry, no restart of the generators), and the message path names the checkpoint."""
+    from remax_ray.cluster.learner_group import LearnerGroup
+
+    t = make()
+    rank0 = t.actors.learner
+    rank1 = FakeActor("learner-1", train_step=lambda rollouts: {"loss": 0.5})
+    t.actors.learner = LearnerGroup([rank0, rank1], "ddp")
+    death = ActorDiedError()
+    death.actor_id = "learner-1"
+    rank1.failures["train_step"] = [death]
+    with pytest.raises(ActorDiedError):
+        t.step()
+    assert rank1.calls["train_step"] == 1 and t.step_idx == 0  # not retried
+    assert t.actors.generators[0].calls.get("__ray_ready__", 0) == 0  # no recovery of the others
