@@ -40,10 +40,20 @@ def sum_floats(values: Mapping[str, float], device: torch.device) -> dict[str, f
     and sums of many tokens stay exact)."""
     if not active():
         return dict(values)
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    keys = all_keys(list(values))  # a key only some ranks produced (e.g. importance weights) counts 0 elsewhere
+    t = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return dict(zip(keys, t.tolist()))
+
+
+def all_keys(keys: list[str]) -> list[str]:
+    """The union of every rank's keys, sorted: a rank with no prompts this step has no statistics
+    of its own, and each all-reduce needs the same tensor on every rank."""
+    if not active():
+        return sorted(keys)
+    gathered: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(keys))
+    return sorted({k for ks in gathered for k in ks})
 
 
 def max_int(value: int, device: torch.device) -> int:

@@ -104,9 +104,10 @@ def global_stats(stats: dict[str, float], num_seqs: int, device: torch.device) -
     if not dist.active():
         return stats
     sums = {"_n": float(num_seqs)}
-    for key, value in stats.items():
+    for key in dist.all_keys(list(stats)):
+        value = stats.get(key, 0.0)  # a rank without prompts adds nothing (num_seqs = 0)
         if key.endswith("_std"):
-            mean = stats[key[: -len("_std")] + "_mean"]
+            mean = stats.get(key[: -len("_std")] + "_mean", 0.0)
             sums[key] = (value * value + mean * mean) * num_seqs  # sum of squares
         else:
             sums[key] = value * num_seqs

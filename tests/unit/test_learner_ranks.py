@@ -44,8 +44,8 @@ def test_split_by_tokens_keeps_prompts_whole_and_balances_tokens() -> None:
     assert max(loads) <= 4 / 3 * 66 / 4
 
 
-def _rollouts():
-    return toy_rollouts(6, 2, seed=3, response_len=lambda i, j: 2 + (i * 3 + j) % 5, greedy_score=0.3)
+def _rollouts(prompts: int = 6):
+    return toy_rollouts(prompts, 2, seed=3, response_len=lambda i, j: 2 + (i * 3 + j) % 5, greedy_score=0.3)
 
 
 def _configs(strategy: str, world: int, estimator: str) -> tuple[LearnerConfig, AlgoConfig]:
@@ -53,12 +53,13 @@ def _configs(strategy: str, world: int, estimator: str) -> tuple[LearnerConfig, 
             AlgoConfig(estimator=estimator, kl_coef=0.05))
 
 
-def _rank_main(rank: int, world: int, port: int, model: str, strategy: str, estimator: str, out: str) -> None:
+def _rank_main(rank: int, world: int, port: int, model: str, strategy: str, estimator: str, out: str,
+               prompts: int = 6) -> None:
     torch.set_num_threads(1)
     store = torch.distributed.TCPStore("127.0.0.1", port, world, is_master=rank == 0)
     learner_cfg, algo = _configs(strategy, world, estimator)
     learner = Learner(model, learner_cfg, algo, seed=0, rank=rank, world_size=world, store=store)
-    shard = shard_rollouts(_rollouts(), world)[rank]
+    shard = shard_rollouts(_rollouts(prompts), world)[rank]
     grad = policy_gradient(learner, shard)
     metrics = learner.train_step(shard)
     params = {n: torch.as_tensor(p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone()
@@ -75,10 +76,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path) -> dict:
+def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path, prompts: int = 6) -> dict:
     ctx = mp.get_context("spawn")
     port = _free_port()
-    procs = [ctx.Process(target=_rank_main, args=(r, world, port, model, strategy, estimator, str(out)))
+    procs = [ctx.Process(target=_rank_main, args=(r, world, port, model, strategy, estimator, str(out), prompts))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -123,6 +124,18 @@ def test_two_ranks_equal_one_learner(strategy, estimator, single, tiny_model, tm
     print(f"{strategy} {estimator}: max grad diff {diff:.3g}, max param diff {worst:.3g}; state bytes "
           f"K=1 {one['metrics']['learner_state_bytes']:.0f} K=2 {two['metrics']['learner_state_bytes']:.0f} "
           f"(model {modelled_state_bytes(n):.0f} / {modelled_state_bytes(n, ranks=2, strategy=strategy):.0f})")
+
+
+def test_a_rank_without_prompts_runs_empty_micro_batches_in_step(tiny_model, tmp_path) -> None:
+    """One prompt, two ranks (as when reward.on_invalid=skip dropped the other rank's prompts):
+    rank 1 runs empty micro-batches, every collective is matched, and the update is rank 0's alone,
+    i.e. one learner's on that prompt."""
+    two = _run_ranks(2, str(tiny_model), "ddp", "remax", tmp_path / "rank0.pt", prompts=1)
+    learner_cfg, algo = _configs("ddp", 1, "remax")
+    single = Learner(str(tiny_model), learner_cfg, algo, seed=0)
+    grad = policy_gradient(single, _rollouts(1))
+    assert (two["grad"] - grad).abs().max().item() < GRAD_ATOL
+    assert two["metrics"]["grad_norm"] == pytest.approx(single.train_step(_rollouts(1))["grad_norm"], rel=1e-5)
 
 
 # ------------------------------------------------------------------ checkpoints across rank counts
