@@ -16,10 +16,11 @@ from remax_ray.sync.cpu import WeightBuckets
 
 
 class GeneratorShell(Generator):
-    def load_weight_refs(self, refs: list[ray.ObjectRef]) -> dict[str, float]:
+    def load_weight_refs(self, refs: list[ray.ObjectRef], version: int | None = None, first_bucket: int = 0,
+                         buckets_in_sync: int = 1) -> dict[str, float]:
         # One bucket at a time, each mapped from the object store without a copy (numpy arrays):
         # only one bucket beyond the model is ever resident here.
-        return self.load_weights(ray.get(ref) for ref in refs)
+        return self.load_weights((ray.get(ref) for ref in refs), version, first_bucket, buckets_in_sync)
 
 
 class LearnerShell(Learner):

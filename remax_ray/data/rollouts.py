@@ -28,3 +28,6 @@ class PromptRollout:
     greedy: Completion | None
     sample_scores: list[float] = field(default_factory=list)
     greedy_score: float = 0.0
+    weight_version: int = 0
+    """The driver's weight sync the responses were sampled with (0: the model the generator was
+    built from); the driver re-syncs and samples again when it is not the one it expects."""

@@ -24,7 +24,8 @@ _RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard", COUNTED_FILE)
 def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_from: Path | None,
                   overwrite: bool) -> RunState:
     out = Path(cfg.run.output_dir)
-    order = data_order(cfg.run.seed, cfg.run.prompts_per_step, cfg.run.dataset, len(splits.train))
+    order = data_order(cfg.run.seed, cfg.run.prompts_per_step, cfg.run.dataset, len(splits.train),
+                       cfg.rollout.overlap)
     if resume_from is not None:
         return _resumed(out, resume_from, order)
     used = [name for name in _RUN_FILES if (out / name).exists()]
@@ -41,6 +42,16 @@ def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_fro
 
 def _resumed(out: Path, folder: Path, order: dict) -> RunState:
     state = RunState.from_file(folder / checkpoint.RUN_STATE)
+    # Checkpoints from before the order recorded overlap: a batch sampled ahead means it was on.
+    state.data_order.setdefault("overlap", state.pending is not None)
+    if state.data_order.get("overlap") != order["overlap"]:
+        # Refused rather than adapted: the saved batch was sampled one policy behind and the learner
+        # corrects for that only with overlap on, and a changed schedule reproduces neither run.
+        was = state.data_order["overlap"]
+        raise ResumeError(f"--resume {folder}: rollout.overlap was {was} in the run that wrote this "
+                          f"checkpoint and is {order['overlap']} now; a run keeps its sampling schedule "
+                          f"(with overlap, its next batch is already sampled, one policy behind): resume "
+                          f"with rollout.overlap={str(was).lower()}")
     if state.data_order != order:
         changed = {k: (state.data_order.get(k), v) for k, v in order.items() if state.data_order.get(k) != v}
         raise ResumeError(f"--resume {folder}: the prompt order would change, so steps would be repeated "

@@ -16,7 +16,7 @@ import numpy as np
 
 from remax_ray.data.rollouts import Completion, PromptRollout
 
-COUNTERS = ("actor_retries", "skipped_samples", "skipped_prompts", "steps_without_update")
+COUNTERS = ("actor_retries", "generator_resyncs", "skipped_samples", "skipped_prompts", "steps_without_update")
 
 
 @dataclass
@@ -25,7 +25,8 @@ class RunState:
     """Training steps completed; the next step's prompts are batch ``step`` of the seeded order."""
     prompts_consumed: int = 0
     data_order: dict = field(default_factory=dict)
-    """The settings that define the prompt order (seed, prompts_per_step, dataset, train size)."""
+    """The settings that define the prompt order (seed, prompts_per_step, dataset, train size) and
+    which policy samples each step's batch (rollout.overlap)."""
     reference_path: str = ""
     """The KL anchor: the ORIGINAL model, never a checkpoint of this run."""
     eval_before: float | None = None
@@ -33,7 +34,8 @@ class RunState:
     """Lines of metrics.jsonl written when this state was taken; a resume drops later ones."""
     counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0.0))
     pending: list | None = None
-    """rollout.overlap: the next step's rollouts, already sampled (one policy behind)."""
+    """rollout.overlap: the next step's rollouts, already sampled (one policy behind). Every checkpoint
+    of an overlapped run carries them, the one saved when a step fails too."""
     python_rng: list | None = None
     numpy_rng: list | None = None
 
@@ -62,8 +64,9 @@ class RunState:
         return state
 
 
-def data_order(seed: int, prompts_per_step: int, dataset: str, num_train: int) -> dict:
-    return {"seed": seed, "prompts_per_step": prompts_per_step, "dataset": dataset, "num_train": num_train}
+def data_order(seed: int, prompts_per_step: int, dataset: str, num_train: int, overlap: bool) -> dict:
+    return {"seed": seed, "prompts_per_step": prompts_per_step, "dataset": dataset, "num_train": num_train,
+            "overlap": overlap}
 
 
 def rollouts_to_json(rollouts: list[PromptRollout]) -> list[dict]:

@@ -64,8 +64,12 @@ class Trainer:
         dump_yaml(cfg, self.out / "config.yaml")
         self.metrics = MetricsSink(self.out, run_name=self.out.name)
         self._weight_meta: list | None = None
-        # overlap: the next step's rollouts (sampled one policy behind) and their lag; a checkpoint
-        # carries them, so a resumed overlapped run trains on exactly what the original would have.
+        # The number of the last sync pushed into the generators (0: model.path, which they are
+        # built and restarted from); every response carries the number its engine had loaded.
+        self._weights_version = 0
+        # overlap: the next step's rollouts (sampled one policy behind) and their lag, kept until
+        # that step's update is applied; every checkpoint carries them, the one saved on a failure
+        # too, so a resumed overlapped run trains on exactly what the original would have.
         self._pending = (rollouts_from_json(self.state.pending), 1.0) if self.state.pending else None
         self._fit_start: float | None = None
         self._phase = "start"
@@ -83,7 +87,7 @@ class Trainer:
         k = self.state.step
         prompts = self._prompts(k)
         t0 = time.perf_counter()
-        rollouts, lag = self._take_pending() or (self._retrying("generate", lambda: self._generate_step(k)), 0.0)
+        rollouts, lag = self._pending or (self._retrying("generate", lambda: self._generate_step(k)), 0.0)
         t1 = time.perf_counter()
         self._retrying("score", lambda: self.score(rollouts))
         generated = sum(len(c.token_ids) for r in rollouts for c in [*r.samples, *([r.greedy] if r.greedy else [])])
@@ -94,15 +98,23 @@ class Trainer:
         ahead = self._generate_ahead(k + 1)  # overlap: the next batch, sampled while the learner works
         learned = ray.get(update) if update else {}
         t3 = time.perf_counter()
-        self._phase = "generate ahead"
-        self._pending = self._collect(ahead, k + 1)
-        t4 = time.perf_counter()
-        record = {**learned, "generate_s": (t1 - t0) + (t4 - t3), "score_s": t2 - t1, "learn_s": t3 - t2,
+        record = {**learned, "generate_s": t1 - t0, "score_s": t2 - t1, "learn_s": t3 - t2,
                   "policy_lag": lag,
                   "greedy_responses": float(sum(r.greedy is not None for r in rollouts)),
                   # Throughput inputs: the sink derives tokens/s of generation and of learning.
                   "generated_tokens": float(generated), "sequences": float(sum(len(r.samples) for r in rollouts))}
+        # The update is applied: count the step before anything else can fail, so that the
+        # checkpoint a failure saves is labelled k + 1 and a resume does not train step k twice.
         self._count(prompts, dropped, updated=bool(rollouts))
+        self._pending = None
+        self._phase = "generate ahead"
+        try:
+            self._pending = self._collect(ahead, k + 1)
+        except Exception:
+            self._finish(record | {"generate_ahead_failed": 1.0})
+            raise
+        t4 = time.perf_counter()
+        record["generate_s"] += t4 - t3
         try:
             record |= self._retrying("sync", self.sync)
         except Exception:  # the update is applied: record it, so a resume neither repeats nor loses it
@@ -119,33 +131,45 @@ class Trainer:
         return self.generate(self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k,
                              greedy=self.spec.needs_greedy)
 
-    def _generate_ahead(self, k: int) -> list | None:
+    def _generate_ahead(self, k: int) -> tuple[int, list] | None:
         """rollout.overlap: start step k's generation now (futures), with the engines' current
-        weights, which are one update behind the learner's by the time step k trains on them."""
+        weights (the sync whose number comes along), which are one update behind the learner's by
+        the time step k trains on them."""
         if not self.cfg.rollout.overlap or k >= self.cfg.run.steps:
             return None
         gens, prompts = self.actors.generators, self._prompts(k)
         size = -(-len(prompts) // len(gens))
-        return [g.generate.remote(prompts[lo : lo + size], n=self.cfg.rollout.samples_per_prompt, step=k,
-                                  first_index=lo, run_seed=self.cfg.run.seed, greedy=self.spec.needs_greedy)
-                for g, lo in zip(gens, range(0, len(prompts), size))]
+        return self._weights_version, [
+            g.generate.remote(prompts[lo : lo + size], n=self.cfg.rollout.samples_per_prompt, step=k,
+                              first_index=lo, run_seed=self.cfg.run.seed, greedy=self.spec.needs_greedy)
+            for g, lo in zip(gens, range(0, len(prompts), size))]
 
-    def _collect(self, ahead: list | None, k: int) -> tuple[list[PromptRollout], float] | None:
+    def _collect(self, ahead: tuple[int, list] | None, k: int) -> tuple[list[PromptRollout], float] | None:
         if ahead is None:
             return None
+        version, futures = ahead
         try:
-            return [r for shard in ray.get(ahead) for r in shard], 1.0
+            shards = ray.get(futures)
         except (RayActorError, GetTimeoutError) as err:
             if self._learner_died(err):
                 raise
-            # Regenerated after the recovery's sync, so with the current weights: no lag this time.
             self.state.counters["actor_retries"] += 1
             log.warning("step %d: generating ahead failed (%s); regenerating after the restart", k, err)
-            return self._retrying("generate", lambda: (self._recover(), self._generate_step(k))[1]), 0.0
+        else:
+            if not self._stale(shards, version, k):
+                return [r for shard in shards for r in shard], 1.0
+        # Regenerated after the recovery's sync, so with the current weights: no lag this time.
+        return self._retrying("generate", lambda: (self._recover(), self._generate_step(k))[1]), 0.0
 
-    def _take_pending(self) -> tuple[list[PromptRollout], float] | None:
-        pending, self._pending = self._pending, None
-        return pending
+    def _stale(self, shards: list[list[PromptRollout]], version: int, step: int) -> bool:
+        """Whether a generator answered from weights other than sync ``version``'s: Ray restarted it
+        (from model.path) since that sync. Counted; the caller re-syncs and samples again."""
+        served = sorted({r.weight_version for shard in shards for r in shard} - {version})
+        if served:
+            self.state.counters["generator_resyncs"] += 1
+            log.warning("step %d: a generator served weights of sync %s instead of %d (restarted since); "
+                        "re-syncing and sampling again", step, served, version)
+        return bool(served)
 
     def _count(self, prompts: list[str], dropped: int, updated: bool) -> None:
         counters = self.state.counters
@@ -209,13 +233,22 @@ class Trainer:
         self.sync()
 
     def generate(self, prompts: list[str], *, n: int, step: int, greedy: bool = True) -> list[PromptRollout]:
-        """Shard prompts across generator replicas (contiguous chunks) and return them in order."""
+        """Shard prompts across generator replicas (contiguous chunks) and return them in order, all
+        sampled with the last sync's weights: a batch from a generator restarted since (serving
+        model.path) is sampled again, whole, after a re-sync (same seeds, so the same responses)."""
         gens = self.actors.generators
         size = -(-len(prompts) // len(gens))
-        futures = [g.generate.remote(prompts[lo : lo + size], n=n, step=step, first_index=lo,
-                                     run_seed=self.cfg.run.seed, greedy=greedy)
-                   for g, lo in zip(gens, range(0, len(prompts), size))]
-        return [r for shard in ray.get(futures) for r in shard]
+        for resync in range(self.cfg.run.step_retries + 2):
+            if resync:
+                self._recover()
+            futures = [g.generate.remote(prompts[lo : lo + size], n=n, step=step, first_index=lo,
+                                         run_seed=self.cfg.run.seed, greedy=greedy)
+                       for g, lo in zip(gens, range(0, len(prompts), size))]
+            shards = ray.get(futures)
+            if not self._stale(shards, self._weights_version, step):
+                return [r for shard in shards for r in shard]
+        raise RuntimeError(f"step {step}: the generators still serve weights other than sync "
+                           f"{self._weights_version} after {self.cfg.run.step_retries + 1} re-syncs")
 
     def score(self, rollouts: list[PromptRollout]) -> None:
         """Score every sampled (and greedy, where present) response in one batched call."""
@@ -236,12 +269,13 @@ class Trainer:
     def sync(self) -> dict[str, float]:
         """Push the learner's weights into every generator before the next generate; a sync that
         outlives ``cluster.sync_timeout_s`` (a dead peer) raises instead of hanging."""
+        self._weights_version += 1
         if self.transport != "cpu":
             return self._sync_collective()
         learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s
         deadline = time.monotonic() + timeout
         args = (self.cfg.cluster.sync_bucket_mb, self.actors.dtype)
-        count = ray.get(learner.weight_buckets.remote(*args), timeout=timeout)
+        count, version = ray.get(learner.weight_buckets.remote(*args), timeout=timeout), self._weights_version
         loading: deque[list] = deque()
         loaded: list[list[dict[str, float]]] = []
         for k in range(count):
@@ -249,7 +283,7 @@ class Trainer:
             # before asking for k + 1 keeps at most two buckets in the object store, never the model.
             # The ref goes in a list so that the generator, not Ray, fetches it (one at a time).
             bucket = learner.export_bucket.remote(k, *args)
-            loading.append([g.load_weight_refs.remote([bucket]) for g in gens])
+            loading.append([g.load_weight_refs.remote([bucket], version, k, count) for g in gens])
             if len(loading) > 1:
                 loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
         while loading:
@@ -266,7 +300,8 @@ class Trainer:
                        for i, g in enumerate(gens)], timeout=2 * timeout)
             self._weight_meta = ray.get(learner.weight_meta.remote())
         sent, *_ = ray.get([learner.broadcast_weights.remote()]
-                           + [g.receive_collective.remote(self._weight_meta) for g in gens], timeout=2 * timeout)
+                           + [g.receive_collective.remote(self._weight_meta, self._weights_version) for g in gens],
+                           timeout=2 * timeout)
         return {"sync_bytes": sent, "sync_buckets": float(len(self._weight_meta))}
 
     def evaluate(self) -> float:

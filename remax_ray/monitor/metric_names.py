@@ -61,11 +61,16 @@ GAUGES: dict[str, tuple[str, str]] = {
     "sync_bytes": ("sync", "bytes of weights sent to each generator"),
     "sync_buckets": ("sync", "buckets (CPU) or tensors (collective) of one sync"),
     "sync_failed": ("sync", "1 when the step's update was applied but its sync failed"),
+    "generate_ahead_failed": ("sync", "rollout.overlap: 1 when the step's update was applied but sampling "
+                                      "the next batch failed"),
     "learner_state_bytes": ("memory", "bytes of parameters, gradients and optimizer state"),
     "learner_peak_rss_bytes": ("memory", "peak resident memory of the learner's process"),
     "learner_cuda_peak_bytes": ("memory", "GPU only: the learner's peak CUDA allocation"),
     "prompts_consumed": ("progress", "training prompts used so far (cumulative)"),
     "actor_retries": ("progress", "phases retried after a generator or reward actor died (cumulative)"),
+    "generator_resyncs": ("progress", "re-syncs because a generator answered from weights other than the "
+                                      "last sync's (restarted between calls); its batch is sampled again "
+                                      "(cumulative)"),
     "skipped_samples": ("progress", "sampled responses dropped for a non-finite reward (cumulative)"),
     "skipped_prompts": ("progress", "prompts skipped by the trainer (cumulative)"),
     "steps_without_update": ("progress", "steps where every reward was invalid (cumulative)"),
@@ -77,7 +82,7 @@ GAUGES: dict[str, tuple[str, str]] = {
 PPO_ONLY = frozenset({"value_mean", "value_loss", "critic_grad_norm", "clip_frac"})
 OVERLAP_ONLY = frozenset({"is_ratio_mean", "is_ratio_max", "is_clip_frac"})
 GPU_ONLY = frozenset({"learner_cuda_peak_bytes"})
-FAILURE_ONLY = frozenset({"sync_failed"})
+FAILURE_ONLY = frozenset({"sync_failed", "generate_ahead_failed"})
 # Logged beside evaluations, not in step records.
 EVAL_KEYS = frozenset({"eval_greedy_reward", "dataset_lines_skipped", "prompts_too_long",
                        "prompts_truncated"})
@@ -85,6 +90,7 @@ EVAL_KEYS = frozenset({"eval_greedy_reward", "dataset_lines_skipped", "prompts_t
 # Cumulative keys of a step record whose growth each counter adds.
 _CUMULATIVE = {"remax_skipped_samples_total": "skipped_samples",
                "remax_actor_retries_total": "actor_retries",
+               "remax_generator_resyncs_total": "generator_resyncs",
                "remax_steps_without_update_total": "steps_without_update",
                "remax_prompts_total": "prompts_consumed"}
 # Ray Counter name (as passed to ray.util.metrics.Counter; also the Prometheus name after "ray_").
@@ -94,6 +100,7 @@ COUNTERS: dict[str, str] = {
     "remax_learned_tokens_total": "response tokens the learner trained on",
     "remax_skipped_samples_total": "sampled responses dropped for a non-finite reward",
     "remax_actor_retries_total": "phases retried after an actor died",
+    "remax_generator_resyncs_total": "re-syncs of a generator found serving stale weights",
     "remax_steps_without_update_total": "steps with no valid reward, hence no update",
     "remax_prompts_total": "training prompts consumed",
 }

@@ -41,6 +41,33 @@ def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, 
     )
 
 
+class WeightVersion:
+    """Which of the driver's syncs an engine's weights came from: 0 for the model the engine was
+    built with (``model.path``, also what Ray restarts a dead generator from), ``MIXED`` while a
+    sync is partly loaded. The driver numbers its syncs; a CPU sync is one call per bucket, so a
+    version counts only when this process loaded every bucket of it, in order: a generator
+    restarted in the middle of a sync gets its tail alone and must not claim it."""
+
+    MIXED = -1
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._loading: int | None = None  # the sync whose buckets arrive, and how many have
+        self._buckets = 0
+
+    def bucket_loaded(self, version: int, index: int, count: int) -> None:
+        """Bucket ``index`` of the ``count`` buckets of sync ``version`` is now in the engine."""
+        if index == 0:
+            self._loading, self._buckets = version, 0
+        elif (self._loading, self._buckets) != (version, index):
+            self._loading = None  # a gap: this process missed part of the sync
+        self._buckets += 1
+        self.version = version if self._loading == version and self._buckets == count else self.MIXED
+
+    def whole_sync_loaded(self, version: int) -> None:
+        self.version, self._loading = version, None
+
+
 class Generator:
     def __init__(
         self,
@@ -73,6 +100,9 @@ class Generator:
         # Counted here, where the cost is paid: an estimator without a greedy baseline must not
         # generate one (the time comparison against PPO would be unfair otherwise).
         self.request_counts = {"sampled": 0, "greedy": 0}
+        # Reported with every response, so the driver notices a restart that happened between
+        # its calls (the engine then serves model.path again, and generate still succeeds).
+        self.weights = WeightVersion()
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -112,7 +142,7 @@ class Generator:
         for prompt, ids in zip(prompts, encoded):
             samples = [_completion(outputs[k + j].outputs[0], with_logprobs=True) for j in range(n)]
             base = _completion(outputs[k + n].outputs[0], with_logprobs=False) if greedy else None
-            rollouts.append(PromptRollout(prompt, ids, samples, base))
+            rollouts.append(PromptRollout(prompt, ids, samples, base, weight_version=self.weights.version))
             k += per_prompt
         return rollouts
 
@@ -131,19 +161,26 @@ class Generator:
         return [[d[t].logprob for d, t in zip(o.prompt_logprobs[1:], s[1:])]
                 for o, s in zip(outs, sequences)]
 
-    def load_weights(self, buckets: Iterable[Any]) -> dict[str, float]:
+    def load_weights(self, buckets: Iterable[Any], version: int | None = None, first_bucket: int = 0,
+                     buckets_in_sync: int = 1) -> dict[str, float]:
         """In-place reload of ``remax_ray.sync.cpu.Bucket``s, one RPC per bucket: each is copied into
-        a shared arena that vLLM's worker maps, so only names and offsets cross the RPC."""
+        a shared arena that vLLM's worker maps, so only names and offsets cross the RPC.
+
+        ``version``: the driver's number for this sync, of which these are buckets ``first_bucket``,
+        ``first_bucket + 1``, ... of ``buckets_in_sync`` (see :class:`WeightVersion`)."""
         from remax_ray.sync.cpu import SharedArena
 
         start, nbytes, ntensors = time.perf_counter(), 0, 0
         arena = self.__dict__.setdefault("_weight_arena", SharedArena())  # kept: its pages stay faulted in
-        for bucket in buckets:
+        self.weights.version = WeightVersion.MIXED  # until a whole sync is in (a reload may fail midway)
+        for index, bucket in enumerate(buckets, start=first_bucket):
             where = arena.write(bucket.arrays)
             nbytes += bucket.nbytes
             ntensors += sum(self.llm.collective_rpc("remax_reload_arena", args=(
                 where.path, where.capacity, where.generation, where.offsets, bucket.names, bucket.dtypes,
                 [list(s) for s in bucket.shapes])))
+            if version is not None:
+                self.weights.bucket_loaded(version, index, buckets_in_sync)
         # Cached prefixes hold KV computed by the old weights.
         self.llm.reset_prefix_cache()
         return {"sync_s": time.perf_counter() - start, "sync_bytes": float(nbytes),
@@ -156,11 +193,15 @@ class Generator:
         self.llm.collective_rpc("remax_init_collective",
                                 args=(host, port, rank_offset, world_size, backend, timeout_s))
 
-    def receive_collective(self, meta: list) -> dict[str, float]:
-        """Receive one broadcast of the learner's weights and reload them in place."""
+    def receive_collective(self, meta: list, version: int | None = None) -> dict[str, float]:
+        """Receive one broadcast of the learner's weights (the driver's sync ``version``) and reload
+        them in place."""
         start = time.perf_counter()
+        self.weights.version = WeightVersion.MIXED
         ntensors = sum(self.llm.collective_rpc("remax_receive_collective", args=(meta,)))
         self.llm.reset_prefix_cache()
+        if version is not None:
+            self.weights.whole_sync_loaded(version)
         return {"sync_s": time.perf_counter() - start, "sync_tensors": float(ntensors)}
 
 

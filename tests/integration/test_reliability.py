@@ -3,6 +3,8 @@
 One deterministic configuration trains 4 steps three ways: uninterrupted; as 2 steps, a SIGKILL of
 the driver process and ``--resume latest``; and with a generator process SIGKILLed mid-run. The
 policy must come out bit-identical and the per-step metrics identical, with every step logged once.
+A generator killed between steps, and back before the next one, must not serve its responses from
+model.path: the driver sees its weight version and re-syncs first.
 """
 
 from __future__ import annotations
@@ -127,3 +129,38 @@ def test_a_killed_generator_is_restarted_and_no_step_is_lost_or_repeated(uninter
             record["actor_retries"] = 0.0
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     _assert_same_run(tmp_path, uninterrupted)
+
+
+def _restarted(actor, old_pid: int, timeout_s: float = 300.0) -> int:
+    """The pid of ``actor``'s new process once Ray has restarted it (its engine built anew)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+            if pid != old_pid:
+                return pid
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass  # not yet seen dead, or still restarting
+        time.sleep(0.5)
+    raise TimeoutError(f"the actor was not restarted within {timeout_s:.0f} s")
+
+
+def test_a_generator_restarted_between_steps_serves_the_synced_weights(ray_session, tiny_model, prompt_file,
+                                                                       tmp_path):
+    """A generator that dies after a sync and is back before the next generate answers that generate
+    from model.path without any error; its weight version shows it, and the step re-syncs first."""
+    cfg = load_config(None, [*_overrides(tiny_model, prompt_file, tmp_path), "run.steps=2",
+                             "cluster.max_actor_restarts=1"])
+    trainer = Trainer(cfg)
+    try:
+        first = trainer.step()  # the learner updates, then syncs its weights into the generator
+        generator = trainer.actors.generators[0]
+        pid = ray.get(generator.__ray_call__.remote(lambda self: os.getpid()))
+        os.kill(pid, signal.SIGKILL)
+        _restarted(generator, pid)
+        second = trainer.step()
+    finally:
+        trainer.shutdown()
+    assert first["logp_diff"] < 1e-4
+    assert second["logp_diff"] < 1e-4  # sampled by the learner's weights, not by model.path
+    assert second["generator_resyncs"] == 1.0 and second["actor_retries"] == 0.0

@@ -32,6 +32,7 @@ from remax_ray.monitor.metric_names import (
     with_throughput,
 )
 from remax_ray.monitor.metrics import MetricsSink
+from remax_ray.rollout.generator import WeightVersion
 
 
 class _InProcess:
@@ -55,6 +56,23 @@ def _generate(prompts, *, n, step, first_index, run_seed, greedy=True):
             for p in prompts]
 
 
+class _Engine:
+    """Responses stamped with the last sync the engine loaded, as a Generator's are."""
+
+    def __init__(self):
+        self.weights = WeightVersion()
+
+    def generate(self, prompts, **kwargs):
+        rollouts = _generate(prompts, **kwargs)
+        for r in rollouts:
+            r.weight_version = self.weights.version
+        return rollouts
+
+    def load_weight_refs(self, refs, version, first_bucket, buckets_in_sync):
+        self.weights.bucket_loaded(version, first_bucket, buckets_in_sync)
+        return {"sync_bytes": 4096.0}
+
+
 def _run_records(tmp_path, monkeypatch, tiny_model, prompt_file, *overrides: str) -> list[dict]:
     """Every record of a 1-step ``fit`` (an eval, the step, an eval) with the real learner."""
     monkeypatch.setattr(trainer_module, "connect", lambda cfg, include_dashboard=None: None)
@@ -67,7 +85,8 @@ def _run_records(tmp_path, monkeypatch, tiny_model, prompt_file, *overrides: str
     learner = _InProcess("learner", train_step=real.train_step, weight_buckets=lambda mb, dtype: 1,
                          export_bucket=lambda k, mb, dtype: b"w",
                          save=lambda folder, state, cfg_yaml, keep: folder)
-    gen = _InProcess("generator", generate=_generate, load_weight_refs=lambda refs: {"sync_bytes": 4096.0})
+    engine = _Engine()
+    gen = _InProcess("generator", generate=engine.generate, load_weight_refs=engine.load_weight_refs)
     reward = _InProcess("reward", score=lambda prompts, responses: [len(r) / 10 for r in responses])
     t = trainer_module.Trainer(cfg, actors=Actors([gen], reward, learner, "cpu", "float32"))
     t.fit()

@@ -15,6 +15,7 @@ from remax_ray.config import ConfigError, load_config
 from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.driver import trainer as trainer_module
 from remax_ray.driver.trainer import RunFailed, Trainer
+from remax_ray.learner.checkpoint import ResumeError
 
 
 class _Method:
@@ -44,9 +45,41 @@ class FakeActor:
         return call
 
 
-def _generate(prompts, *, n, step, first_index, run_seed, greedy=True):
-    return [PromptRollout(p, [1, 2], [Completion([3], f"s{j}", "length") for j in range(n)],
-                          Completion([4], "g", "length") if greedy else None) for p in prompts]
+class _Died:
+    """What a call on an actor that dies returns: ``ray.get`` raises, ``.remote`` does not."""
+
+
+def _get(refs, timeout=None):
+    if any(isinstance(ref, _Died) for ref in (refs if isinstance(refs, list) else [refs])):
+        raise ActorDiedError()
+    return refs
+
+
+class FakeEngine:
+    """A generator's weights: the version of the last sync it loaded (0: the model it was built
+    from, as after a restart), which every response reports. Each call's texts are its own, so a
+    test can tell a batch from its regeneration; ``fail_steps``: steps whose generation dies."""
+
+    def __init__(self):
+        self.version, self.generated, self.fail_steps = 0, 0, set()
+        self.last_batch: dict[int, list[PromptRollout]] = {}  # step -> its latest generation
+
+    def generate(self, prompts, *, n, step, first_index, run_seed, greedy=True):
+        if step in self.fail_steps:
+            return _Died()
+        self.generated += 1
+        call = self.generated
+        rollouts = [PromptRollout(p, [1, 2], [Completion([3], f"call{call}-s{j}", "length") for j in range(n)],
+                                  Completion([4], "g", "length") if greedy else None) for p in prompts]
+        for r in rollouts:
+            r.weight_version = self.version
+        self.last_batch[step] = rollouts
+        return rollouts
+
+    def load_weight_refs(self, refs, version=None, first_bucket=0, buckets_in_sync=None):
+        if version is not None:  # one bucket per sync here, so each load completes one
+            self.version = version
+        return {"sync_bytes": 1.0}
 
 
 def _rewards(nan_prompt: str | None = None):
@@ -56,7 +89,7 @@ def _rewards(nan_prompt: str | None = None):
 @pytest.fixture
 def make(tmp_path, tiny_model, prompt_file, monkeypatch):
     monkeypatch.setattr(trainer_module, "connect", lambda cfg, include_dashboard=None: None)
-    monkeypatch.setattr(trainer_module.ray, "get", lambda refs, timeout=None: refs)
+    monkeypatch.setattr(trainer_module.ray, "get", _get)
     monkeypatch.setattr(trainer_module.time, "sleep", lambda s: None)
 
     def build(*overrides: str, reward=None, **kwargs) -> Trainer:
@@ -67,7 +100,9 @@ def make(tmp_path, tiny_model, prompt_file, monkeypatch):
         learner = FakeActor("learner", train_step=lambda rollouts: {"loss": 0.5, "trained": float(len(rollouts))},
                             weight_buckets=lambda mb, dtype: 1, export_bucket=lambda k, mb, dtype: b"w",
                             save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
-        gen = FakeActor("generator", generate=_generate, load_weight_refs=lambda refs: {"sync_bytes": 1.0})
+        engine = FakeEngine()
+        gen = FakeActor("generator", generate=engine.generate, load_weight_refs=engine.load_weight_refs)
+        gen.engine = engine
         rw = FakeActor("reward", score=reward or _rewards())
         return Trainer(cfg, actors=Actors([gen], rw, learner, "cpu", "float32"), **kwargs)
 
@@ -206,3 +241,104 @@ def test_the_death_of_any_learner_rank_is_a_learner_death(make):
         t._retrying("sync", t.sync)
     assert rank1.calls["export_bucket"] == 1  # not retried
     assert t.actors.generators[0].calls.get("__ray_ready__", 0) == readies  # no recovery of the others
+
+
+def _record_training(t: Trainer) -> list[list[PromptRollout]]:
+    trained: list[list[PromptRollout]] = []
+    t.actors.learner.train_step = _Method(lambda rollouts: trained.append(list(rollouts)) or {"loss": 0.0})
+    return trained
+
+
+def _versions(batches: list[list[PromptRollout]]) -> list[set[int]]:
+    return [{r.weight_version for r in batch} for batch in batches]
+
+
+def test_a_generator_restarted_between_steps_is_resynced_before_its_responses_are_used(make):
+    t = make()
+    gen, trained = t.actors.generators[0], _record_training(t)
+    t.step()  # generated with sync 1 (the constructor's), then sync 2
+    gen.engine.version = 0  # Ray restarted it while idle: it serves model.path, and generate succeeds
+    generated, syncs = gen.calls["generate"], gen.calls["load_weight_refs"]
+    rec = t.step()
+    assert gen.calls["generate"] == generated + 2 and gen.calls["load_weight_refs"] == syncs + 2
+    assert _versions(trained) == [{1}, {3}]  # the stale batch was never trained on: sync 3, regenerated
+    assert rec["generator_resyncs"] == 1.0 and rec["actor_retries"] == 0.0
+    assert t.evaluate() is not None and t.state.counters["generator_resyncs"] == 1.0  # in step now
+
+
+def test_a_batch_sampled_ahead_by_a_restarted_generator_is_regenerated_after_a_resync(make):
+    t = make("rollout.overlap=true", "run.steps=4")
+    gen, trained = t.actors.generators[0], []
+
+    def train_step(rollouts):
+        trained.append(list(rollouts))
+        if len(trained) == 2:  # the generator restarts while the learner runs update 1
+            gen.engine.version = 0
+        return {"loss": 0.0}
+
+    t.actors.learner.train_step = _Method(train_step)
+    records = [t.step() for _ in range(3)]
+    # Step 1's batch was sampled ahead with sync 1, one behind by design; step 2's came back from
+    # model.path, so it was sampled again after re-sync 3, with the learner's current weights.
+    assert [r["policy_lag"] for r in records] == [0.0, 1.0, 0.0]
+    assert _versions(trained) == [{1}, {1}, {3}]
+    assert [r["generator_resyncs"] for r in records] == [0.0, 1.0, 1.0]
+
+
+def test_a_failed_generate_ahead_after_the_update_checkpoints_the_step_as_done(make):
+    t = make("rollout.overlap=true", "run.step_retries=0")
+    t.actors.generators[0].engine.fail_steps = {2}  # step 2's batch, sampled during update 1, dies
+    with pytest.raises(RunFailed, match=r"stopped at step 2 .*\n.*--resume .*step-000002"):
+        t.fit()
+    assert t.actors.learner.calls["train_step"] == 2  # updates 0 and 1 are applied
+    state = json.loads((t.out / "checkpoints" / "step-000002" / "run_state.json").read_text())
+    assert state["step"] == 2 and state["prompts_consumed"] == 8 and state["pending"] is None
+    records = _records(t)
+    assert [r["step"] for r in records] == [0, 1] and records[1]["generate_ahead_failed"] == 1.0
+    resumed = make("rollout.overlap=true", resume="latest")
+    trained = _record_training(resumed)
+    resumed.step()
+    assert resumed.step_idx == 3 and [r.prompt for r in trained[0]] == t._prompts(2)  # not step 1 again
+
+
+def test_an_emergency_checkpoint_of_an_overlapped_run_carries_the_pending_batch(make):
+    scored = 0
+
+    def score(prompts, responses):
+        nonlocal scored
+        scored += 1
+        if scored == 4:  # the evaluation, steps 0 and 1, then step 2's batch (sampled ahead)
+            raise ActorDiedError()
+        return [1.0] * len(prompts)
+
+    t = make("rollout.overlap=true", "run.step_retries=0", reward=score)
+    with pytest.raises(RunFailed, match=r"stopped at step 2 during score.*\n.*--resume .*step-000002"):
+        t.fit()
+    sampled_ahead = [[c.text for c in r.samples] for r in t.actors.generators[0].engine.last_batch[2]]
+    resumed = make("rollout.overlap=true", resume="latest")
+    trained, generated = _record_training(resumed), resumed.actors.generators[0].calls.get("generate", 0)
+    assert resumed.step()["policy_lag"] == 1.0
+    assert resumed.actors.generators[0].calls.get("generate", 0) == generated  # nothing regenerated
+    assert [[c.text for c in r.samples] for r in trained[0]] == sampled_ahead
+    assert [r.prompt for r in trained[0]] == t._prompts(2)
+
+
+def test_resuming_with_rollout_overlap_changed_is_refused_naming_the_key(make):
+    t = make("rollout.overlap=true", "run.save_every=1")
+    t.step()
+    folder = t.save()
+    with pytest.raises(ResumeError, match=r"rollout.overlap.*True.*False"):
+        make("rollout.overlap=false", resume="latest")
+    state_file = folder / "run_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["data_order"]["overlap"] is True
+    del state["data_order"]["overlap"]  # a checkpoint written before the order recorded it:
+    state_file.write_text(json.dumps(state))  # its pending batch says overlap was on
+    with pytest.raises(ResumeError, match="rollout.overlap"):
+        make("rollout.overlap=false", resume="latest")
+    assert make("rollout.overlap=true", resume="latest").step_idx == 1
+    plain = make("run.save_every=1", overwrite=True)
+    plain.step()
+    plain.save()
+    with pytest.raises(ResumeError, match=r"rollout.overlap.*False.*True"):
+        make("rollout.overlap=true", resume="latest")
