@@ -77,8 +77,8 @@ def sequence_logprobs(model: torch.nn.Module, sequences: list[list[int]]) -> lis
 
 def learner_logprobs(actor: Any, sequences: list[list[int]]) -> list[list[float]]:
     """:func:`sequence_logprobs` of a learner *actor*'s policy, run inside the actor."""
-    import cloudpickle
     import ray
+    from ray import cloudpickle  # Ray pickles with its own copy: registering with `cloudpickle` has no effect
 
     import helpers
 

@@ -76,7 +76,7 @@ class LearnerGroup:
             return _Method(self._train_step)
         if name in ("export_bucket", "broadcast_weights"):
             return _Method(lambda *a: self._rank0_or_all(name, *a))
-        if name in ("weight_buckets", "collective_address", "init_collective", "weight_meta"):
+        if name in ("weight_buckets", "collective_address", "init_collective", "weight_layouts"):
             return _Method(lambda *a, **k: getattr(self.ranks[0], name).remote(*a, **k))
         return _Method(lambda *a, **k: self._all(name, None, *a, **k))  # save, __ray_ready__, ...
 

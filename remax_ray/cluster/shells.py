@@ -11,7 +11,14 @@ import torch
 from remax_ray.learner.learner import Learner
 from remax_ray.reward.scorer import RewardScorer
 from remax_ray.rollout.generator import Generator
-from remax_ray.sync.collective import TensorMeta, broadcast_from_learner, free_port, init_group, tensor_meta
+from remax_ray.sync.collective import (
+    BucketLayout,
+    broadcast_buckets,
+    gather_buckets,
+    init_group,
+    listen_socket,
+    plan_layouts,
+)
 from remax_ray.sync.cpu import WeightBuckets
 
 
@@ -73,20 +80,33 @@ class LearnerShell(Learner):
         return bucket if self.rank == 0 else None
 
     def collective_address(self) -> tuple[str, int]:
-        """This node's IP and a free TCP port for the group's rendezvous store (hosted by rank 0)."""
-        return ray.util.get_node_ip_address(), free_port()
+        """This node's IP and the port of the group's rendezvous store (hosted by rank 0). The port
+        stays bound and listening until ``init_collective`` hands the socket to the store, so no
+        other process can take it in between."""
+        host = ray.util.get_node_ip_address()
+        self._listen = listen_socket(host)
+        return host, self._listen.getsockname()[1]
 
     def init_collective(self, host: str, port: int, world_size: int, backend: str,
                         timeout_s: float | None = None) -> None:
         """Host rank 0 of the weight-sync group (blocks until every generator worker joined)."""
-        self._group = init_group(host, port, 0, world_size, backend, timeout_s)
+        listen, self._listen = self._listen, None
+        self._group = init_group(host, port, 0, world_size, backend, timeout_s, listen=listen)
+        # gloo moves host memory; NCCL sends from the parameters' GPU.
+        self._group_device = torch.device("cpu") if backend == "gloo" else self.device
 
-    def weight_meta(self) -> list[TensorMeta]:
-        return tensor_meta(self.policy.named_parameters())
+    def weight_layouts(self, bucket_mb: int, dtype: str) -> list[BucketLayout]:
+        """The broadcast's buckets: the CPU transport's plan, in the generators' ``dtype``."""
+        return plan_layouts(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
 
-    def broadcast_weights(self) -> float:
-        """Send every parameter over the group, in ``weight_meta`` order; returns bytes sent."""
-        return float(broadcast_from_learner(self._group, self.policy.named_parameters()))
+    def broadcast_weights(self, layouts: list[BucketLayout]) -> float:
+        """Send the parameters over the group, one broadcast per bucket; returns bytes sent. Under
+        FSDP2 every learner rank calls this: rank 0 (the only one in the weight-sync group) sends,
+        the others join each tensor's gather from the shards."""
+        if self.rank > 0:
+            gather_buckets(self.policy.named_parameters(), layouts)
+            return 0.0
+        return float(broadcast_buckets(self._group, self.policy.named_parameters(), layouts, self._group_device))
 
 
 class RewardShell(RewardScorer):

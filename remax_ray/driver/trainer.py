@@ -23,6 +23,7 @@ from remax_ray.driver.run_state import rollouts_from_json, rollouts_to_json
 from remax_ray.learner import checkpoint
 from remax_ray.monitor.metrics import MetricsSink
 from remax_ray.rollout.validity import drop_invalid
+from remax_ray.sync.collective import group_ranks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -293,13 +294,15 @@ class Trainer:
     def _sync_collective(self) -> dict[str, float]:
         learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s
         if self._weight_meta is None:  # first sync: form the group (every rank joins at once)
-            host, port = ray.get(learner.collective_address.remote())
-            world = 1 + len(gens)
+            # One rank per vLLM worker: a tensor-parallel engine runs several.
+            offsets, world = group_ranks(ray.get([g.collective_workers.remote() for g in gens], timeout=timeout))
+            host, port = ray.get(learner.collective_address.remote(), timeout=timeout)
             ray.get([learner.init_collective.remote(host, port, world, self.transport, timeout)]
-                    + [g.init_collective.remote(host, port, 1 + i, world, self.transport, timeout)
-                       for i, g in enumerate(gens)], timeout=2 * timeout)
-            self._weight_meta = ray.get(learner.weight_meta.remote())
-        sent, *_ = ray.get([learner.broadcast_weights.remote()]
+                    + [g.init_collective.remote(host, port, offset, world, self.transport, timeout)
+                       for g, offset in zip(gens, offsets)], timeout=2 * timeout)
+            self._weight_meta = ray.get(learner.weight_layouts.remote(self.cfg.cluster.sync_bucket_mb,
+                                                                      self.actors.dtype), timeout=timeout)
+        sent, *_ = ray.get([learner.broadcast_weights.remote(self._weight_meta)]
                            + [g.receive_collective.remote(self._weight_meta, self._weights_version) for g in gens],
                            timeout=2 * timeout)
         return {"sync_bytes": sent, "sync_buckets": float(len(self._weight_meta))}

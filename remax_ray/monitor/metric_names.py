@@ -59,7 +59,7 @@ GAUGES: dict[str, tuple[str, str]] = {
     "generate_tokens_per_s": ("throughput", "generated_tokens / generate_s"),
     "learn_tokens_per_s": ("throughput", "response_tokens x sequences / learn_s"),
     "sync_bytes": ("sync", "bytes of weights sent to each generator"),
-    "sync_buckets": ("sync", "buckets (CPU) or tensors (collective) of one sync"),
+    "sync_buckets": ("sync", "buckets of one sync (whole decoder layers each)"),
     "sync_failed": ("sync", "1 when the step's update was applied but its sync failed"),
     "generate_ahead_failed": ("sync", "rollout.overlap: 1 when the step's update was applied but sampling "
                                       "the next batch failed"),

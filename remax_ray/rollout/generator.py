@@ -187,18 +187,29 @@ class Generator:
                 "sync_tensors": float(ntensors)}
 
 
+    def collective_workers(self) -> int:
+        """How many vLLM workers this engine runs (tensor x pipeline parallel): each joins the
+        weight-sync group with a rank of its own. Asked of the engine, whose workers answer with
+        their ranks, rather than derived from arguments that vLLM may adjust."""
+        ranks = sorted(self.llm.collective_rpc("remax_worker_rank"))
+        if ranks != list(range(len(ranks))):
+            raise RuntimeError(f"vLLM workers answered with ranks {ranks}; expected 0..{len(ranks) - 1}")
+        return len(ranks)
+
     def init_collective(self, host: str, port: int, rank_offset: int, world_size: int, backend: str,
                         timeout_s: float | None = None) -> None:
-        """Join the learner's NCCL/gloo weight-sync group (blocks until every rank joined)."""
+        """Join the learner's NCCL/gloo weight-sync group (blocks until every rank joined); this
+        engine's workers take ranks ``rank_offset`` + their rank in the engine."""
         self.llm.collective_rpc("remax_init_collective",
                                 args=(host, port, rank_offset, world_size, backend, timeout_s))
 
-    def receive_collective(self, meta: list, version: int | None = None) -> dict[str, float]:
-        """Receive one broadcast of the learner's weights (the driver's sync ``version``) and reload
-        them in place."""
+    def receive_collective(self, layouts: list, version: int | None = None) -> dict[str, float]:
+        """Receive one broadcast of the learner's weights (``sync.collective.BucketLayout``s, the
+        driver's sync ``version``) and reload them in place, bucket by bucket."""
         start = time.perf_counter()
         self.weights.version = WeightVersion.MIXED
-        ntensors = sum(self.llm.collective_rpc("remax_receive_collective", args=(meta,)))
+        ntensors = sum(self.llm.collective_rpc("remax_receive_collective",
+                                               args=([layout.as_rpc() for layout in layouts],)))
         self.llm.reset_prefix_cache()
         if version is not None:
             self.weights.whole_sync_loaded(version)

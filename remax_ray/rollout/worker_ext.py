@@ -1,4 +1,5 @@
-"""vLLM worker extension: in-place weight reload from the generator's shared arena (no disk).
+"""vLLM worker extension: in-place weight reload from the generator's shared arena or from the
+learner's collective broadcast (no disk).
 
 vLLM instantiates this mixin inside each worker process (``LLM(worker_extension_cls=...)``) and we
 reach it through ``llm.collective_rpc``. Calling the model's ``load_weights`` directly fails on CPU
@@ -41,23 +42,30 @@ class WeightReloadExtension:
         named = reader.tensors(ArenaSlice(path, capacity, generation, offsets), names, dtypes, shapes)
         return self._remax_reload(named)
 
+    def remax_worker_rank(self) -> int:
+        """This worker's rank inside its engine (0 .. tensor x pipeline parallel - 1)."""
+        return int(getattr(self, "rank", 0))
+
     def remax_init_collective(self, host: str, port: int, rank_offset: int, world_size: int,
                               backend: str, timeout_s: float | None = None) -> bool:
-        """Join the learner's weight-sync group (see ``remax_ray.sync.collective``)."""
+        """Join the learner's weight-sync group (see ``remax_ray.sync.collective``) as rank
+        ``rank_offset`` + this worker's rank in its engine."""
         from remax_ray.sync.collective import init_group
 
-        self._remax_group = init_group(host, port, rank_offset + getattr(self, "rank", 0), world_size, backend,
+        self._remax_group = init_group(host, port, rank_offset + self.remax_worker_rank(), world_size, backend,
                                        timeout_s)
+        self._remax_backend = backend
         return True
 
-    def remax_receive_collective(self, meta: list) -> int:
-        """Receive every tensor the learner broadcasts, then reload them in place."""
-        from remax_ray.sync.collective import receive_in_worker
+    def remax_receive_collective(self, layouts: list) -> int:
+        """Receive the learner's broadcast bucket by bucket, reloading each layer group as it arrives
+        (``layouts``: ``BucketLayout.as_rpc()`` of each bucket); returns the tensors loaded."""
+        from remax_ray.sync.collective import BucketLayout, receive_buckets
 
-        device = next(self.model_runner.get_model().parameters()).device
-        # Tuples may arrive as lists after vLLM's RPC serialization.
-        meta = [(name, dtype, tuple(shape)) for name, dtype, shape in meta]
-        return self._remax_reload(receive_in_worker(self._remax_group, meta, device))
+        # gloo moves host memory; NCCL receives straight into the model's device.
+        device = "cpu" if self._remax_backend == "gloo" else next(self.model_runner.get_model().parameters()).device
+        return receive_buckets(self._remax_group, [BucketLayout.from_rpc(f) for f in layouts], device,
+                               self._remax_reload)
 
     def _remax_reload(self, named: Iterable[tuple[str, torch.Tensor]]) -> int:
         """Reload ``named`` in place; the seconds of each part go to ``self.remax_timing``."""

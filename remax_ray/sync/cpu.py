@@ -80,7 +80,7 @@ class WeightBuckets(Sequence):
                  dtype: torch.dtype | None = None):
         self._tensors = dict(named)
         self._dtype = dtype
-        sizes = [(n, t.numel() * _sent_dtype(t, dtype).itemsize) for n, t in self._tensors.items()]
+        sizes = [(n, t.numel() * sent_dtype(t, dtype).itemsize) for n, t in self._tensors.items()]
         self._plan = plan_buckets(sizes, bucket_bytes)
 
     def __len__(self) -> int:
@@ -93,7 +93,7 @@ class WeightBuckets(Sequence):
                       [tuple(t.shape) for t in tensors], [_raw(t) for t in tensors])
 
 
-def _sent_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+def sent_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
     return dtype if dtype is not None and t.is_floating_point() else t.dtype
 
 

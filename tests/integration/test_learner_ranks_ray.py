@@ -24,7 +24,6 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("strategy", ["fsdp"])
 def test_two_learner_ranks_train_sync_and_checkpoint(strategy, ray_session, tmp_path, tiny_model, prompt_file):
     from test_service import make_trainer  # the module's config for the tiny model
-
     from transformers import AutoModelForCausalLM
 
     t = make_trainer(tmp_path, tiny_model, prompt_file, "learner.num_workers=2", f"learner.strategy={strategy}",

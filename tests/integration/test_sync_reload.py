@@ -59,3 +59,40 @@ def test_bucket_by_bucket_reload_serves_the_new_weights(engine, tiny_model):
         assert stats["sync_tensors"] == len(list(model.parameters()))
         assert stats["sync_bytes"] == sum(p.numel() * 4 for p in model.parameters())
         assert _max_abs_diff(engine.sequence_logprobs(sequences), want) < 1e-5
+
+
+def test_collective_buckets_over_gloo_serve_the_new_weights(engine, tiny_model):
+    """The collective transport against the same engine: this process is the learner (rank 0) and
+    the engine's worker joins as rank 1; every layer group is a bucket of its own, broadcast once and
+    reloaded as it arrives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoModelForCausalLM
+
+    from remax_ray.sync.collective import broadcast_buckets, group_ranks, init_group, listen_socket, plan_layouts
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    g = torch.Generator().manual_seed(1)
+    sequences = [torch.randint(1, model.config.vocab_size, (n,), generator=g).tolist() for n in (12, 20, 7)]
+    offsets, world = group_ranks([engine.collective_workers()])
+    assert (offsets, world) == ([1], 2)
+    sock = listen_socket("127.0.0.1")
+    port = sock.getsockname()[1]
+    with ThreadPoolExecutor(1) as pool:  # rank 0 and the engine both block until the group forms
+        joined = pool.submit(init_group, "127.0.0.1", port, 0, world, "gloo", 60.0, sock)
+        engine.init_collective("127.0.0.1", port, offsets[0], world, "gloo", 60.0)
+        group = joined.result(timeout=120)
+        for _ in range(2):  # the second sync reuses the group
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.05 * torch.randn(p.shape, generator=g))
+            want = _reference_logprobs(model, sequences)
+            assert _max_abs_diff(engine.sequence_logprobs(sequences), want) > 1e-2  # stale
+
+            layouts = plan_layouts(model.named_parameters(), 1, torch.float32)
+            assert len(layouts) == 4  # embed_tokens, layer 0, layer 1, final norm
+            sending = pool.submit(broadcast_buckets, group, model.named_parameters(), layouts, "cpu")
+            stats = engine.receive_collective(layouts)
+            assert sending.result(timeout=120) == sum(layout.nbytes for layout in layouts)
+            assert stats["sync_tensors"] == len(list(model.parameters()))
+            assert _max_abs_diff(engine.sequence_logprobs(sequences), want) < 1e-5
