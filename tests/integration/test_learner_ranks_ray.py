@@ -22,12 +22,15 @@ pytestmark = pytest.mark.integration
 # FSDP2 only here (its export is the collective one: every rank joins each bucket's gathers); DDP
 # exports from rank 0 alone, as one learner does, and its update is checked in tests/unit/test_learner_ranks.py.
 @pytest.mark.parametrize("strategy", ["fsdp"])
-def test_two_learner_ranks_train_sync_and_checkpoint(strategy, ray_session, tmp_path, tiny_model, prompt_file):
+@pytest.mark.parametrize("transport", ["cpu", "gloo"])  # the object-store arena, the collective broadcast
+def test_two_learner_ranks_train_sync_and_checkpoint(strategy, transport, ray_session, tmp_path, tiny_model,
+                                                     prompt_file):
     from test_service import make_trainer  # the module's config for the tiny model
     from transformers import AutoModelForCausalLM
 
     t = make_trainer(tmp_path, tiny_model, prompt_file, "learner.num_workers=2", f"learner.strategy={strategy}",
-                     "run.steps=3", "algo.kl_coef=0.05", "learner.num_cpus=0.25")
+                     "run.steps=3", "algo.kl_coef=0.05", "learner.num_cpus=0.25",
+                     f"cluster.sync_transport={transport}")
     try:
         summary = t.fit(progress=False)
         records = [r for r in t.metrics.read() if "logp_diff" in r]
