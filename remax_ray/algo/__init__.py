@@ -7,6 +7,7 @@ transformers), so it can be unit tested, and used in any worker, on its own.
 from remax_ray.algo.advantages import (
     ESTIMATORS,
     EstimatorSpec,
+    clip_scores,
     gae_advantages,
     get_estimator,
     grpo_advantages,
@@ -40,6 +41,7 @@ __all__ = [
     "EstimatorSpec",
     "aggregate",
     "bradley_terry_loss",
+    "clip_scores",
     "gae_advantages",
     "get_estimator",
     "grpo_advantages",

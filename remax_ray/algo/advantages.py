@@ -152,6 +152,30 @@ def get_estimator(name: str) -> EstimatorSpec:
     return ESTIMATORS[name]
 
 
+def clip_scores(scores: Tensor, score_clip: float) -> Tensor:
+    """``algo.score_clip``: the reward's score of each response clamped to [-c, c] (c = 0: unchanged).
+
+    This is the one quantity the clip applies to, for every estimator: the raw score of every
+    response, sampled and greedy, *before* the estimator forms its advantage (ReMax subtracts the
+    clipped greedy score from the clipped sample score; RLOO and GRPO take their group statistics of
+    clipped scores; PPO's critic is rewarded with the clipped score). Why not the advantage:
+
+    - A clip after the baseline breaks what makes a baseline harmless. E[(r - b) grad log pi] is the
+      policy gradient for any b independent of the sample; E[clip(r - b) grad log pi] is the gradient
+      of E[clip(r - b)], an objective that changes with b. Clipping the score first keeps each
+      estimator what it was (ReMax, REINFORCE and RLOO unbiased), for the clipped reward.
+    - The advantages of different estimators are in different units (GRPO's are z-scores, the
+      others' rewards), so one number would mean something else for each; scores share one unit.
+    - It is the reward clip of DeepSpeed-Chat's PPO (``clip_reward_value`` clamps the reward
+      model's score), so PPO keeps the meaning it had.
+
+    The KL term of ``algo.kl_placement=reward`` is not clipped: it is the penalty, not the reward.
+    """
+    if score_clip < 0:
+        raise ValueError(f"score_clip must be >= 0, got {score_clip}")
+    return scores.clamp(-score_clip, score_clip) if score_clip else scores
+
+
 def outcome_advantages(name: str, scores: Tensor, greedy_scores: Tensor | None = None) -> Tensor:
     """Dispatch an outcome-level estimator: scores [B, n], greedy [B] -> [B, n]."""
     spec = get_estimator(name)
@@ -167,27 +191,24 @@ def token_rewards(
     mask: Tensor,
     kl: Tensor | None = None,
     kl_coef: float = 0.0,
-    score_clip: float | None = None,
 ) -> Tensor:
     """Per-token rewards with the KL penalty placed in the reward.
 
-    r_t = -kl_coef * kl_t on response tokens, plus the (optionally clipped) score (or outcome
-    advantage) at the last response token: the sequence-level reward arrives when the response ends.
+    r_t = -kl_coef * kl_t on response tokens, plus the score (or outcome advantage) at the last
+    response token: the sequence-level reward arrives when the response ends.
 
     Args:
-        score_advantages: [N] one score (PPO) or outcome advantage (ReMax & co.) per response.
+        score_advantages: [N] one score (PPO) or outcome advantage (ReMax & co.) per response, from
+            scores already clipped by :func:`clip_scores`.
         mask: [N, T] 0/1 response mask (one contiguous run of ones per row, anywhere in the row).
         kl: optional [N, T] per-token KL estimate (see kl.kl_estimate).
         kl_coef: KL penalty weight.
-        score_clip: clip the score to [-score_clip, score_clip].
 
     Returns:
         [N, T] float32, 0 where mask is 0. Rows with an empty mask are all 0.
     """
     mask = mask.float()
     score = score_advantages.float()
-    if score_clip is not None:
-        score = score.clamp(-score_clip, score_clip)
     rewards = torch.zeros_like(mask)
     if kl is not None and kl_coef != 0.0:
         rewards = -kl_coef * kl.float() * mask
@@ -203,7 +224,6 @@ def token_returns(
     mask: Tensor,
     kl: Tensor | None = None,
     kl_coef: float = 0.0,
-    score_clip: float | None = None,
 ) -> Tensor:
     """Undiscounted reward-to-go of :func:`token_rewards`: return_t = sum_{s >= t} r_s.
 
@@ -213,7 +233,7 @@ def token_returns(
     Returns:
         [N, T] float32, 0 where mask is 0.
     """
-    rewards = token_rewards(score_advantages, mask, kl, kl_coef, score_clip)
+    rewards = token_rewards(score_advantages, mask, kl, kl_coef)
     return rewards.flip(1).cumsum(1).flip(1) * mask.float()
 
 

@@ -20,16 +20,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from remax_ray.algo.losses import aggregate
+from remax_ray.algo.losses import MAX_LOG_RATIO, aggregate
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 # "reward": subtract kl_coef * kl from the token rewards (ReMax paper / verl).
 # "loss": add kl_coef * kl to the loss and let autograd differentiate it.
 KL_PLACEMENTS = ("reward", "loss")
-
-# exp(20) ~ 5e8 is far beyond any useful penalty and still finite in fp32;
-# without the clamp one degenerate token (ref assigns ~0 mass) yields inf.
-_MAX_LOG_RATIO = 20.0
 
 
 def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k1") -> Tensor:
@@ -49,7 +45,8 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k1") -> Tensor:
     if kind == "k2":
         return 0.5 * diff**2
     if kind == "k3":
-        neg = (-diff).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # log(ref / pi)
+        # Clamped: one degenerate token (ref assigns ~0 mass) would otherwise yield inf.
+        neg = (-diff).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)  # log(ref / pi)
         return torch.exp(neg) - neg - 1.0
     raise ValueError(f"unknown KL estimator {kind!r}; valid: {', '.join(KL_ESTIMATORS)}")
 

@@ -16,9 +16,11 @@ from torch import Tensor
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-sum")
 
-# exp() of a log-ratio above ~88 overflows float32 to inf, and inf * 0 (masked
-# padding) is NaN. No sane update moves a token's log-prob by 20 nats.
-_MAX_LOG_RATIO = 20.0
+# The bound on every log-ratio the algo package exponentiates (PPO's ratio, k3's ref/pi, the
+# importance weights): exp() of a log-ratio above ~88 overflows float32 to inf, and inf * 0 (masked
+# padding) is NaN. No sane update moves a token's log-prob by 20 nats, and exp(20) ~ 5e8 is still
+# finite in float32.
+MAX_LOG_RATIO = 20.0
 
 
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -153,7 +155,7 @@ def ppo_clip_loss(
         (loss [] scalar, clip_fraction [] detached: masked share of tokens
         where the clipped term was the active one).
     """
-    log_ratio = (logp - old_logp.detach()).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    log_ratio = (logp - old_logp.detach()).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
     ratio = torch.exp(log_ratio)
     adv = advantages.detach()
     unclipped = -adv * ratio

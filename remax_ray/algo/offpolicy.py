@@ -17,8 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# exp() of a log-ratio above ~88 overflows float32; the cap makes anything above log(cap) moot.
-_MAX_LOG_RATIO = 20.0
+from remax_ray.algo.losses import MAX_LOG_RATIO
 
 
 def truncated_importance_weights(logp: Tensor, behaviour_logp: Tensor, mask: Tensor,
@@ -36,7 +35,8 @@ def truncated_importance_weights(logp: Tensor, behaviour_logp: Tensor, mask: Ten
     """
     if cap <= 0:
         raise ValueError(f"cap must be > 0, got {cap}")
-    log_ratio = (logp.detach() - behaviour_logp).clamp(max=_MAX_LOG_RATIO) * mask
+    # Clamped above only: the cap makes any ratio above it moot, and exp() of a large one overflows.
+    log_ratio = (logp.detach() - behaviour_logp).clamp(max=MAX_LOG_RATIO) * mask
     ratio = torch.exp(log_ratio)
     weights = ratio.clamp(max=cap) * mask
     n = mask.sum().clamp(min=1)

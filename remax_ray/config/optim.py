@@ -66,7 +66,10 @@ class AlgoConfig:
     loss_agg: str = _field(
         "token-mean", "Loss aggregation: token-mean | seq-mean-token-mean | seq-sum."
     )
-    score_clip: float = _field(0.0, "Clip rewards to [-score_clip, score_clip] (0 = no clipping).")
+    score_clip: float = _field(
+        0.0, "Clip the reward's score of every response (sampled and greedy) to [-score_clip, "
+             "score_clip] before the estimator forms its advantage, the same for every estimator "
+             "(0 = no clipping). The KL penalty is not clipped.")
     clip_eps: float = _field(0.2, "PPO ratio clipping epsilon (> 0).")
     importance_cap: float = _field(
         2.0, "rollout.overlap: per-token importance weights pi/mu (learner over generator) are "

@@ -291,6 +291,15 @@ def validate(config: Config) -> None:
             f"learner.mini_batch_size ({mini}) must divide the step's batch ({batch}) and be a "
             f"multiple of learner.micro_batch_size ({ln.micro_batch_size})"
         )
+    if ro.overlap and al.kl_placement == "loss" and al.kl_coef > 0:
+        # The KL-in-loss gradient is an expectation under the learner's policy (see algo/kl.py); the
+        # overlapped batch was sampled by the policy one update behind, and the importance weights
+        # correct only the reward term. KL in the reward is inside the weighted returns.
+        raise ConfigError(
+            f"rollout.overlap=true with algo.kl_placement=loss (algo.kl_coef={al.kl_coef:g}): the "
+            "KL-in-loss gradient would be taken on samples of the policy one update behind, "
+            "uncorrected; use algo.kl_placement=reward (its penalty is importance-weighted with the "
+            "reward) or rollout.overlap=false")
     if ro.overlap and spec.uses_ratio:
         raise ConfigError(
             f"rollout.overlap supports the on-policy estimators (remax, reinforce, rloo, grpo), not "

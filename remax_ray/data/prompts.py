@@ -114,3 +114,22 @@ def batch_indices(num_prompts: int, batch_size: int, step: int, seed: int) -> li
         out.extend(take)
         pos += len(take)
     return out
+
+
+def shard_prompts(prompts: list[str], num_shards: int) -> list[tuple[int, list[str]]]:
+    """Split a step's prompts across ``num_shards`` generators: contiguous shares whose sizes differ
+    by at most one (the first ones take the remainder), each with the index of its first prompt in
+    ``prompts`` (the sampling seeds are keyed by it, so any split gives the same samples).
+
+    With at least as many prompts as generators (the config's rule) every generator gets one; fewer
+    prompts leave the last generators out rather than sending them empty calls."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    base, extra = divmod(len(prompts), num_shards)
+    out, lo = [], 0
+    for i in range(num_shards):
+        size = base + (1 if i < extra else 0)
+        if size:
+            out.append((lo, prompts[lo : lo + size]))
+        lo += size
+    return out

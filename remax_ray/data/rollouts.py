@@ -14,7 +14,9 @@ class Completion:
     finish_reason: str
     """'stop' (EOS or stop string) or 'length' (hit max_new_tokens, so there is no EOS)."""
     logprobs: list[float] | None = None
-    """vLLM's log-prob of each sampled token (a diagnostic; the learner recomputes its own)."""
+    """vLLM's log-prob of each sampled token: the behaviour policy's, which ``rollout.overlap``'s
+    importance weights need (the learner refuses a sample without them there); otherwise a
+    diagnostic (``logp_diff``), since the learner recomputes its own."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from remax_ray.algo import get_estimator
 from remax_ray.cluster.actors import Actors, connect, resolve_device, start_actors
 from remax_ray.config import Config, ConfigError, dump_yaml, to_yaml
-from remax_ray.data.prompts import batch_indices
+from remax_ray.data.prompts import batch_indices, shard_prompts
 from remax_ray.data.rollouts import PromptRollout
 from remax_ray.driver.preflight import preflight
 from remax_ray.driver.resume import initial_state
@@ -138,12 +138,8 @@ class Trainer:
         the time step k trains on them."""
         if not self.cfg.rollout.overlap or k >= self.cfg.run.steps:
             return None
-        gens, prompts = self.actors.generators, self._prompts(k)
-        size = -(-len(prompts) // len(gens))
-        return self._weights_version, [
-            g.generate.remote(prompts[lo : lo + size], n=self.cfg.rollout.samples_per_prompt, step=k,
-                              first_index=lo, run_seed=self.cfg.run.seed, greedy=self.spec.needs_greedy)
-            for g, lo in zip(gens, range(0, len(prompts), size))]
+        return self._weights_version, self._generate_async(
+            self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy)
 
     def _collect(self, ahead: tuple[int, list] | None, k: int) -> tuple[list[PromptRollout], float] | None:
         if ahead is None:
@@ -234,22 +230,24 @@ class Trainer:
         self.sync()
 
     def generate(self, prompts: list[str], *, n: int, step: int, greedy: bool = True) -> list[PromptRollout]:
-        """Shard prompts across generator replicas (contiguous chunks) and return them in order, all
+        """Shard prompts across generator replicas (contiguous shares) and return them in order, all
         sampled with the last sync's weights: a batch from a generator restarted since (serving
         model.path) is sampled again, whole, after a re-sync (same seeds, so the same responses)."""
-        gens = self.actors.generators
-        size = -(-len(prompts) // len(gens))
         for resync in range(self.cfg.run.step_retries + 2):
             if resync:
                 self._recover()
-            futures = [g.generate.remote(prompts[lo : lo + size], n=n, step=step, first_index=lo,
-                                         run_seed=self.cfg.run.seed, greedy=greedy)
-                       for g, lo in zip(gens, range(0, len(prompts), size))]
-            shards = ray.get(futures)
+            shards = ray.get(self._generate_async(prompts, n=n, step=step, greedy=greedy))
             if not self._stale(shards, self._weights_version, step):
                 return [r for shard in shards for r in shard]
         raise RuntimeError(f"step {step}: the generators still serve weights other than sync "
                            f"{self._weights_version} after {self.cfg.run.step_retries + 1} re-syncs")
+
+    def _generate_async(self, prompts: list[str], *, n: int, step: int, greedy: bool) -> list:
+        """One generate call per generator on its share of ``prompts`` (futures, in prompt order)."""
+        gens = self.actors.generators
+        return [g.generate.remote(share, n=n, step=step, first_index=lo, run_seed=self.cfg.run.seed,
+                                  greedy=greedy)
+                for g, (lo, share) in zip(gens, shard_prompts(prompts, len(gens)))]
 
     def score(self, rollouts: list[PromptRollout]) -> None:
         """Score every sampled (and greedy, where present) response in one batched call."""

@@ -35,6 +35,19 @@ def flatten_samples(rollouts: list[PromptRollout]) -> list[tuple[list[int], list
     return [(r.prompt_ids, s.token_ids, s.logprobs) for r in rollouts for s in r.samples]
 
 
+def check_behaviour_logprobs(items: list[tuple[list[int], list[int], list[float] | None]]) -> None:
+    """ValueError unless every sampled response came with the generator's log-prob of each of its
+    tokens: the importance weights of ``rollout.overlap`` need them all. A sample without them cannot
+    be corrected, and training it as if on-policy would silently turn the correction off."""
+    missing = [k for k, (_, r, lp) in enumerate(items) if lp is None or len(lp) < len(r)]
+    if missing:
+        raise ValueError(
+            f"importance correction (rollout.overlap, algo.importance_cap) needs the generator's log-prob "
+            f"of every sampled token, but {len(missing)} of {len(items)} sampled responses came with no "
+            f"log-probs for some of their tokens (the first: sample {missing[0]}, prompt-major); the "
+            "generators must return them (Completion.logprobs)")
+
+
 def build_batch(items: list[tuple[list[int], list[int], list[float] | None]], score_adv: torch.Tensor,
                 eos_token_ids: list[int], pad_id: int) -> SequenceBatch:
     """Pad ``items`` into one SequenceBatch; ``score_adv`` is [len(items)]."""

@@ -6,32 +6,44 @@ the policy code and the learner builds it only for an algorithm that declares ``
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 
 from remax_ray.algo import value_loss
 from remax_ray.learner.batch import SequenceBatch
+from remax_ray.learner.optim import adamw, clip_and_step
+from remax_ray.learner.state import load_without_dropout
+
+log = logging.getLogger(__name__)
 
 
 class Critic:
     """Transformer backbone (initialised from the policy, as in the paper and DeepSpeed-Chat) plus a
-    scalar head. Its weights are loaded separately from the policy's: no storage is shared."""
+    scalar head. Its weights are loaded separately from the policy's: no storage is shared. It is
+    held to the policy's rules: dropout zeroed, ``trust_remote_code`` passed only when set, gradient
+    checkpointing on request, fused AdamW, and a non-finite step skipped and counted."""
 
     def __init__(self, model_path: str, *, lr: float, betas: tuple[float, float], weight_decay: float,
-                 max_grad_norm: float, device: torch.device, trust_remote_code: bool = False) -> None:
+                 max_grad_norm: float, device: torch.device, trust_remote_code: bool = False,
+                 gradient_checkpointing: bool = False) -> None:
         from transformers import AutoModel
 
         self.device = device
         self.max_grad_norm = max_grad_norm
+        self.skipped_updates = 0
         # AutoModel drops the LM head: a value model needs the hidden states, not the vocabulary.
-        self.backbone = AutoModel.from_pretrained(model_path, dtype=torch.float32,
-                                                  trust_remote_code=trust_remote_code).to(device)
+        self.backbone = load_without_dropout(AutoModel, model_path, device, trust_remote_code)
         self.backbone.train()
+        if gradient_checkpointing:
+            self.backbone.gradient_checkpointing_enable()
         # Zero-initialised head: every value starts at 0, so the first GAE advantages are plain
         # returns instead of returns minus noise from a random projection.
         self.head = torch.nn.Linear(self.backbone.config.hidden_size, 1).to(device)
         torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)
-        self.optimizer = torch.optim.AdamW(self.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+        self.optimizer = adamw(self.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [*self.backbone.parameters(), *self.head.parameters()]
@@ -55,9 +67,12 @@ class Critic:
         return loss.item()
 
     def step(self) -> float:
-        """Clip, apply and clear the accumulated gradients; returns the pre-clip gradient norm."""
-        max_norm = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm).item()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        """Clip, apply and clear the accumulated gradients; returns the pre-clip gradient norm. A
+        non-finite norm skips the step (counted in ``skipped_updates``): one NaN in the critic would
+        poison every later value, hence every GAE advantage and policy step."""
+        norm = clip_and_step(self.optimizer, self.parameters(), self.max_grad_norm)
+        if not math.isfinite(norm):
+            self.skipped_updates += 1
+            log.warning("non-finite critic gradient norm (%s): critic step skipped, gradients zeroed "
+                        "(%d skipped so far)", norm, self.skipped_updates)
         return norm

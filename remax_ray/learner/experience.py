@@ -5,13 +5,17 @@
 and the critic's values, then token-level advantages and returns for the whole batch. The update
 stage then runs epochs x mini-batches over these records with the algorithm's loss.
 
-ReMax, REINFORCE, RLOO and GRPO record no old log-probs: they update once, on-policy, so the
-log-probs of the update's own forward *are* the old ones, and their KL-in-reward term is computed
-there from them (see ``Learner._policy_loss``). That saves a whole policy forward per step.
+ReMax, REINFORCE, RLOO and GRPO record no old log-probs: they take one optimizer step per batch, so
+the log-probs of the update's own forward are those of the policy before that step, and their
+KL-in-reward term is computed there from them (see ``Learner._policy_loss``). That saves a whole
+policy forward per step. Those are the sampling policy's log-probs only without ``rollout.overlap``;
+with it the batch was sampled one update earlier, and the update weights each token by the truncated
+importance ratio of the learner's policy to the generator's (``algo/offpolicy.py``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +24,7 @@ from torch import Tensor
 
 from remax_ray.algo import (
     EstimatorSpec,
+    clip_scores,
     gae_advantages,
     kl_estimate,
     masked_moments,
@@ -43,7 +48,7 @@ class MicroExperience:
     old_logp: Tensor | None = None
     old_values: Tensor | None = None
     advantages: Tensor | None = None
-    """Token-level advantages (critic algorithms); None = derived on-policy in the update."""
+    """Token-level advantages (critic algorithms); None = formed in the update from its own forward."""
     returns: Tensor | None = None
     """The critic's regression targets."""
     padding: bool = False
@@ -58,21 +63,26 @@ class Experience:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRollout]
-                    ) -> tuple[Tensor, dict[str, float]]:
+def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRollout],
+                    score_clip: float = 0.0) -> tuple[Tensor, dict[str, float]]:
     """Per sampled response [N] (prompt-major): the outcome advantage, or for a critic algorithm
-    the raw score (GAE turns it into token advantages later). Plus reward statistics."""
-    scores = torch.tensor([r.sample_scores for r in rollouts], dtype=torch.float32)  # [B, n]
-    stats = {"reward_sample": scores.mean().item()}
+    the score (GAE turns it into token advantages later), both from scores clipped to
+    ``score_clip`` (see ``algo.clip_scores``: the same quantity for every estimator). Plus the raw
+    rewards' means and the moments of the returned values (``score_adv_*``)."""
+    raw = torch.tensor([r.sample_scores for r in rollouts], dtype=torch.float32)  # [B, n]
+    stats = {"reward_sample": raw.mean().item()}
+    scores = clip_scores(raw, score_clip)
     if spec.needs_critic:
-        return scores.reshape(-1), stats
-    greedy = None
-    if spec.needs_greedy:
-        greedy = torch.tensor([r.greedy_score for r in rollouts], dtype=torch.float32)  # [B]
-        stats["reward_greedy"] = greedy.mean().item()
-    adv = outcome_advantages(estimator, scores, greedy).reshape(-1)
-    stats |= {"adv_mean": adv.mean().item(), "adv_std": adv.std(unbiased=False).item()}
-    return adv, stats
+        out = scores.reshape(-1)
+    else:
+        greedy = None
+        if spec.needs_greedy:
+            raw_greedy = torch.tensor([r.greedy_score for r in rollouts], dtype=torch.float32)  # [B]
+            stats["reward_greedy"] = raw_greedy.mean().item()
+            greedy = clip_scores(raw_greedy, score_clip)
+        out = outcome_advantages(estimator, scores, greedy).reshape(-1)
+    stats |= {"score_adv_mean": out.mean().item(), "score_adv_std": out.std(unbiased=False).item()}
+    return out, stats
 
 
 def assign_gae(micro: list[MicroExperience], algo: AlgoConfig,
@@ -85,8 +95,7 @@ def assign_gae(micro: list[MicroExperience], algo: AlgoConfig,
     for me in micro:
         mask = me.batch.mask.to(me.old_logp.device)
         kl = None if me.ref_logp is None else kl_estimate(me.old_logp, me.ref_logp, algo.kl_estimator)
-        rewards = token_rewards(me.batch.score_advantages.to(mask.device), mask, kl, kl_coef,
-                                algo.score_clip or None)
+        rewards = token_rewards(me.batch.score_advantages.to(mask.device), mask, kl, kl_coef)
         me.advantages, me.returns = gae_advantages(rewards, me.old_values, mask, algo.gamma, algo.lam)
     pairs = [(me.advantages, me.batch.mask.to(me.advantages.device)) for me in micro]
     mean, std = moments(pairs)
@@ -94,7 +103,7 @@ def assign_gae(micro: list[MicroExperience], algo: AlgoConfig,
         for me, (adv, mask) in zip(micro, pairs):
             me.advantages = masked_whiten(adv, mask, mean, std)
     values_mean, _ = moments([(me.old_values, m) for me, (_, m) in zip(micro, pairs)])
-    return {"adv_mean": mean, "adv_std": std, "value_mean": values_mean}
+    return {"value_mean": values_mean}
 
 
 def global_stats(stats: dict[str, float], num_seqs: int, device: torch.device) -> dict[str, float]:
@@ -118,3 +127,26 @@ def global_stats(stats: dict[str, float], num_seqs: int, device: torch.device) -
         mean = out[key[: -len("_std")] + "_mean"]
         out[key] = max(sums[key] / n - mean * mean, 0.0) ** 0.5
     return out
+
+
+def note_loss_weights(totals: dict, weights: Tensor, mask: Tensor) -> None:
+    """Add a micro-batch's per-token loss weights to the update's running sums (``totals``).
+
+    ``weights`` [m, T] is what the loss multiplies each log-prob (PPO: each ratio) by: the returns
+    after the KL-in-reward term and the importance weights, or PPO's whitened advantages. Sums, not
+    tensors, so the moments cost nothing to keep; an epoch that sees the batch again adds it again,
+    which leaves the mean and the std unchanged."""
+    w, m = weights.detach().double(), mask.double()
+    totals["adv_sum"] = totals.get("adv_sum", 0.0) + float((w * m).sum())
+    totals["adv_sq"] = totals.get("adv_sq", 0.0) + float((w * w * m).sum())
+    totals["adv_tokens"] = totals.get("adv_tokens", 0.0) + float(m.sum())
+
+
+def loss_weight_moments(totals: dict) -> dict[str, float]:
+    """``adv_mean`` / ``adv_std``: mean and population std over the response tokens of the weights
+    noted by :func:`note_loss_weights` ({} when none were)."""
+    n = totals.get("adv_tokens", 0.0)
+    if not n:
+        return {}
+    mean = totals["adv_sum"] / n
+    return {"adv_mean": mean, "adv_std": math.sqrt(max(totals["adv_sq"] / n - mean * mean, 0.0))}

@@ -24,12 +24,26 @@ from remax_ray.assets.hf import hf_kwargs
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner import dist
-from remax_ray.learner.batch import SequenceBatch, empty_batch, flatten_samples, micro_batches
+from remax_ray.learner.batch import (
+    SequenceBatch,
+    check_behaviour_logprobs,
+    empty_batch,
+    flatten_samples,
+    micro_batches,
+)
 from remax_ray.learner.critic import Critic
-from remax_ray.learner.experience import Experience, MicroExperience, assign_gae, global_stats, sequence_scores
+from remax_ray.learner.experience import (
+    Experience,
+    MicroExperience,
+    assign_gae,
+    global_stats,
+    loss_weight_moments,
+    note_loss_weights,
+    sequence_scores,
+)
 from remax_ray.learner.memory import memory_stats
-from remax_ray.learner.optim import adamw
-from remax_ray.learner.parallel import full, wrap
+from remax_ray.learner.optim import adamw, clip_and_step
+from remax_ray.learner.parallel import wrap
 from remax_ray.learner.response_logp import ResponseLogits, response_logprobs
 from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
 
@@ -93,7 +107,8 @@ class Learner:
         if self.spec.needs_critic:
             self.critic = Critic(model_path, lr=learner.critic_lr, betas=betas,
                                  weight_decay=learner.weight_decay, max_grad_norm=learner.max_grad_norm,
-                                 device=self.device, trust_remote_code=trust_remote_code)
+                                 device=self.device, trust_remote_code=trust_remote_code,
+                                 gradient_checkpointing=learner.gradient_checkpointing)
         self.steps_done = 0
         self.skipped_updates = 0
         if resume_from:
@@ -148,7 +163,10 @@ class Learner:
     def make_experience(self, rollouts: list[PromptRollout]) -> Experience:
         """Reference log-probs; for PPO also old log-probs, values, then GAE for the whole batch."""
         items = flatten_samples(rollouts)
-        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts) if rollouts else (None, {})
+        if self.importance_cap:  # before any forward: a batch it cannot correct is refused whole
+            check_behaviour_logprobs(items)
+        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts, self.algo.score_clip) \
+            if rollouts else (None, {})
         stats = global_stats(stats, len(items), self.device)
         batches = self._micro_batches(items, scores) if items else []
         # Every rank runs the same number of micro-batches (each collective is matched on every
@@ -213,13 +231,15 @@ class Learner:
                "optimizer_steps": n_updates, "kl": totals["kl"] / exp.num_tokens,
                "kl_measured": float(self.measures_kl),
                "entropy": totals["entropy"] / exp.num_tokens,
-               "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0)}
+               "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0),
+               **loss_weight_moments(totals)}
         if totals.get("is_tokens"):
             out |= {"is_ratio_mean": totals["is_ratio"] / totals["is_tokens"],
                     "is_clip_frac": totals["is_clip"] / totals["is_tokens"], "is_ratio_max": totals["is_ratio_max"]}
         if self.critic:
             out |= {"value_loss": totals["value_loss"] / n_updates,
                     "critic_grad_norm": sum(critic_norms) / n_updates,
+                    "critic_skipped_updates": float(self.critic.skipped_updates),
                     "clip_frac": totals["clip_frac"] / n_updates}
         return out
 
@@ -255,13 +275,15 @@ class Learner:
         if self.spec.uses_ratio:  # PPO: clipped ratio against the log-probs recorded before the update
             loss, clip_frac = ppo_clip_loss(logp, me.old_logp, me.advantages, mask, self.algo.clip_eps, **agg)
             totals["clip_frac"] += clip_frac.item() * len(me.batch) / agg["num_seqs"]
+            note_loss_weights(totals, me.advantages, mask)
             return loss
-        # On-policy (one update): this forward's log-probs are the sampling policy's, so the
-        # KL-in-reward term is computed from them here instead of in an extra no-grad pass.
+        # One optimizer step per batch: this forward's log-probs are the policy's before the step,
+        # so the KL-in-reward term is computed from them here instead of in an extra no-grad pass.
+        # They are the sampling policy's only without rollout.overlap; with it the samples come from
+        # the generators' policy, one update behind, and the importance weights below correct for it.
         kl_coef = self.algo.kl_coef if self.algo.kl_placement == "reward" else 0.0
-        returns = token_returns(me.batch.score_advantages.to(self.device), mask, kl, kl_coef,
-                                self.algo.score_clip or None)
-        if self.importance_cap and me.batch.has_gen_logprobs:  # rollout.overlap: samples one policy behind
+        returns = token_returns(me.batch.score_advantages.to(self.device), mask, kl, kl_coef)
+        if self.importance_cap:  # rollout.overlap (make_experience checked every sample has mu's log-probs)
             weights, stats = truncated_importance_weights(logp, me.batch.gen_logprobs.to(self.device), mask,
                                                           self.importance_cap)
             returns = returns * weights
@@ -270,21 +292,15 @@ class Learner:
             totals["is_ratio"] = totals.get("is_ratio", 0.0) + stats["is_ratio_mean"] * tokens
             totals["is_clip"] = totals.get("is_clip", 0.0) + stats["is_clip_frac"] * tokens
             totals["is_ratio_max"] = max(totals.get("is_ratio_max", 0.0), stats["is_ratio_max"])
+        note_loss_weights(totals, returns, mask)
         return policy_gradient_loss(logp, returns, mask, **agg)
 
     def _optimizer_step(self) -> float:
-        params = [p for p in self.policy.parameters() if p.grad is not None]
-        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        # Under FSDP2 the norm is a DTensor: its full value is the global norm, the same on every
-        # rank, so every rank takes the same skip-or-step decision below.
-        grad_norm = full(torch.nn.utils.clip_grad_norm_(params, max_norm)).item()
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
-        else:  # one NaN/inf would otherwise be written into the weights of every engine
+        grad_norm = clip_and_step(self.optimizer, self.policy.parameters(), self.cfg.max_grad_norm)
+        if not math.isfinite(grad_norm):  # skipped: it would reach the weights of every engine
             self.skipped_updates += 1
             log.warning("non-finite policy gradient norm (%s): optimizer step skipped, gradients "
                         "zeroed (%d skipped so far)", grad_norm, self.skipped_updates)
-        self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
     def save(self, folder: str | os.PathLike, run_state: str = "{}", config_yaml: str = "",

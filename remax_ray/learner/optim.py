@@ -1,4 +1,5 @@
-"""The learner's optimizer: AdamW with torch's fused kernel where the parameters allow it.
+"""The learner's optimizers (policy and PPO's critic alike): AdamW with torch's fused kernel where the
+parameters allow it, and the one clip-and-step both use.
 
 torch defaults to AdamW's per-tensor Python loop on CPU (``foreach`` is only its default on GPUs).
 The fused kernel updates each tensor in one pass over (param, grad, m, v) instead of about ten
@@ -11,6 +12,7 @@ included, come from the checkpoint), so it stays bit-identical to an uninterrupt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -30,3 +32,24 @@ def adamw(params: Iterable[torch.nn.Parameter], *, lr: float, betas: tuple[float
     params = list(params)
     return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay,
                              fused=True if fusable(params) else None)
+
+
+def clip_and_step(optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter],
+                  max_grad_norm: float) -> float:
+    """Clip the accumulated gradients to ``max_grad_norm`` (0: no clipping), step, clear them.
+
+    The step is skipped when the gradient norm is not finite: one NaN or inf would otherwise be
+    written into the weights (the policy's then into every engine's, the critic's into every later
+    value, advantage and policy step), and Adam's moments would keep it. The gradients are cleared
+    either way. Returns the pre-clip norm; the caller counts a non-finite one as a skipped step.
+    """
+    params = [p for p in params if p.grad is not None]
+    max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    # Under FSDP2 the norm is a DTensor: its full value is the global norm, the same on every
+    # learner rank, so every rank takes the same skip-or-step decision.
+    norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
+    if math.isfinite(norm):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm

@@ -21,20 +21,30 @@ Learner = Any
 
 
 def load_policy(path: str, device: torch.device, trust_remote_code: bool = False) -> torch.nn.Module:
-    """fp32 weights with every dropout probability at 0.
+    """The policy (or the reference): a causal LM, loaded by :func:`load_without_dropout`."""
+    from transformers import AutoModelForCausalLM
+
+    return load_without_dropout(AutoModelForCausalLM, path, device, trust_remote_code)
+
+
+def load_without_dropout(auto_class: Any, path: str, device: torch.device,
+                         trust_remote_code: bool = False) -> torch.nn.Module:
+    """``auto_class.from_pretrained(path)`` in fp32 with every dropout probability at 0.
 
     The learner's log-probs must be the sampler's (vLLM never applies dropout); a model shipped with
     dropout (attention_dropout, hidden_dropout, resid_pdrop, ...) would otherwise train on noisy
-    log-probs that match no sampled token's probability. Zeroing the config (not calling ``eval()``)
-    keeps ``training`` on, which gradient checkpointing needs."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    log-probs that match no sampled token's probability, and PPO's critic (``AutoModel``: the same
+    backbone without the LM head) would regress noisy values that GAE then reads. Zeroing the config
+    (not calling ``eval()``) keeps ``training`` on, which gradient checkpointing needs.
+    ``trust_remote_code`` is passed only when set (see ``assets.hf.hf_kwargs``)."""
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path, **hf_kwargs(trust_remote_code))
     for key, value in vars(config).items():
         if isinstance(value, float) and ("dropout" in key or "pdrop" in key):
             setattr(config, key, 0.0)
-    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32,
-                                                 **hf_kwargs(trust_remote_code))
+    model = auto_class.from_pretrained(path, config=config, dtype=torch.float32,
+                                       **hf_kwargs(trust_remote_code))
     for module in model.modules():  # dropout layers built from hard-coded probabilities
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -57,7 +67,8 @@ def learner_state(learner: Learner) -> dict:
     if learner.critic is not None:
         state["critic"] = {"backbone": learner.critic.backbone.state_dict(),
                            "head": learner.critic.head.state_dict(),
-                           "optimizer": learner.critic.optimizer.state_dict()}
+                           "optimizer": learner.critic.optimizer.state_dict(),
+                           "skipped_updates": learner.critic.skipped_updates}
     return state
 
 
@@ -105,6 +116,7 @@ def restore_learner_state(learner: Learner, folder: str | Path) -> None:
         learner.critic.backbone.load_state_dict(state["critic"]["backbone"])
         learner.critic.head.load_state_dict(state["critic"]["head"])
         learner.critic.optimizer.load_state_dict(state["critic"]["optimizer"])
+        learner.critic.skipped_updates = state["critic"].get("skipped_updates", 0)
 
 
 def _full_policy_state(learner: Learner) -> dict[str, torch.Tensor] | None:

@@ -21,8 +21,13 @@ GROUPS = ("rewards", "training", "seconds", "throughput", "sync", "memory", "pro
 GAUGES: dict[str, tuple[str, str]] = {
     "reward_sample": ("rewards", "mean reward of the step's sampled responses"),
     "reward_greedy": ("rewards", "mean reward of the greedy responses (ReMax's baseline; ReMax only)"),
-    "adv_mean": ("rewards", "mean advantage the loss weights the samples by"),
-    "adv_std": ("rewards", "standard deviation of those advantages"),
+    "adv_mean": ("rewards", "mean over response tokens of the weight the loss multiplies each log-prob "
+                            "(PPO: each ratio) by, after the KL-in-reward term, algo.score_clip, "
+                            "whitening and the importance weights"),
+    "adv_std": ("rewards", "standard deviation over response tokens of that weight"),
+    "score_adv_mean": ("rewards", "mean over sampled responses of the estimator's per-response term "
+                                  "(its advantage of the clipped scores; PPO: the clipped score)"),
+    "score_adv_std": ("rewards", "standard deviation over sampled responses of that term"),
     "value_mean": ("rewards", "PPO: the critic's mean value over response tokens"),
     "eval_greedy_reward": ("rewards", "mean reward of greedy responses to the held-out prompts "
                                       "(before training, every run.eval_every steps, at the end)"),
@@ -44,6 +49,8 @@ GAUGES: dict[str, tuple[str, str]] = {
     "is_ratio_max": ("training", "rollout.overlap: largest per-token importance ratio"),
     "is_clip_frac": ("training", "rollout.overlap: share of tokens whose ratio was cut at algo.importance_cap"),
     "critic_grad_norm": ("training", "PPO: critic gradient norm before clipping"),
+    "critic_skipped_updates": ("training", "PPO: critic steps skipped for a non-finite gradient norm "
+                                           "(cumulative)"),
     "clip_frac": ("training", "PPO: share of tokens whose ratio was clipped"),
     "generate_s": ("seconds", "seconds generating (every generator, sampled and greedy)"),
     "score_s": ("seconds", "seconds scoring the responses with the reward"),
@@ -79,7 +86,7 @@ GAUGES: dict[str, tuple[str, str]] = {
     "prompts_truncated": ("data", "prompts cut to rollout.max_prompt_tokens (once)"),
 }
 
-PPO_ONLY = frozenset({"value_mean", "value_loss", "critic_grad_norm", "clip_frac"})
+PPO_ONLY = frozenset({"value_mean", "value_loss", "critic_grad_norm", "critic_skipped_updates", "clip_frac"})
 OVERLAP_ONLY = frozenset({"is_ratio_mean", "is_ratio_max", "is_clip_frac"})
 GPU_ONLY = frozenset({"learner_cuda_peak_bytes"})
 FAILURE_ONLY = frozenset({"sync_failed", "generate_ahead_failed"})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from remax_ray.algo.advantages import (
+    clip_scores,
     gae_advantages,
     masked_moments,
     masked_whiten,
@@ -23,13 +25,21 @@ def test_token_returns_without_kl_broadcasts_score() -> None:
     torch.testing.assert_close(out0, out)
 
 
-def test_token_returns_with_kl_and_clip_by_hand() -> None:
+def test_token_returns_with_kl_by_hand() -> None:
     kl = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 9.0]])  # 9.0 is padding, ignored
-    # kl_coef 2 -> r = -2*kl; score clipped to [-1.5, 1.5] added at the last token.
+    # kl_coef 2 -> r = -2*kl; the score (clipped before, by clip_scores) added at the last token.
     # row 0: r = (-0.2, -0.4, -0.6 + 1.5 = 0.9); returns = (0.3, 0.5, 0.9)
-    # row 1: score -3 -> -1.5; r = (-0.8, -1.0 - 1.5 = -2.5, 0); returns = (-3.3, -2.5, 0)
-    out = token_returns(torch.tensor([4.0, -3.0]), MASK, kl=kl, kl_coef=2.0, score_clip=1.5)
+    # row 1: score -1.5; r = (-0.8, -1.0 - 1.5 = -2.5, 0); returns = (-3.3, -2.5, 0)
+    out = token_returns(clip_scores(torch.tensor([4.0, -3.0]), 1.5), MASK, kl=kl, kl_coef=2.0)
     torch.testing.assert_close(out, torch.tensor([[0.3, 0.5, 0.9], [-3.3, -2.5, 0.0]]))
+
+
+def test_clip_scores_by_hand() -> None:
+    scores = torch.tensor([[5.0, 0.5, -1.0], [-7.0, 2.0, 1.0]])
+    torch.testing.assert_close(clip_scores(scores, 1.0), torch.tensor([[1.0, 0.5, -1.0], [-1.0, 1.0, 1.0]]))
+    assert clip_scores(scores, 0.0) is scores  # 0 = no clipping
+    with pytest.raises(ValueError, match="score_clip must be >= 0"):
+        clip_scores(scores, -1.0)
 
 
 def test_token_returns_empty_row() -> None:

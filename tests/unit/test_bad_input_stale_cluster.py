@@ -334,7 +334,7 @@ def test_cli_with_a_stale_record_warns_within_seconds_and_stops_on_sigterm(
     output = "".join(lines) + rest
     assert lines[-1].split(" remax_ray.cluster.address: ")[1].startswith(f"{record} {WARNING}")
     # Timestamps of the line before connect (preflight's) and of the warning: the lookup's cost.
-    stamps = [line[:23] for line in lines if " remax_ray.preflight: prompts:" in line or WARNING in line]
+    stamps = [line[:23] for line in lines if " remax_ray.driver.preflight: prompts:" in line or WARNING in line]
     first, last = (time.mktime(time.strptime(s[:19], "%Y-%m-%d %H:%M:%S")) + int(s[20:]) / 1000 for s in stamps)
     print(f"warning {warned:.1f} s after the start ({last - first:.2f} s after preflight); "
           f"exit {proc.returncode}, {elapsed:.1f} s after SIGTERM")

@@ -145,7 +145,28 @@ def test_ppo_update_shape_rules(overrides, message):
         load_config(overrides=overrides)
 
 
-def test_ppo_may_take_several_epochs_and_mini_batches():
-    cfg = load_config(overrides=["algo.estimator=ppo", "algo.epochs=4", "learner.mini_batch_size=8"])
-    assert (cfg.algo.epochs, cfg.learner.mini_batch_size) == (4, 8)
-    load_config(overrides=["algo.estimator=remax", "learner.mini_batch_size=16"])  # = the whole batch
+def test_several_optimizer_steps_per_batch_are_for_ppo_alone():
+    """The same update shape (4 epochs of 8-sequence mini-batches of a 16-sequence batch) is
+    accepted for PPO and refused for ReMax; ReMax accepts a mini-batch of the batch's size, and
+    refuses half of it even in one epoch."""
+    shape = ["algo.epochs=4", "learner.mini_batch_size=8", "learner.micro_batch_size=8"]
+    cfg = load_config(overrides=["algo.estimator=ppo", *shape])
+    batch = cfg.run.prompts_per_step * cfg.rollout.samples_per_prompt
+    assert batch == 16 and cfg.algo.epochs * batch // cfg.learner.mini_batch_size == 8  # optimizer steps
+    with _raises("algo.estimator=remax is on-policy: it needs algo.epochs=1"):
+        load_config(overrides=["algo.estimator=remax", *shape])
+    whole = load_config(overrides=["algo.estimator=remax", "learner.mini_batch_size=16"])
+    assert whole.learner.mini_batch_size == batch
+    with _raises("algo.estimator=remax is on-policy"):
+        load_config(overrides=["algo.estimator=remax", "learner.mini_batch_size=8"])
+
+
+@pytest.mark.parametrize("estimator", ["k2", "k3"])
+def test_overlap_refuses_the_kl_penalty_in_the_loss(estimator):
+    """Under rollout.overlap the samples come from the policy one update behind, so the KL-in-loss
+    gradient (an expectation under the learner's policy) would be taken under the wrong one."""
+    keys = ["rollout.overlap=true", "algo.kl_placement=loss", f"algo.kl_estimator={estimator}"]
+    with _raises("rollout.overlap=true with algo.kl_placement=loss (algo.kl_coef=0.02)"):
+        load_config(overrides=keys)
+    load_config(overrides=[*keys, "algo.kl_coef=0"])  # no penalty, nothing off-policy to refuse
+    load_config(overrides=["rollout.overlap=true", "algo.kl_placement=reward"])  # corrected by the weights

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -67,17 +68,55 @@ def test_update_raises_logprob_of_positive_advantage_samples(tiny):
     before = [sum(lp) for lp in sequence_logprobs(learner.policy, seqs)]
     metrics = learner.train_step(rollouts)
     after = [sum(lp) for lp in sequence_logprobs(learner.policy, seqs)]
-    assert metrics["adv_mean"] == pytest.approx(0.0) and metrics["adv_std"] == pytest.approx(1.0)
+    assert metrics["score_adv_mean"] == pytest.approx(0.0) and metrics["score_adv_std"] == pytest.approx(1.0)
     assert after[0] > before[0] and after[1] < before[1]
 
 
-@pytest.mark.parametrize("placement", ["reward", "loss"])
-def test_kl_is_zero_at_start_and_both_placements_train(tiny, placement):
-    learner = Learner(tiny, LearnerConfig(lr=1e-2), AlgoConfig(kl_coef=0.5, kl_placement=placement), seed=0)
+def _reference_kl(learner: Learner, rollouts: list[PromptRollout], kind: str) -> float:
+    """Token-mean KL estimate of the policy to the reference on the sampled responses, from plain
+    unbatched forwards of each whole sequence (no padding, no micro-batches, full-vocabulary
+    log-softmax): independent of the learner's response-position path."""
+    seqs = [(r.prompt_ids + c.token_ids, len(c.token_ids)) for r in rollouts for c in r.samples]
+    with torch.no_grad():
+        logp = sequence_logprobs(learner.policy, [s for s, _ in seqs])
+        ref = sequence_logprobs(learner.reference, [s for s, _ in seqs])
+    per_token = []
+    for (_, k), lp, rp in zip(seqs, logp, ref):
+        for d in (a - b for a, b in zip(lp[-k:], rp[-k:])):  # log(pi / ref) of each response token
+            per_token.append({"k1": d, "k2": 0.5 * d * d, "k3": math.exp(-d) + d - 1.0}[kind])
+    return sum(per_token) / len(per_token)
+
+
+@pytest.mark.parametrize("placement,kind", [("reward", "k1"), ("loss", "k3")])
+def test_kl_is_zero_at_start_then_the_measured_estimate(tiny, placement, kind):
+    algo = AlgoConfig(kl_coef=0.5, kl_placement=placement, kl_estimator=kind)
+    learner = Learner(tiny, LearnerConfig(lr=1e-2), algo, seed=0)
     first = learner.train_step(_rollouts())
-    second = learner.train_step(_rollouts())
     assert first["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference before any update
-    assert second["kl"] != 0.0 and all(torch.isfinite(torch.tensor(v)) for v in second.values())
+    rollouts = _rollouts()
+    want = _reference_kl(learner, rollouts, kind)  # the policy the second step measures, before it steps
+    assert abs(want) > 1e-4  # the first update moved the policy away from the reference
+    second = learner.train_step(rollouts)
+    assert second["kl"] == pytest.approx(want, rel=1e-3, abs=1e-7)
+    assert all(math.isfinite(v) for v in second.values())
+
+
+def test_importance_correction_refuses_samples_without_behaviour_logprobs(tiny):
+    """rollout.overlap: a sample without the generator's log-probs cannot be importance-weighted;
+    training it as if on-policy (the whole batch then went uncorrected) is refused, naming it."""
+    learner = Learner(tiny, LearnerConfig(lr=1e-2), AlgoConfig(kl_coef=0.0), seed=0, importance_cap=2.0)
+    rollouts = _rollouts()
+    for r in rollouts:
+        for c in r.samples:
+            c.logprobs = [-1.0] * len(c.token_ids)
+    rollouts[2].samples[1].logprobs = None
+    before = _params(learner)
+    with pytest.raises(ValueError, match=r"importance.*1 of 8 sampled responses .*no log-probs"):
+        learner.train_step(rollouts)
+    assert all(torch.equal(before[k], v) for k, v in _params(learner).items())
+    rollouts[2].samples[1].logprobs = [-1.0]  # shorter than its response: as unusable
+    with pytest.raises(ValueError, match="1 of 8 sampled responses"):
+        learner.train_step(rollouts)
 
 
 def test_checkpoint_is_an_hf_folder_that_transformers_loads(tiny, tmp_path):
@@ -91,7 +130,9 @@ def test_checkpoint_is_an_hf_folder_that_transformers_loads(tiny, tmp_path):
     ours = _params(learner)
     assert all(torch.equal(ours[k], v) for k, v in reloaded.named_parameters())
     state = torch.load(folder / "trainer_state.pt", weights_only=True)
-    assert state["learner_steps"] == 1 and "optimizer" in state and "scheduler" in state
+    assert state["learner_steps"] == 1 and "scheduler" in state
+    # AdamW's state: a torch.distributed.checkpoint folder keyed by parameter name (any K resumes it).
+    assert (folder / "optimizer" / ".metadata").is_file() and "optimizer" not in state
     assert json.loads((folder / "run_state.json").read_text()) == {"step": 1}
     assert (folder / "config.yaml").read_text() == "run:\n  steps: 1\n"
     assert (tmp_path / "latest").read_text().strip() == "ckpt"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remax_ray.data.prompts import PromptSplits, batch_indices, load_splits, read_jsonl_prompts
+from remax_ray.data.prompts import PromptSplits, batch_indices, load_splits, read_jsonl_prompts, shard_prompts
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -194,3 +194,26 @@ def test_step_is_the_only_cursor() -> None:
     for s in range(9):
         batch_indices(13, 4, step=s, seed=7)
     assert batch_indices(13, 4, step=9, seed=7) == later
+
+
+# ---------------------------------------------------------------- shard_prompts
+
+
+@pytest.mark.parametrize("n, shards, sizes", [
+    (5, 4, [2, 1, 1, 1]),  # ceil(5 / 4) = 2 per share would have left the fourth generator idle
+    (8, 2, [4, 4]),
+    (7, 3, [3, 2, 2]),
+    (2, 3, [1, 1]),  # fewer prompts than generators: no empty calls
+    (4, 1, [4]),
+])
+def test_shards_are_contiguous_balanced_and_indexed(n: int, shards: int, sizes: list[int]) -> None:
+    prompts = [f"p{i}" for i in range(n)]
+    out = shard_prompts(prompts, shards)
+    assert [len(share) for _, share in out] == sizes
+    assert [lo for lo, _ in out] == [sum(sizes[:i]) for i in range(len(sizes))]
+    assert [p for _, share in out for p in share] == prompts
+
+
+def test_shards_need_a_generator() -> None:
+    with pytest.raises(ValueError, match="num_shards must be >= 1"):
+        shard_prompts(["p"], 0)

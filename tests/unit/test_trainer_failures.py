@@ -342,3 +342,28 @@ def test_resuming_with_rollout_overlap_changed_is_refused_naming_the_key(make):
     plain.save()
     with pytest.raises(ResumeError, match=r"rollout.overlap.*False.*True"):
         make("rollout.overlap=true", resume="latest")
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_every_generator_gets_a_share_of_the_prompts_in_order(make, overlap):
+    """5 prompts on 4 generators: shares of 2, 1, 1, 1 (never an idle generator, which contiguous
+    chunks of ceil(5 / 4) = 2 would leave), each told the global index of its first prompt, and the
+    rollouts come back in prompt order. Both the plain and the generate-ahead (overlap) path."""
+    t = make(*(["rollout.overlap=true"] if overlap else []))
+    seen: list[tuple[int, list[str]]] = []
+    engine = FakeEngine()
+    engine.version = t._weights_version  # they serve the last sync's weights
+
+    def generate(prompts, *, first_index, **kw):
+        seen.append((first_index, list(prompts)))
+        return engine.generate(prompts, first_index=first_index, **kw)
+
+    t.actors.generators = [FakeActor(f"generator-{i}", generate=generate) for i in range(4)]
+    prompts = [f"p{i}" for i in range(5)]
+    if overlap:
+        t._prompts = lambda k: prompts
+        rollouts, lag = t._collect(t._generate_ahead(0), 0)
+    else:
+        rollouts = t.generate(prompts, n=1, step=0)
+    assert seen == [(0, ["p0", "p1"]), (2, ["p2"]), (3, ["p3"]), (4, ["p4"])]
+    assert [r.prompt for r in rollouts] == prompts
