@@ -94,9 +94,9 @@ class Learner:
         self.policy_logits = ResponseLogits(self.policy, self._autocast)
         self.reference_logits = ResponseLogits(self.reference, self._autocast)
         if world_size > 1:
-            kw = dict(strategy=learner.strategy, device=self.device, offload=learner.fsdp_offload)
-            self.policy_logits = wrap(self.policy_logits, self.policy, trainable=True, **kw)
-            self.reference_logits = wrap(self.reference_logits, self.reference, trainable=False, **kw)
+            self.policy_logits = self._wrap_trained(self.policy_logits, self.policy)
+            self.reference_logits = wrap(self.reference_logits, self.reference, learner.strategy, self.device,
+                                         trainable=False, offload=learner.fsdp_offload)
         betas = (learner.beta1, learner.beta2)
         self.optimizer = adamw(self.policy.parameters(), lr=learner.lr, betas=betas,  # fused where possible
                                weight_decay=learner.weight_decay)
@@ -108,11 +108,15 @@ class Learner:
             self.critic = Critic(model_path, lr=learner.critic_lr, betas=betas,
                                  weight_decay=learner.weight_decay, max_grad_norm=learner.max_grad_norm,
                                  device=self.device, trust_remote_code=trust_remote_code,
-                                 gradient_checkpointing=learner.gradient_checkpointing)
+                                 gradient_checkpointing=learner.gradient_checkpointing,
+                                 wrap=self._wrap_trained if world_size > 1 else None, world_size=world_size)
         self.steps_done = 0
         self.skipped_updates = 0
         if resume_from:
             restore_learner_state(self, resume_from)
+
+    def _wrap_trained(self, module: torch.nn.Module, model: torch.nn.Module) -> torch.nn.Module:
+        return wrap(module, model, self.cfg.strategy, self.device, trainable=True, offload=self.cfg.fsdp_offload)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")

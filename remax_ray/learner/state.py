@@ -64,11 +64,8 @@ def learner_state(learner: Learner) -> dict:
     """Rank 0's share of ``trainer_state.pt``: LR schedule, counters (and PPO's critic)."""
     state = {"scheduler": learner.scheduler.state_dict(), "learner_steps": learner.steps_done,
              "skipped_updates": learner.skipped_updates, "world_size": learner.world_size}
-    if learner.critic is not None:
-        state["critic"] = {"backbone": learner.critic.backbone.state_dict(),
-                           "head": learner.critic.head.state_dict(),
-                           "optimizer": learner.critic.optimizer.state_dict(),
-                           "skipped_updates": learner.critic.skipped_updates}
+    if learner.critic is not None:  # its weights and AdamW state are in the sharded folder
+        state["critic_skipped_updates"] = learner.critic.skipped_updates
     return state
 
 
@@ -80,25 +77,40 @@ def _rng_state(device: torch.device) -> dict:
 
 
 def _optimizer_dict(learner: Learner) -> dict:
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+    """What the sharded folder holds, by parameter name: the policy's AdamW state and, for PPO, the
+    critic's weights and AdamW state (the critic has no HF folder of its own)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    return {"optim": get_optimizer_state_dict(learner.policy, learner.optimizer)}
+    out = {"optim": get_optimizer_state_dict(learner.policy, learner.optimizer)}
+    if learner.critic is not None:
+        critic = learner.critic
+        out["critic"] = get_model_state_dict(critic.value_model)
+        out["critic_optim"] = get_optimizer_state_dict(critic.value_model, critic.optimizer)
+    return out
 
 
 def restore_learner_state(learner: Learner, folder: str | Path) -> None:
     """Optimizer, LR schedule, RNG and critic from a checkpoint (the policy weights were loaded
     from the same folder by the constructor), whatever number of ranks wrote it."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     folder = Path(folder)
     state = torch.load(folder / checkpoint.LEARNER_STATE, map_location=learner.device, weights_only=True)
     if "optimizer" in state:  # written before the optimizer moved to its own sharded folder
         learner.optimizer.load_state_dict(state["optimizer"])
     else:
+        if learner.critic is not None and "critic_skipped_updates" not in state:
+            raise ValueError(f"{folder}: this checkpoint has no critic state (was it trained with "
+                             "another algo.estimator?)")
         optim = _optimizer_dict(learner)  # the template: this rank's shapes and shards
         dcp.load(optim, checkpoint_id=str(folder / OPTIMIZER_DIR))
         set_optimizer_state_dict(learner.policy, learner.optimizer, optim["optim"])
+        if learner.critic is not None:
+            critic = learner.critic
+            set_model_state_dict(critic.value_model, optim["critic"])
+            set_optimizer_state_dict(critic.value_model, critic.optimizer, optim["critic_optim"])
+            critic.skipped_updates = state["critic_skipped_updates"]
     learner.scheduler.load_state_dict(state["scheduler"])
     # This rank's RNG where this rank existed when it was written; otherwise rank 0's.
     rng_path = folder / rng_file(learner.rank)
@@ -109,14 +121,6 @@ def restore_learner_state(learner: Learner, folder: str | Path) -> None:
         torch.cuda.set_rng_state(rng["cuda_rng"].cpu())
     learner.steps_done = state["learner_steps"]
     learner.skipped_updates = state.get("skipped_updates", 0)
-    if learner.critic is not None:
-        if "critic" not in state:
-            raise ValueError(f"{folder}: this checkpoint has no critic state (was it trained with "
-                             "another algo.estimator?)")
-        learner.critic.backbone.load_state_dict(state["critic"]["backbone"])
-        learner.critic.head.load_state_dict(state["critic"]["head"])
-        learner.critic.optimizer.load_state_dict(state["critic"]["optimizer"])
-        learner.critic.skipped_updates = state["critic"].get("skipped_updates", 0)
 
 
 def _full_policy_state(learner: Learner) -> dict[str, torch.Tensor] | None:

@@ -93,7 +93,7 @@ def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path,
 def single(tiny_model, tmp_path_factory) -> dict[str, dict]:
     """K = 1 on the whole batch, per estimator (in this process)."""
     out = {}
-    for estimator in ("remax",):
+    for estimator in ("remax", "ppo"):
         learner_cfg, algo = _configs("ddp", 1, estimator)
         learner = Learner(str(tiny_model), learner_cfg, algo, seed=0)
         grad = policy_gradient(learner, _rollouts())
@@ -104,26 +104,33 @@ def single(tiny_model, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-@pytest.mark.parametrize("estimator", ["remax"])
+@pytest.mark.parametrize("estimator", ["remax", "ppo"])
 def test_two_ranks_equal_one_learner(strategy, estimator, single, tiny_model, tmp_path) -> None:
     two = _run_ranks(2, str(tiny_model), strategy, estimator, tmp_path / "rank0.pt")
     one = single[estimator]
     diff = (two["grad"] - one["grad"]).abs().max().item()
     assert one["grad"].abs().max() > 1e-3  # a gradient worth comparing
     assert diff < GRAD_ATOL, f"max |grad K=2 - grad K=1| = {diff:.3g}"
-    for key in ("grad_norm", "loss", "kl", "entropy", "reward_sample", "adv_mean", "adv_std"):
-        assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5, abs=1e-7), key
+    keys = ["grad_norm", "loss", "kl", "entropy", "reward_sample", "adv_mean", "adv_std", "score_adv_mean"]
+    if estimator == "ppo":  # the critic follows the policy's strategy; PPO's whitening moments are global
+        keys += ["value_loss", "critic_grad_norm", "value_mean", "clip_frac"]
+    for key in keys:
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5, abs=1e-6), key
     worst = max((two["params"][n] - p).abs().max().item() for n, p in one["params"].items())
     assert worst < PARAM_ATOL, f"max |param K=2 - param K=1| after one step = {worst:.3g}"
     # The memory model (docs/memory.md) against the exact bytes rank 0 holds: AdamW's per-tensor step
     # counters and FSDP2's padding of uneven shards are the only terms it leaves out.
     n = sum(p.numel() for p in one["params"].values())
+    critic = 0
+    if estimator == "ppo":  # the critic: the policy's backbone and a scalar head
+        critic = n + 64 + 1  # every policy parameter (its tied head is its embedding) + a 64 -> 1 head
     for k, got in ((1, one["metrics"]["learner_state_bytes"]), (2, two["metrics"]["learner_state_bytes"])):
-        modelled = modelled_state_bytes(n, ranks=k, strategy=strategy)
+        modelled = modelled_state_bytes(n, ranks=k, strategy=strategy, critic_params=critic)
         assert got == pytest.approx(modelled, rel=0.02), (k, got, modelled)
     print(f"{strategy} {estimator}: max grad diff {diff:.3g}, max param diff {worst:.3g}; state bytes "
           f"K=1 {one['metrics']['learner_state_bytes']:.0f} K=2 {two['metrics']['learner_state_bytes']:.0f} "
-          f"(model {modelled_state_bytes(n):.0f} / {modelled_state_bytes(n, ranks=2, strategy=strategy):.0f})")
+          f"(model {modelled_state_bytes(n, critic_params=critic):.0f} / "
+          f"{modelled_state_bytes(n, ranks=2, strategy=strategy, critic_params=critic):.0f})")
 
 
 def test_a_rank_without_prompts_runs_empty_micro_batches_in_step(tiny_model, tmp_path) -> None:
