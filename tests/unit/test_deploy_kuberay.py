@@ -292,3 +292,31 @@ def test_assets_live_on_the_volume_and_the_images_prebuilt_ones_stay_visible(nam
         home = runtime_env.get("env_vars", {}).get("REMAX_RAY_HOME") or env["REMAX_RAY_HOME"]
         assert any(home.startswith(path + "/") and mounts[path] in claims for path in mounts), home
         assert not any(prebuilt.startswith(path) for path in mounts)  # no volume hides the image's assets
+
+
+def _kubectl_lines() -> list[tuple[str, str]]:
+    """(where, line) of every documented command: the README and the manifests' own comments."""
+    out = [("README.md", ln.strip()) for ln in (REPO / "README.md").read_text().splitlines()]
+    for f in KUBERAY.glob("*.yaml"):
+        out += [(f.name, ln.lstrip("# ").strip()) for ln in f.read_text().splitlines() if ln.startswith("#")]
+    return [(w, ln) for w, ln in out if ln.startswith(("kubectl", "cluster=$(kubectl", "docker", "export RAY_AUTH"))]
+
+
+def test_documented_commands_name_the_services_secrets_and_image_the_manifests_make():
+    """KubeRay names a RayCluster's head service <cluster>-head-svc and its token Secret <cluster>; a
+    RayJob's cluster is <job>-<5 random characters>, read from the RayJob's status.rayClusterName."""
+    rc, job = _manifest("raycluster.yaml")["metadata"]["name"], _manifest("rayjob.yaml")["metadata"]["name"]
+    lines = _kubectl_lines()
+    assert lines
+    for where, line in lines:
+        for f in re.findall(r"-f (deploy/\S+)", line):
+            assert (REPO / f).is_file(), (where, line)
+        if line.startswith("docker build") and "Dockerfile.cuda" in line:
+            assert f"-t {IMAGE} ." in line, (where, line)
+        if line.startswith("cluster=$("):
+            assert line == f"cluster=$(kubectl get rayjob {job} -o jsonpath='{{.status.rayClusterName}}')", line
+        for name in re.findall(r"svc/(\S+)-head-svc", line) + re.findall(r"get secret (\S+)", line):
+            assert name in (rc, "$cluster"), (where, line)
+    # the RayJob's dashboard is reached through its own cluster's service, not the RayCluster's
+    assert any("svc/$cluster-head-svc" in ln for w, ln in lines if w == "README.md")
+    assert any(f"svc/{rc}-head-svc" in ln for w, ln in lines if w == "README.md")
