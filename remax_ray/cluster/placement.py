@@ -132,21 +132,21 @@ def create(cfg: Config, device: str, growth: Any = None) -> Placement:
     ready = group.ready()
     start = time.monotonic()
     while True:
-        waited = time.monotonic() - start
-        left = timeout - waited
+        left = timeout - (time.monotonic() - start)
         if left <= 0:
             break
         done, _ = ray.wait([ready], timeout=min(left, _PROGRESS_EVERY_S))
         if done:
             ray.get(ready)
-            if waited >= _PROGRESS_EVERY_S:
-                log.info("placement: %d bundles placed after %.0f s", len(the_plan.bundles), time.monotonic() - start)
+            if time.monotonic() - start >= _PROGRESS_EVERY_S:  # it said it was waiting: say it is over
+                log.info("placement: %d bundles placed after %.0f s", len(the_plan.bundles),
+                         time.monotonic() - start)
             return Placement(the_plan, group, namespace)
-        now = autoscaling.read() if grows else None
+        now = autoscaling.read() if grows else autoscaling.NO_GROWTH
+        doing = f"; the {now.source} is {now.pending_text()}" if now.source else ""
         log.info("placement: waiting for %d bundles %s (%s, %s)%s: %.0f s of %g s (%s)",
                  len(the_plan.bundles), _summary(the_plan.bundles), the_plan.mode,
-                 cfg.cluster.placement_strategy, f"; the {now.source} is {now.pending_text()}" if now and now.source else "",
-                 time.monotonic() - start, timeout, key)
+                 cfg.cluster.placement_strategy, doing, time.monotonic() - start, timeout, key)
     remove_placement_group(group)
     raise ConfigError(
         f"cluster.placement={the_plan.mode} ({cfg.cluster.placement_strategy}) needs bundles "

@@ -96,7 +96,8 @@ def cluster_spec_errors(spec: dict) -> list[str]:
             elif not v2:
                 errs.append(f"worker group {name}: priority is set, but autoscaler v2 is not enabled")
         if g.get("suspend"):
-            errs.append(f"worker group {name} can be suspended only when the RayJobDeletionPolicy feature gate is enabled")
+            errs.append(f"worker group {name} can be suspended only when the RayJobDeletionPolicy "
+                        "feature gate is enabled")
     env_v2 = _env(head_container, V2_ENV)
     if not on and env_v2 in ("1", "true"):
         errs.append(f"environment variable {V2_ENV} cannot be set to {env_v2!r} when enableInTreeAutoscaling is false")
