@@ -15,11 +15,12 @@ set -euo pipefail
 # working_dir "." in the runtime env means the folder this command runs in: the repository root.
 cd "$(dirname "$0")/.."
 address=${RAY_ADDRESS:-http://127.0.0.1:8265}
-# Ray 2.60's `ray start` turns on token auth and writes ~/.ray/auth_token; the job client only sends
-# that token when RAY_AUTH_MODE=token ("Missing authentication token" otherwise). RAY_AUTH_TOKEN
-# (the token itself) and RAY_AUTH_TOKEN_PATH (another file) are Ray's other ways to supply it.
-if [ -z "${RAY_AUTH_MODE:-}" ] && { [ -n "${RAY_AUTH_TOKEN:-}" ] ||
-    [ -f "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}" ]; }; then
+# Token auth (Ray 2.60): the job client sends a token only when RAY_AUTH_MODE=token. A token given
+# for this submission (RAY_AUTH_TOKEN, e.g. from KubeRay's Secret, or RAY_AUTH_TOKEN_PATH) turns it
+# on here. ~/.ray/auth_token alone does not: a local `ray.init()` writes one for its own cluster, and
+# it is not the remote cluster's. Set RAY_AUTH_MODE=token to send that file (a cluster started with
+# it, e.g. `ray up` with RAY_AUTH_MODE=token and the file shipped to its nodes).
+if [ -z "${RAY_AUTH_MODE:-}" ] && { [ -n "${RAY_AUTH_TOKEN:-}" ] || [ -n "${RAY_AUTH_TOKEN_PATH:-}" ]; }; then
   export RAY_AUTH_MODE=token
 fi
 # shellcheck disable=SC2086  # REMAX_SUBMIT_FLAGS holds several flags

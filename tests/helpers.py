@@ -1,6 +1,7 @@
 """What several test files need and production code does not: toy rollouts, probes into a Learner
 (the policy gradient without a step, plain per-sequence log-probs), reference implementations the
-production code is checked against, and views of a sync bucket.
+production code is checked against, views of a sync bucket, and free ports and process-tree stops for
+tests that start a Ray head of their own.
 
 Imported as ``helpers`` (pytest puts ``tests/`` on ``sys.path`` for ``tests/conftest.py``); bench/
 scripts add ``tests/`` to ``sys.path`` themselves.
@@ -8,10 +9,15 @@ scripts add ``tests/`` to ``sys.path`` themselves.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import torch
 
 from remax_ray.algo import token_logprobs
@@ -102,3 +108,39 @@ def bucket_tensors(bucket: Any) -> list[tuple[str, torch.Tensor]]:
         raw = torch.frombuffer(bytearray(array.tobytes()), dtype=torch.uint8)
         out.append((name, raw.view(getattr(torch, dtype)).view(tuple(shape))))
     return out
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` different TCP ports free on 127.0.0.1 now."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:  # all bound at once, so the n ports differ
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def stop_process_tree(proc: subprocess.Popen) -> None:
+    """Stop a test's own `ray start --block` head, and every process it started, by their process ids.
+    `ray stop` would do it too, but it ends every Ray process of the user on the machine (it matches
+    process names), other test sessions' included. SIGTERM makes `ray start --block` shut its node
+    down; what is left of its tree is then killed."""
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    for p in alive:
+        p.kill()
+    psutil.wait_procs(alive, timeout=10)
+    try:  # stragglers still in the process group that start_new_session gave the head
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

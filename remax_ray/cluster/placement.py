@@ -16,12 +16,15 @@ generation and learning, on the learner's node, where a reward model on GPU woul
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from remax_ray.config import Config, ConfigError
 from remax_ray.config.runtime import PLACEMENT_MODES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,23 +109,59 @@ class Placement:
         remove_placement_group(self.group)
 
 
-def create(cfg: Config, device: str) -> Placement:
-    """Reserve the run's bundles, or fail with the reason (no node can hold a bundle) in bounded time."""
+def create(cfg: Config, device: str, growth: Any = None) -> Placement:
+    """Reserve the run's bundles, or fail with the reason (no node can hold a bundle) in bounded time.
+
+    On a cluster whose autoscaler can add nodes (``growth``: :class:`remax_ray.cluster.autoscaling.
+    Growth`), the group's pending demand is what makes the autoscaler start them, so it waits up to
+    ``cluster.autoscale_timeout_s`` (nodes boot and pull the image) rather than
+    ``cluster.placement_timeout_s``, saying on the terminal what it waits for and for how long."""
+    import time
+
     import ray
-    from ray.util import placement_group
+    from ray.util import placement_group, remove_placement_group
+
+    from remax_ray.cluster import autoscaling
 
     the_plan = plan_for(cfg, device)
     namespace = run_namespace(cfg)
+    grows = growth is not None and growth.can_grow
+    key = "cluster.autoscale_timeout_s" if grows else "cluster.placement_timeout_s"
+    timeout = cfg.cluster.autoscale_timeout_s if grows else cfg.cluster.placement_timeout_s
     group = placement_group(the_plan.bundles, strategy=cfg.cluster.placement_strategy)
-    try:
-        ray.get(group.ready(), timeout=cfg.cluster.placement_timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        from ray.util import remove_placement_group
+    ready = group.ready()
+    start = time.monotonic()
+    while True:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            break
+        done, _ = ray.wait([ready], timeout=min(left, _PROGRESS_EVERY_S))
+        if done:
+            ray.get(ready)
+            if time.monotonic() - start >= _PROGRESS_EVERY_S:  # it said it was waiting: say it is over
+                log.info("placement: %d bundles placed after %.0f s", len(the_plan.bundles),
+                         time.monotonic() - start)
+            return Placement(the_plan, group, namespace)
+        now = autoscaling.read() if grows else autoscaling.NO_GROWTH
+        doing = f"; the {now.source} is {now.pending_text()}" if now.source else ""
+        log.info("placement: waiting for %d bundles %s (%s, %s)%s: %.0f s of %g s (%s)",
+                 len(the_plan.bundles), _summary(the_plan.bundles), the_plan.mode,
+                 cfg.cluster.placement_strategy, doing, time.monotonic() - start, timeout, key)
+    remove_placement_group(group)
+    raise ConfigError(
+        f"cluster.placement={the_plan.mode} ({cfg.cluster.placement_strategy}) needs bundles "
+        f"{the_plan.bundles}, which the cluster could not place within {timeout:g} s ({key}): "
+        + ("the autoscaler did not start nodes that hold them (see `ray status`: node types, their max "
+           "counts, failed launches)" if grows else "no node, or not enough nodes, has those resources free"))
 
-        remove_placement_group(group)
-        raise ConfigError(
-            f"cluster.placement={the_plan.mode} ({cfg.cluster.placement_strategy}) needs bundles "
-            f"{the_plan.bundles}, which the cluster could not place within "
-            f"{cfg.cluster.placement_timeout_s:g} s (cluster.placement_timeout_s): no node, or not "
-            "enough nodes, has those resources free") from None
-    return Placement(the_plan, group, namespace)
+
+_PROGRESS_EVERY_S = 15.0
+
+
+def _summary(bundles: list[dict[str, float]]) -> str:
+    """``[{CPU: 2, GPU: 1}] * 3`` reads as ``3 x {CPU: 2, GPU: 1}``."""
+    counts: dict[str, int] = {}
+    for b in bundles:
+        text = "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(b.items())) + "}"
+        counts[text] = counts.get(text, 0) + 1
+    return " + ".join(f"{n} x {text}" for text, n in counts.items())

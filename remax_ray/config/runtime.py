@@ -70,6 +70,10 @@ class ClusterConfig:
         0.5, "colocated: the learner's fraction of the shared GPU; generator 0 gets the rest.")
     placement_timeout_s: float = _field(
         120.0, "How long to wait for the cluster to place the run's bundles before failing with the reason.")
+    autoscale_timeout_s: float = _field(
+        1800.0, "placement_timeout_s on a cluster whose autoscaler can add nodes (KubeRay worker groups, "
+                "`ray up` node types): the run's placement group asks it for nodes, which must boot and "
+                "pull the image before the bundles are placed.")
     threads_per_actor: int = _field(
         0,
         "torch/OpenMP threads for each actor (0 = all cores of its node: generation, scoring and "

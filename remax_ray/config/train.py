@@ -179,6 +179,7 @@ _RANGES: list[Range] = [
     ("cluster.max_actor_restarts", lambda v: v >= 0, ">= 0"),
     ("cluster.colocated_gpu_share", lambda v: 0 < v < 1, "in (0, 1)"),
     ("cluster.placement_timeout_s", lambda v: v > 0, "> 0"),
+    ("cluster.autoscale_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.restart_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.sync_bucket_mb", lambda v: v >= 1, ">= 1"),
     ("cluster.threads_per_actor", lambda v: v >= 0, ">= 0 (0 = all cores)"),

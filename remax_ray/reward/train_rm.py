@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
-from remax_ray.assets.home import SENTIMENT_RM, assets_home, atomic_publish, resolve_backbone_path
+from remax_ray.assets.home import SENTIMENT_RM, assets_home, atomic_publish, resolve_backbone_path, seed_from_prebuilt
 from remax_ray.config.rm import RewardModelConfig
 from remax_ray.data.pairs import Pair, PairSplits, load_pair_splits
 
@@ -169,7 +169,7 @@ def train_reward_model(cfg: RewardModelConfig, log=print) -> dict[str, Any]:
 def prepare_sentiment_rm(log=print) -> Path:
     """Fit the default reward model with ``train-rm``'s default recipe (about a minute on 2 cores)."""
     out = assets_home() / SENTIMENT_RM
-    if (out / "model.safetensors").exists():
+    if seed_from_prebuilt(SENTIMENT_RM, "model.safetensors"):
         return out
     cfg = RewardModelConfig()
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out)))

@@ -14,8 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,9 +23,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import free_ports, stop_process_tree
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +49,6 @@ class Head:
     token: str
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:  # all bound at once, so the n ports differ
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _http(url: str, token: str | None = None, data: bytes | None = None) -> tuple[int, str]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     req = urllib.request.Request(url, data=data, headers=headers)
@@ -71,29 +59,6 @@ def _http(url: str, token: str | None = None, data: bytes | None = None) -> tupl
         return e.code, e.read().decode(errors="replace")
 
 
-def _stop_head(proc: subprocess.Popen) -> None:
-    """Stop this test's head by its own process ids. `ray stop` would do it too, but it ends every Ray
-    process of the user on the machine (it matches process names), other test sessions' included.
-    SIGTERM makes `ray start --block` shut its node down; what is left of its tree is then killed."""
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    _, alive = psutil.wait_procs(tree, timeout=15)
-    for p in alive:
-        p.kill()
-    psutil.wait_procs(alive, timeout=10)
-    try:  # stragglers still in the process group that start_new_session gave the head
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     # Short: Ray's Unix sockets live under it, and their paths may not exceed 107 bytes.
@@ -101,7 +66,7 @@ def head(tmp_path_factory):
     token = secrets.token_hex(16)
     ports = dict(zip(("port", "dashboard-port", "metrics-export-port", "dashboard-agent-listen-port",
                       "dashboard-agent-grpc-port", "runtime-env-agent-port", "node-manager-port",
-                      "object-manager-port", "ray-client-server-port"), _free_ports(9)))
+                      "object-manager-port", "ray-client-server-port"), free_ports(9)))
     # None of this process's Ray settings: an in-process ray.init() of another test sets some (the
     # address, the auth mode), and they would point the CLI at that cluster.
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -137,7 +102,7 @@ def head(tmp_path_factory):
             time.sleep(1)
         yield h
     finally:
-        _stop_head(proc)
+        stop_process_tree(proc)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -108,6 +108,7 @@ EXPECTED_DEFAULTS = {
         "placement_strategy": "PACK",
         "colocated_gpu_share": 0.5,
         "placement_timeout_s": 120.0,
+        "autoscale_timeout_s": 1800.0,
         "threads_per_actor": 0,
     },
 }

@@ -48,7 +48,7 @@ def test_aws_file_passes_rays_validation_with_cpu_head_and_autoscaled_gpu_worker
 def test_setup_commands_install_remax_ray_from_the_mounted_checkout(path):
     prepared = _ray_up_checks(_load(path))
     # ray up copies LOCAL (relative to the folder it runs in: the repo root) to REMOTE on every node.
-    (remote, local), = prepared["file_mounts"].items()
+    (remote, local), = [(r, loc) for r, loc in prepared["file_mounts"].items() if r == "~/remax-ray"]
     assert (REPO / local / "scripts" / "setup.sh").is_file()
     assert ".venv" in prepared["rsync_exclude"]  # gigabytes, and built per node anyway
     # prepare_config prepends setup_commands to each role's own: the head and every worker install.
@@ -110,3 +110,16 @@ def test_onprem_without_a_head_ip_is_rejected():
     del broken["provider"]["head_ip"]
     with pytest.raises(click.ClickException, match="head_ip"):
         _bootstrap_config(broken, no_config_cache=True)
+
+
+@pytest.mark.parametrize("path", [AWS, ONPREM], ids=["aws", "onprem"])
+def test_every_node_starts_ray_with_token_auth_and_a_local_dashboard(path):
+    """Ray 2.60's `ray start` turns token auth on only where a token file already exists (a fresh
+    node has none): the file from the operator's machine goes to every node, and RAY_AUTH_MODE=token
+    makes each node require it. The dashboard stays on the head's localhost (`ray dashboard` tunnels)."""
+    prepared = _ray_up_checks(_load(path))
+    assert prepared["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    for role in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in prepared[role] if "ray start" in c]
+        assert starts and all("RAY_AUTH_MODE=token ray start" in c for c in starts), role
+        assert not any("0.0.0.0" in c for c in prepared[role]), role

@@ -140,13 +140,20 @@ def test_job_submit_script_ships_the_repo_and_runs_the_module(tmp_path):
     assert load_config(str(REPO / args.config), args.overrides).run.steps == 2
 
 
-def test_job_submit_script_sends_the_token_when_there_is_one(tmp_path):
-    assert _submit(tmp_path, RAY_AUTH_TOKEN="abc")[1] == "token"
-    token_file = tmp_path / "home" / ".ray" / "auth_token"  # where Ray 2.60's `ray start` writes it
-    token_file.parent.mkdir(parents=True)
-    token_file.write_text("abc")
-    assert _submit(tmp_path)[1] == "token"
+def test_job_submit_script_sends_a_token_it_was_given(tmp_path):
+    assert _submit(tmp_path, RAY_AUTH_TOKEN="abc")[1] == "token"  # e.g. from the KubeRay Secret
+    assert _submit(tmp_path, RAY_AUTH_TOKEN_PATH=str(tmp_path / "token"))[1] == "token"
     assert _submit(tmp_path, RAY_AUTH_MODE="disabled")[1] == "disabled"  # an explicit choice wins
+    assert _submit(tmp_path, RAY_AUTH_MODE="token")[1] == "token"  # ~/.ray/auth_token, chosen
+
+
+def test_job_submit_script_keeps_the_local_token_to_itself(tmp_path):
+    """Ray 2.60's local `ray.init()` writes ~/.ray/auth_token for its own cluster; sending it to the
+    remote cluster of RAY_ADDRESS would hand that cluster a local secret (and it is not its token)."""
+    token_file = tmp_path / "home" / ".ray" / "auth_token"
+    token_file.parent.mkdir(parents=True)
+    token_file.write_text("local")
+    assert _submit(tmp_path, RAY_ADDRESS="http://127.0.0.1:8265")[1] == "unset"
 
 
 def test_every_documented_submit_command_names_a_real_config():

@@ -1,10 +1,11 @@
 """deploy/kuberay/*.yaml, deploy/docker/Dockerfile.* and the GPU pins.
 
 KubeRay's CRD schemas are not available offline (no pip package ships them), so the manifests are
-checked against the fields that KubeRay's ray.io/v1 CRDs (ray.io_rayclusters.yaml, ray.io_rayjobs.yaml,
-KubeRay 1.5) mark required or type strictly, and the property names they define, transcribed below,
-plus the operator's own validation rules (name lengths, replica bounds). The RayJob's entrypoint is
-parsed with remax-ray's real CLI parser and its config loaded and validated.
+checked against the fields that KubeRay's ray.io/v1 CRDs (ray.io_rayclusters.yaml, ray.io_rayjobs.yaml
+of KubeRay v1.7.0) mark required or type strictly, and the property names they define, transcribed
+below, and against the operator's own admission rules (kuberay_rules.py, from the same release: a
+spec that breaks one gets no pods). The RayJob's entrypoint is parsed with remax-ray's real CLI parser
+and its config loaded and validated.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kuberay_rules import cluster_spec_errors, raycluster_errors, rayjob_errors
 
 from remax_ray.cli import _parser
 from remax_ray.config import load_config
@@ -39,6 +41,7 @@ WORKER_GROUP = {"groupName", "idleTimeoutSeconds", "labels", "maxReplicas", "min
 SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+IMAGE = "registry.example.com/remax-ray:0.1.0-cuda"
 
 
 def _manifest(name: str) -> dict:
@@ -79,7 +82,7 @@ def _check_pod(template: dict, first_container: str | None) -> None:
     if first_container:  # KubeRay runs Ray in the first container
         assert containers[0]["name"] == first_container
     image = containers[0]["image"]
-    assert image.split("/")[-1].startswith("remax-ray:") and image.endswith("-cuda")
+    assert image == IMAGE  # a registry the nodes pull from, and the tag the README builds
     limits, requests = containers[0]["resources"]["limits"], containers[0]["resources"]["requests"]
     assert limits == requests  # Ray reads its CPUs/GPUs from them; equal ones give a Guaranteed pod
 
@@ -178,7 +181,7 @@ def test_gpu_pins_match_the_tested_cpu_lock():
 
 def test_gpu_installs_use_the_pins_not_the_newest_vllm():
     setup = (REPO / "scripts" / "setup.sh").read_text()
-    gpu_branch = setup.split("if command -v nvidia-smi", 1)[1].split("\nelse", 1)[0]
+    gpu_branch = setup.split("if $gpu; then", 1)[1].split("\nelse", 1)[0]
     installs = [ln for ln in gpu_branch.replace("\\\n", " ").splitlines() if "pip install" in ln]
     assert installs and all("-c constraints/gpu.txt" in ln for ln in installs)
     cuda = (DOCKER / "Dockerfile.cuda").read_text().replace("\\\n", " ")
@@ -186,3 +189,134 @@ def test_gpu_installs_use_the_pins_not_the_newest_vllm():
     assert vllm_installs and all("-c constraints/gpu.txt" in ln for ln in vllm_installs)
     cpu = (DOCKER / "Dockerfile.cpu").read_text()
     assert "-r constraints/cpu-lock.txt" in cpu and "--no-deps" in cpu
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_the_operator_accepts_the_manifest(name):
+    doc = _manifest(name)
+    errors = raycluster_errors(doc) if doc["kind"] == "RayCluster" else rayjob_errors(doc)
+    assert errors == []
+
+
+def _broken(edit) -> list[str]:
+    rc = _manifest("raycluster.yaml")
+    edit(rc["spec"], rc["spec"]["workerGroupSpecs"][0])
+    return cluster_spec_errors(rc["spec"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s, g: s.pop("autoscalerOptions"), "idleTimeoutSeconds is set, but autoscaler v2 is not enabled"),
+    (lambda s, g: g.update(minReplicas=3), "minReplicas 3 greater than maxReplicas 2"),
+    (lambda s, g: g.update(replicas=5), "replicas 5 outside [minReplicas, maxReplicas]"),
+    (lambda s, g: g.update(minReplicas=-1), "negative minReplicas -1"),
+    (lambda s, g: s["workerGroupSpecs"].append(dict(g)), "worker group names must be unique"),
+    (lambda s, g: g.update(groupName="GPU_8x"), "must be a valid DNS1123 label"),
+    (lambda s, g: s.update(rayVersion="2.50.0"), "minimum Ray version is 2.52.0"),
+    (lambda s, g: g["template"]["spec"].update(restartPolicy="Always"), "should be Never or unset when using autoscaler V2"),
+    (lambda s, g: g.update(resources={"CPU": "4"}, rayStartParams={"num-cpus": "4"}), "both rayStartParams and Resources"),
+    (lambda s, g: (s.update(enableInTreeAutoscaling=False), g.pop("minReplicas")),
+     "must set both minReplicas and maxReplicas when autoscaling is disabled"),
+])
+def test_the_rules_refuse_what_the_operator_refuses(edit, message):
+    assert any(message in e for e in _broken(edit)), _broken(edit)
+
+
+def test_the_rayjob_rules():
+    job = _manifest("rayjob.yaml")
+    job["spec"].update(shutdownAfterJobFinishes=False, ttlSecondsAfterFinished=600)
+    assert any("cannot have TTLSecondsAfterFinished" in e for e in rayjob_errors(job))
+    job = _manifest("rayjob.yaml")
+    job["metadata"]["name"] = "x" * 48  # its cluster gets a 6-character suffix: 53 at most
+    assert any("no more than 47 characters" in e for e in rayjob_errors(job))
+    job = _manifest("rayjob.yaml")
+    job["spec"]["rayClusterSpec"]["authOptions"]["enableK8sTokenAuth"] = True
+    assert any("not supported for RayJob" in e for e in rayjob_errors(job))
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_token_auth_is_on(name):
+    """The dashboard listens on 0.0.0.0 (the head service, the RayJob's submitter): KubeRay then makes a
+    token Secret and gives every Ray container (and the submitter) RAY_AUTH_MODE=token + the token."""
+    doc = _manifest(name)
+    spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    assert spec["authOptions"] == {"mode": "token"}
+
+
+def test_the_rayjob_frees_its_gpus_when_the_job_ends():
+    spec = _manifest("rayjob.yaml")["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] == 0
+
+
+def _claims(doc: dict) -> set[str]:
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "persistentVolumeClaim" in node:
+                found.add(node["persistentVolumeClaim"]["claimName"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(doc)
+    return found
+
+
+def test_every_volume_claim_the_manifests_mount_is_defined():
+    pvcs = {d["metadata"]["name"]: d for d in yaml.safe_load_all((KUBERAY / "pvc.yaml").read_text()) if d}
+    for name in ("raycluster.yaml", "rayjob.yaml"):
+        assert _claims(_manifest(name)) <= set(pvcs), name
+    for pvc in pvcs.values():
+        assert pvc["apiVersion"] == "v1" and pvc["kind"] == "PersistentVolumeClaim"
+        # pods on several nodes mount it at once
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert re.fullmatch(r"\d+[TGM]i", pvc["spec"]["resources"]["requests"]["storage"])
+
+
+def _pods(doc: dict) -> list[dict]:
+    spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    return [spec["headGroupSpec"]["template"]["spec"], *[g["template"]["spec"] for g in spec["workerGroupSpecs"]]]
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_assets_live_on_the_volume_and_the_images_prebuilt_ones_stay_visible(name):
+    doc = _manifest(name)
+    prebuilt = re.search(r"REMAX_RAY_PREBUILT=(\S+)", (DOCKER / "Dockerfile.cuda").read_text()).group(1)
+    runtime_env = yaml.safe_load(doc["spec"].get("runtimeEnvYAML", "") or "{}") or {}
+    for pod in _pods(doc):
+        container = pod["containers"][0]
+        claims = {v["name"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v}
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        home = runtime_env.get("env_vars", {}).get("REMAX_RAY_HOME") or env["REMAX_RAY_HOME"]
+        assert any(home.startswith(path + "/") and mounts[path] in claims for path in mounts), home
+        assert not any(prebuilt.startswith(path) for path in mounts)  # no volume hides the image's assets
+
+
+def _kubectl_lines() -> list[tuple[str, str]]:
+    """(where, line) of every documented command: the README and the manifests' own comments."""
+    out = [("README.md", ln.strip()) for ln in (REPO / "README.md").read_text().splitlines()]
+    for f in KUBERAY.glob("*.yaml"):
+        out += [(f.name, ln.lstrip("# ").strip()) for ln in f.read_text().splitlines() if ln.startswith("#")]
+    return [(w, ln) for w, ln in out if ln.startswith(("kubectl", "cluster=$(kubectl", "docker", "export RAY_AUTH"))]
+
+
+def test_documented_commands_name_the_services_secrets_and_image_the_manifests_make():
+    """KubeRay names a RayCluster's head service <cluster>-head-svc and its token Secret <cluster>; a
+    RayJob's cluster is <job>-<5 random characters>, read from the RayJob's status.rayClusterName."""
+    rc, job = _manifest("raycluster.yaml")["metadata"]["name"], _manifest("rayjob.yaml")["metadata"]["name"]
+    lines = _kubectl_lines()
+    assert lines
+    for where, line in lines:
+        for f in re.findall(r"-f (deploy/\S+)", line):
+            assert (REPO / f).is_file(), (where, line)
+        if line.startswith("docker build") and "Dockerfile.cuda" in line:
+            assert f"-t {IMAGE} ." in line, (where, line)
+        if line.startswith("cluster=$("):
+            assert line == f"cluster=$(kubectl get rayjob {job} -o jsonpath='{{.status.rayClusterName}}')", line
+        for name in re.findall(r"svc/(\S+)-head-svc", line) + re.findall(r"get secret (\S+)", line):
+            assert name in (rc, "$cluster"), (where, line)
+    # the RayJob's dashboard is reached through its own cluster's service, not the RayCluster's
+    assert any("svc/$cluster-head-svc" in ln for w, ln in lines if w == "README.md")
+    assert any(f"svc/{rc}-head-svc" in ln for w, ln in lines if w == "README.md")
