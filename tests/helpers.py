@@ -144,3 +144,18 @@ def stop_process_tree(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def spy_on_from_pretrained(monkeypatch: Any, classes: list) -> list[tuple[str, dict]]:
+    """Record the keyword arguments of every ``from_pretrained`` call on ``classes`` (transformers'
+    Auto classes), as (class name, kwargs); the real loading still happens."""
+    calls: list[tuple[str, dict]] = []
+    for cls in classes:
+        real = cls.from_pretrained.__func__
+
+        def spy(klass, *args, _real=real, _name=cls.__name__, **kwargs):
+            calls.append((_name, dict(kwargs)))
+            return _real(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    return calls

@@ -21,6 +21,8 @@ from remax_ray.driver.preflight import preflight
 from remax_ray.reward import RewardScorer
 from remax_ray.rollout.generator import EXTENSION, Generator, llm_kwargs
 
+from helpers import spy_on_from_pretrained
+
 
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
@@ -149,16 +151,7 @@ def test_generator_passes_llm_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def spy_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
     """Records the kwargs of AutoTokenizer / AutoModelForSequenceClassification.from_pretrained."""
-    calls: list[tuple[str, dict]] = []
-    for cls in (transformers.AutoTokenizer, transformers.AutoModelForSequenceClassification):
-        real = cls.from_pretrained.__func__
-
-        def spy(klass, *args, _real=real, _name=cls.__name__, **kwargs):
-            calls.append((_name, dict(kwargs)))
-            return _real(klass, *args, **kwargs)
-
-        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
-    return calls
+    return spy_on_from_pretrained(monkeypatch, [transformers.AutoTokenizer, transformers.AutoModelForSequenceClassification])
 
 
 def test_preflight_tokenizer_trust_remote_code(model_dir: Path, prompts: Path, spy_from_pretrained) -> None:

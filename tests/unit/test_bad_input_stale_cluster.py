@@ -33,6 +33,8 @@ from remax_ray.cluster.address import auto_join_address, recorded_address
 from remax_ray.config import load_config
 from remax_ray.driver.interrupts import GRACE_S
 
+from helpers import stop_process_tree
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 WARNING = "records the Ray cluster of an earlier `ray start`"
@@ -199,24 +201,6 @@ def _driver(root: Path, env: dict[str, str]) -> tuple[str, float, str]:
     return gcs, float(seconds), out.stderr
 
 
-def _stop_head(proc: subprocess.Popen) -> None:
-    """SIGTERM to `ray start --block` (its own process id) shuts its node down, as a `kill` of a
-    user's head would; what is left of its tree is killed by id."""
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    _, alive = psutil.wait_procs(tree, timeout=15)
-    for p in alive:
-        p.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 def test_live_ray_start_is_joined_and_a_dead_one_is_not_waited_for(ray_tmp: Path) -> None:
     env = _env(ray_tmp)
     ports = dict(zip(("port", "metrics-export-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
@@ -243,7 +227,7 @@ def test_live_ray_start_is_joined_and_a_dead_one_is_not_waited_for(ray_tmp: Path
         assert gcs == recorded
         assert WARNING not in stderr
     finally:
-        _stop_head(head)
+        stop_process_tree(head)
 
     # The head is gone, its record is not: the issue's situation.
     assert record.read_text().strip() == recorded

@@ -14,7 +14,7 @@ import transformers
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.learner import Learner
 
-from helpers import toy_rollouts
+from helpers import spy_on_from_pretrained, toy_rollouts
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +82,7 @@ def _ppo_batch(critic, rollouts):
 @pytest.fixture
 def spy_from_pretrained(monkeypatch) -> list[tuple[str, dict]]:
     """kwargs of every AutoConfig / AutoModel / AutoModelForCausalLM.from_pretrained call."""
-    calls: list[tuple[str, dict]] = []
-    for cls in (transformers.AutoConfig, transformers.AutoModel, transformers.AutoModelForCausalLM):
-        real = cls.from_pretrained.__func__
-
-        def spy(klass, *args, _real=real, _name=cls.__name__, **kwargs):
-            calls.append((_name, dict(kwargs)))
-            return _real(klass, *args, **kwargs)
-
-        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
-    return calls
+    return spy_on_from_pretrained(monkeypatch, [transformers.AutoConfig, transformers.AutoModel, transformers.AutoModelForCausalLM])
 
 
 def test_the_critic_passes_trust_remote_code_only_when_set(tiny, spy_from_pretrained):
