@@ -33,22 +33,11 @@ from remax_ray.cluster.address import auto_join_address, recorded_address
 from remax_ray.config import load_config
 from remax_ray.driver.interrupts import GRACE_S
 
-from helpers import stop_process_tree
+from helpers import free_ports, stop_process_tree
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 WARNING = "records the Ray cluster of an earlier `ray start`"
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:  # all bound at once, so the n ports differ
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _record(ray_temp_dir: Path, address: str) -> Path:
@@ -91,7 +80,7 @@ def _env(root: Path, **extra: str) -> dict[str, str]:
 def test_stale_record_is_one_warning_within_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     record = _record(tmp_path, f"127.0.0.1:{port}")
     start = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="remax_ray"):
@@ -130,7 +119,7 @@ def test_ray_tmpdir_places_the_record(tmp_path: Path, monkeypatch: pytest.Monkey
     """Without a temp dir, the lookup is Ray's default one: $RAY_TMPDIR/ray/ray_current_cluster."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     record = _record(tmp_path / "ray", f"10.9.8.7:{port}")
     assert recorded_address() == (f"10.9.8.7:{port}", str(record))
 
@@ -148,7 +137,7 @@ def test_connect_starts_a_local_ray_past_a_stale_record(tmp_path: Path, monkeypa
                                                         mocked_init: list[dict],
                                                         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     _record(tmp_path / "ray", f"127.0.0.1:{port}")
     start = time.monotonic()
     cluster.connect(load_config(None, ["cluster.num_cpus=2"]), include_dashboard=False)
@@ -205,7 +194,7 @@ def test_live_ray_start_is_joined_and_a_dead_one_is_not_waited_for(ray_tmp: Path
     env = _env(ray_tmp)
     ports = dict(zip(("port", "metrics-export-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                       "runtime-env-agent-port", "node-manager-port", "object-manager-port",
-                      "ray-client-server-port"), _free_ports(8)))
+                      "ray-client-server-port"), free_ports(8)))
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--temp-dir", str(ray_tmp / "ray"), "--num-cpus", "1",
            "--include-dashboard", "false", "--disable-usage-stats",
            *[a for k, v in ports.items() for a in (f"--{k}", str(v))]]
@@ -290,7 +279,7 @@ def test_cli_with_a_stale_record_warns_within_seconds_and_stops_on_sigterm(
         ray_tmp: Path, train_args: list[str]) -> None:
     """The issue's run: no address, a record of a dead `ray start`. The warning follows preflight's
     last line within seconds; a local Ray starts under RAY_TMPDIR; SIGTERM then ends it all."""
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     record = _record(ray_tmp / "ray", f"127.0.0.1:{port}")
     start = time.monotonic()
     proc = subprocess.Popen(train_args, env=_env(ray_tmp), cwd=REPO, stdout=subprocess.PIPE,

@@ -13,7 +13,6 @@ parameters after a step of lr 1e-3 (AdamW's first step moves each weight by at m
 from __future__ import annotations
 
 import multiprocessing as mp
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from remax_ray.learner.learner import Learner
 from remax_ray.learner.memory import modelled_state_bytes
 from remax_ray.learner.shard import shard_rollouts, split_by_tokens
 
-from helpers import policy_gradient, toy_rollouts
+from helpers import free_ports, policy_gradient, toy_rollouts
 
 GRAD_ATOL = 1e-5
 PARAM_ATOL = 1e-6
@@ -70,15 +69,9 @@ def _rank_main(rank: int, world: int, port: int, model: str, strategy: str, esti
     torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path, prompts: int = 6) -> dict:
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port, = free_ports(1)
     procs = [ctx.Process(target=_rank_main, args=(r, world, port, model, strategy, estimator, str(out), prompts))
              for r in range(world)]
     for p in procs:
@@ -179,7 +172,7 @@ def _resume_main(rank: int, world: int, port: int, model: str, strategy: str, ph
 
 def _spawn(target, world: int, *args) -> None:
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port, = free_ports(1)
     procs = [ctx.Process(target=target, args=(r, world, port, *args)) for r in range(world)]
     for p in procs:
         p.start()
