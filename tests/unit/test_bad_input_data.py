@@ -168,7 +168,7 @@ def test_truncate_text_moves_past_a_cut_character() -> None:
     assert truncate_text(ids, 3, encode, decode) == "bé"
     fit = make_fit(encode, decode, 1, "truncate")
     # "abé" cannot be cut to 1 clean byte: dropped, and counted as too long but not truncated.
-    assert fit([(1, "abé"), (2, "z")], Path("f.jsonl")) == (["z"], 1, 0)
+    assert fit([(1, "abé"), (2, "z")], Path("f.jsonl")) == ([(2, "z")], 1, 0)
 
 
 def test_make_fit_refuses_an_unknown_policy() -> None:
