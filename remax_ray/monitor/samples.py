@@ -103,11 +103,15 @@ def texts_by_step(records: list[Record]) -> list[tuple[int, dict[str, str]]]:
     return out
 
 
-def _quoted(text: Any, width: int) -> str:
+def _quoted(text: Any, width: int, keep_end: bool = False) -> str:
+    """``text`` in quotes (\\n for a newline), cut to ``width``: its start, or with ``keep_end`` its
+    end (a prompt's end is what the response continues; a chat prompt starts with its template)."""
     if text is None:
         return "-"
-    shown = json.dumps(str(text), ensure_ascii=False)  # quotes, and \n for a newline
-    return shown if len(shown) <= width else shown[: width - 4] + '..."'
+    shown = json.dumps(str(text), ensure_ascii=False)
+    if len(shown) <= width:
+        return shown
+    return '"...' + shown[-(width - 4):] if keep_end else shown[: width - 4] + '..."'
 
 
 def render(records: list[Record], step: int | None = None, width: int = 100) -> str:
@@ -121,7 +125,7 @@ def render(records: list[Record], step: int | None = None, width: int = 100) -> 
     lines: list[str] = []
     for index in sorted({r["index"] for r in records}):
         mine = sorted((r for r in records if r["index"] == index), key=lambda r: r["step"])
-        lines.append(f"[{index}] {_quoted(mine[-1]['prompt'], width)}")
+        lines.append(f"[{index}] {_quoted(mine[-1]['prompt'], width, keep_end=True)}")
         lines += [f"    {k}: {_quoted(v, width) if isinstance(v, str) else v}"
                   for k, v in _scalar_columns(mine[-1]).items()]
         lines.append("    step  response  reward  text")

@@ -14,7 +14,7 @@ import pytest
 from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.driver import actor_calls
 from remax_ray.reward import RewardScorer
-from remax_ray.reward.functions import exact_match, first_number
+from remax_ray.reward.functions import exact_match, last_number
 from remax_ray.reward.scorer import ColumnParams, column_params
 
 ROWS = [{"answer": "42", "level": 1}, {"answer": "7"}, {"answer": None, "level": 3}]
@@ -86,12 +86,12 @@ def test_a_required_column_without_rows_is_an_error(monkeypatch: pytest.MonkeyPa
         RewardScorer("function", function=f"{ref}:needs").score(["p", "q"], ["r", "s"], [{}])
 
 
-def test_exact_match_on_the_first_number() -> None:
-    responses = ["42", " The answer is 42.", "41, no: 42", "forty-two", "-3 apples", "1,024", "42.0"]
-    answers = ["42", "42", "42", "42", "-3", "1024", "42"]
-    assert exact_match([""] * 7, responses, answers) == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+def test_exact_match_on_the_last_number() -> None:
+    responses = ["42", " The answer is 42.", "17 + 25 = 42", "42 or 41", "forty-two", "36-39=-3", "1,024", "42.0"]
+    answers = ["42", "42", "42", "42", "42", "-3", "1024", "42"]
+    assert exact_match([""] * 8, responses, answers) == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
     assert exact_match(["", ""], ["7", "7"], [7, None]) == [1.0, 0.0]  # a number answer; a missing one
-    assert (first_number("x = 2.5 or 3"), first_number("none")) == ("2.5", None)
+    assert (last_number("x = 2.5 or 3"), last_number("36 - 25 = 11."), last_number("none")) == ("3", "11", None)
 
 
 class _Reward:

@@ -140,7 +140,7 @@ def test_terminal_view_shows_each_prompt_across_steps() -> None:
         '          sample       n/a  "maybe 1|2\\nok"'])
     one = samples.render(records, step=2, width=12)
     assert "       0  greedy" not in one and '       2  greedy     1.000  "2"' in one
-    assert '[0] "What is..."' in one  # cut to the width
+    assert '[0] "... 0 + 0?"' in one and '"maybe 0..."' in one  # cut to the width: a prompt's end, a response's start
     with pytest.raises(samples.SamplesError, match=r"no samples at step 5; evaluations at steps 0, 2"):
         samples.render(records, step=5)
 
