@@ -94,7 +94,11 @@ def read_rows(path: Path) -> list[tuple[int, Row | None]]:
     if path.is_dir():
         return list(enumerate(_saved_dataset_rows(path), 1))
     if path.suffix == ".parquet":
-        return list(enumerate(_pyarrow(path, "parquet").parquet.read_table(path).to_pylist(), 1))
+        pa = _pyarrow(path, "parquet")
+        try:
+            return list(enumerate(pa.parquet.read_table(path).to_pylist(), 1))
+        except pa.ArrowException as exc:
+            raise ValueError(f"run.dataset: {path} is not a readable parquet file ({exc})") from None
     rows: list[tuple[int, Row | None]] = []
     # Split on "\n" only: str.splitlines() would also break on U+2028 etc., which JSON allows raw
     # inside strings. utf-8-sig drops a byte-order mark left by Windows editors.

@@ -60,6 +60,14 @@ def test_parquet_reads_like_jsonl(tmp_path: Path) -> None:
     assert got == load_splits(str(_jsonl(tmp_path / "q.jsonl", ROWS)), eval_prompts=3, seed=5, keys=keys)
 
 
+def test_a_broken_parquet_file_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match=rf"^run.dataset: {path} is not a readable parquet file \("):
+        load_splits(str(path), eval_prompts=1, seed=0)
+
+
 def test_datasets_folder_reads_like_jsonl(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
 
