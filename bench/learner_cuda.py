@@ -46,8 +46,8 @@ def build(size: str, folder: str) -> int:
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(folder, safe_serialization=True)
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<eos>": 0}, unk_token="<eos>")),
                             eos_token="<eos>", pad_token="<eos>").save_pretrained(folder)

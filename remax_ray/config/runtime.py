@@ -22,10 +22,26 @@ class RunConfig:
     seed: int = _field(0, "Random seed for prompt sampling, generation and the learner.")
     dataset: str = _field(
         "builtin:movie-reviews",
-        "Prompt dataset: 'builtin:<asset>' or a .jsonl file whose records have a \"prompt\" field.",
+        "Prompt dataset: 'builtin:<asset>' (movie-reviews, arithmetic), a .jsonl file (one JSON object "
+        "per line), a .parquet file, or a folder written by the datasets library's save_to_disk (a "
+        "DatasetDict's train split trains and its test/validation split is held out). Columns other "
+        "than the prompt reach a reward function that asks for them.",
+    )
+    prompt_key: str = _field("prompt", "The column holding each row's prompt text (when run.messages_key is empty).")
+    messages_key: str = _field(
+        "",
+        "Chat format: the column holding each row's messages (a list of {role, content}), rendered "
+        "with the policy tokenizer's own chat template and its generation prompt; empty = plain text "
+        "prompts from run.prompt_key.",
     )
     eval_every: int = _field(8, "Evaluate every this many steps (0 = only before and after training).")
     eval_prompts: int = _field(32, "Number of held-out prompts used for evaluation.")
+    eval_samples: int = _field(
+        1, "Sampled responses per held-out prompt at each evaluation, besides the greedy one "
+           "(eval_sample_reward is their mean reward; 0 = greedy only).")
+    sample_prompts: int = _field(
+        4, "The first this many held-out prompts: each evaluation writes their prompt, greedy and "
+           "sampled response and rewards to samples.jsonl and TensorBoard's text tab (0 = none).")
     save_every: int = _field(0, "Save a checkpoint every this many steps (0 = only at the end).")
     output_dir: str = _field("runs/default", "Directory for metrics, the resolved config and checkpoints.")
     keep_checkpoints: int = _field(3, "Keep the newest this many step checkpoints (0 = keep all).")

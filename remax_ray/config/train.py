@@ -171,6 +171,8 @@ _RANGES: list[Range] = [
     ("run.prompts_per_step", lambda v: v >= 1, ">= 1"),
     ("run.eval_every", lambda v: v >= 0, ">= 0 (0 = only before and after training)"),
     ("run.eval_prompts", lambda v: v >= 1, ">= 1"),
+    ("run.eval_samples", lambda v: v >= 0, ">= 0 (0 = greedy only)"),
+    ("run.sample_prompts", lambda v: v >= 0, ">= 0 (0 = none)"),
     ("run.save_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     ("run.keep_checkpoints", lambda v: v >= 0, ">= 0 (0 = keep all)"),
     ("run.step_retries", lambda v: v >= 0, ">= 0"),
@@ -185,7 +187,7 @@ _RANGES: list[Range] = [
     ("cluster.threads_per_actor", lambda v: v >= 0, ">= 0 (0 = all cores)"),
 ]
 
-_NON_EMPTY = ("model.path", "run.dataset", "run.output_dir")
+_NON_EMPTY = ("model.path", "run.dataset", "run.prompt_key", "run.output_dir")
 
 _FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 

@@ -59,13 +59,13 @@ def make_fit(encode: Encode, decode: Decode, max_tokens: int, policy: str) -> Fi
     if policy not in ("truncate", "skip", "error"):
         raise ConfigError(f"rollout.long_prompts: unknown policy {policy!r}")
 
-    def fit(numbered: list[tuple[int, str]], path: Path) -> tuple[list[str], int, int]:
-        kept: list[str] = []
+    def fit(numbered: list[tuple[int, str]], path: Path) -> tuple[list[tuple[int, str]], int, int]:
+        kept: list[tuple[int, str]] = []  # numbered, so the caller keeps each prompt's other columns
         long: list[tuple[int, int]] = []  # (line, tokens) of every over-long prompt
         lost: list[int] = []  # lines of over-long prompts that could not be truncated
         for (line, prompt), ids in zip(numbered, encode([p for _, p in numbered]), strict=True):
             if len(ids) <= max_tokens:
-                kept.append(prompt)
+                kept.append((line, prompt))
                 continue
             long.append((line, len(ids)))
             if policy == "truncate":
@@ -73,22 +73,23 @@ def make_fit(encode: Encode, decode: Decode, max_tokens: int, policy: str) -> Fi
                 if text is None:
                     lost.append(line)
                 else:
-                    kept.append(text)
+                    kept.append((line, text))
         if not long:
             return kept, 0, 0
         where = f"rollout.max_prompt_tokens={max_tokens} tokens"
+        at = "at rows" if path.is_dir() or path.suffix == ".parquet" else "at lines"
         if policy == "error":
             raise ConfigError(
-                f"{path}: {len(long)} prompts are longer than {where} (rollout.long_prompts=error), at "
-                f"lines {_lines(long)}; raise rollout.max_prompt_tokens, or set "
+                f"{path}: {len(long)} prompts are longer than {where} (rollout.long_prompts=error), {at} "
+                f"{_lines(long)}; raise rollout.max_prompt_tokens, or set "
                 "rollout.long_prompts=truncate or skip"
             )
         done = ("truncated to their last tokens" if policy == "truncate" else "skipped")
-        log.warning("%s: %d prompts longer than %s %s (rollout.long_prompts=%s), at lines %s",
-                    path, len(long), where, done, policy, _lines(long))
+        log.warning("%s: %d prompts longer than %s %s (rollout.long_prompts=%s), %s %s",
+                    path, len(long), where, done, policy, at, _lines(long))
         if lost:
-            log.warning("%s: %d prompts dropped: no suffix of at most %d tokens decodes cleanly, at "
-                        "lines %s", path, len(lost), max_tokens, ", ".join(map(str, lost)))
+            log.warning("%s: %d prompts dropped: no suffix of at most %d tokens decodes cleanly, "
+                        "%s %s", path, len(lost), max_tokens, at, ", ".join(map(str, lost)))
         return kept, len(long), len(long) - len(lost) if policy == "truncate" else 0
 
     return fit

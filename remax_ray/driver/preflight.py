@@ -9,7 +9,7 @@ from remax_ray.assets import home
 from remax_ray.assets.hf import check_model_folder, load_tokenizer
 from remax_ray.config import Config, ConfigError, resolve_score_response_only
 from remax_ray.data.long_prompts import make_fit
-from remax_ray.data.prompts import PromptSplits, load_splits
+from remax_ray.data.prompts import PromptKeys, PromptSplits, load_splits
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,32 @@ def preflight(cfg: Config) -> tuple[str, PromptSplits]:
                            allow_pickle_weights=cfg.model.allow_pickle_weights)
     # The policy's own tokenizer: prompt lengths are counted in the tokens the generator will see.
     tokenizer = load_tokenizer(model_path, "model.path", trust_remote_code=cfg.model.trust_remote_code)
+    # Chat rows are rendered first, so the long-prompt policy counts the templated text's tokens.
     splits = load_splits(cfg.run.dataset, cfg.run.eval_prompts, cfg.run.seed,
-                         fit=_fit(tokenizer, cfg.rollout.max_prompt_tokens, cfg.rollout.long_prompts))
+                         fit=_fit(tokenizer, cfg.rollout.max_prompt_tokens, cfg.rollout.long_prompts),
+                         keys=prompt_keys(cfg, tokenizer))
     log.info("prompts: %d train, %d held out; %d lines skipped, %d too long (%d truncated)",
              len(splits.train), len(splits.eval), splits.skipped, splits.too_long, splits.truncated)
-    check_reward(cfg)
+    check_reward(cfg, splits.column_names())
     return model_path, splits
+
+
+def prompt_keys(cfg: Config, tokenizer: Any) -> PromptKeys:
+    """Where rows keep their prompt; in chat format, the policy tokenizer's own template renders the
+    messages with its generation prompt (the assistant turn's opening), as the model was tuned."""
+    run = cfg.run
+    if not run.messages_key:
+        return PromptKeys(run.prompt_key)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"run.messages_key={run.messages_key!r}: the tokenizer of model.path ({cfg.model.path}) has no "
+            "chat template, so chat messages cannot be rendered; give plain-text prompts (run.prompt_key) "
+            "or use a model whose tokenizer ships a chat template")
+
+    def render(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return PromptKeys(run.prompt_key, run.messages_key, render)
 
 
 def _fit(tokenizer: Any, max_tokens: int, policy: str):
@@ -43,8 +63,9 @@ def _fit(tokenizer: Any, max_tokens: int, policy: str):
     return make_fit(encode, decode, max_tokens, policy)
 
 
-def check_reward(cfg: Config) -> None:
-    """A missing reward model or an unimportable reward function fails here, not in the reward actor."""
+def check_reward(cfg: Config, columns: set[str] | None = None) -> None:
+    """A missing reward model or an unimportable reward function fails here, not in the reward actor;
+    so does a function that takes a dataset column (``columns``) the dataset does not have."""
     rw = cfg.reward
     blanked, why = resolve_score_response_only(rw)
     if blanked:  # the one start-up line that says the reward does not see the prompt
@@ -53,13 +74,21 @@ def check_reward(cfg: Config) -> None:
         folder = home.resolve_reward_model_path(rw.model_path)
         check_model_folder(folder, "reward.model_path", allow_pickle_weights=cfg.model.allow_pickle_weights)
     elif rw.kind == "function":
-        from remax_ray.reward.scorer import load_function
+        from remax_ray.reward.scorer import column_params, load_function
 
         try:
-            load_function(rw.function)
+            fn = load_function(rw.function)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the module raises while it is imported
             raise ConfigError(
                 f"reward.function: importing {rw.function!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+        missing = sorted(column_params(fn).required - columns) if columns is not None else []
+        if missing:
+            raise ConfigError(
+                f"reward.function: {rw.function!r} takes the dataset column(s) {', '.join(map(repr, missing))}, "
+                f"which no row of run.dataset ({cfg.run.dataset}) has (its columns: "
+                f"{', '.join(sorted(columns)) or 'none besides the prompt'}); give them a default or pick "
+                "a dataset that has them")

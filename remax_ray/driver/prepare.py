@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from remax_ray.assets.arithmetic import prepare_arithmetic
 from remax_ray.assets.corpora import prepare_movie_pairs, prepare_movie_reviews
-from remax_ray.assets.home import BUILTIN_PREFIX, MOVIE_PAIRS, MOVIE_REVIEWS, SENTIMENT_RM, SMOLLM2, TINY
+from remax_ray.assets.home import (
+    ARITHMETIC,
+    BUILTIN_PREFIX,
+    MOVIE_PAIRS,
+    MOVIE_REVIEWS,
+    SENTIMENT_RM,
+    SMOLLM2,
+    TINY,
+)
 from remax_ray.assets.smollm2 import prepare_smollm2
 from remax_ray.assets.tiny import prepare_tiny
 from remax_ray.reward.train_rm import prepare_sentiment_rm
@@ -18,7 +27,8 @@ from remax_ray.reward.train_rm import prepare_sentiment_rm
 def prepare_all(log=print) -> dict[str, Path]:
     """Build every default asset that is missing; idempotent and cheap when already cached."""
     return {SMOLLM2: prepare_smollm2(log), MOVIE_REVIEWS: prepare_movie_reviews(log),
-            MOVIE_PAIRS: prepare_movie_pairs(log), SENTIMENT_RM: prepare_sentiment_rm(log)}
+            MOVIE_PAIRS: prepare_movie_pairs(log), SENTIMENT_RM: prepare_sentiment_rm(log),
+            ARITHMETIC: prepare_arithmetic(log)}
 
 
 def prepare_builtins_for(*paths: str, log=print) -> None:
@@ -30,6 +40,8 @@ def prepare_builtins_for(*paths: str, log=print) -> None:
             prepare_tiny(log)
         elif path == BUILTIN_PREFIX + MOVIE_REVIEWS:
             prepare_movie_reviews(log)
+        elif path == BUILTIN_PREFIX + ARITHMETIC:
+            prepare_arithmetic(log)
         elif path == BUILTIN_PREFIX + SENTIMENT_RM:
             prepare_sentiment_rm(log)
 

@@ -1,5 +1,6 @@
 """Where a run starts: fresh (into an unused folder, or one the user said to overwrite) or from a
-checkpoint (its driver state restored, metrics.jsonl cut back to what that checkpoint had seen)."""
+checkpoint (its driver state restored, metrics.jsonl and samples.jsonl cut back to what that
+checkpoint had seen)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from remax_ray.data.prompts import PromptSplits
 from remax_ray.driver.run_state import RunState, data_order
 from remax_ray.learner import checkpoint
 from remax_ray.learner.checkpoint import ResumeError
+from remax_ray.monitor import samples
 from remax_ray.monitor.metrics import COUNTED_FILE, MetricsSink
 
 log = logging.getLogger(__name__)
 
 # What a finished or running run leaves in its folder; their presence means "used".
-_RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard", COUNTED_FILE)
+_RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard", COUNTED_FILE, samples.FILE)
 
 
 def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_from: Path | None,

@@ -15,8 +15,10 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from remax_ray.algo import get_estimator
 from remax_ray.cluster.actors import Actors, connect, resolve_device, start_actors
 from remax_ray.config import Config, ConfigError, dump_yaml, to_yaml
-from remax_ray.data.prompts import batch_indices, shard_prompts
+from remax_ray.data.prompts import batch_indices
 from remax_ray.data.rollouts import PromptRollout
+from remax_ray.driver import actor_calls
+from remax_ray.driver.evaluation import evaluate
 from remax_ray.driver.preflight import preflight
 from remax_ray.driver.resume import initial_state
 from remax_ray.driver.run_state import rollouts_from_json, rollouts_to_json
@@ -90,7 +92,7 @@ class Trainer:
         t0 = time.perf_counter()
         rollouts, lag = self._pending or (self._retrying("generate", lambda: self._generate_step(k)), 0.0)
         t1 = time.perf_counter()
-        self._retrying("score", lambda: self.score(rollouts))
+        self._retrying("score", lambda: self.score(rollouts, self._columns(k)))
         generated = sum(len(c.token_ids) for r in rollouts for c in [*r.samples, *([r.greedy] if r.greedy else [])])
         rollouts, dropped = drop_invalid(rollouts)  # non-finite scores get here only with on_invalid=skip
         t2 = time.perf_counter()
@@ -127,6 +129,11 @@ class Trainer:
     def _prompts(self, k: int) -> list[str]:
         run = self.cfg.run
         return [self.splits.train[i] for i in batch_indices(len(self.splits.train), run.prompts_per_step, k, run.seed)]
+
+    def _columns(self, k: int) -> list[dict]:
+        """The other dataset columns of step k's prompts, in the order of ``_prompts(k)``."""
+        run = self.cfg.run
+        return self.splits.columns("train", batch_indices(len(self.splits.train), run.prompts_per_step, k, run.seed))
 
     def _generate_step(self, k: int) -> list[PromptRollout]:
         return self.generate(self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k,
@@ -243,27 +250,13 @@ class Trainer:
                            f"{self._weights_version} after {self.cfg.run.step_retries + 1} re-syncs")
 
     def _generate_async(self, prompts: list[str], *, n: int, step: int, greedy: bool) -> list:
-        """One generate call per generator on its share of ``prompts`` (futures, in prompt order)."""
-        gens = self.actors.generators
-        return [g.generate.remote(share, n=n, step=step, first_index=lo, run_seed=self.cfg.run.seed,
-                                  greedy=greedy)
-                for g, (lo, share) in zip(gens, shard_prompts(prompts, len(gens)))]
+        return actor_calls.generate_async(self.actors.generators, prompts, n=n, step=step,
+                                          seed=self.cfg.run.seed, greedy=greedy)
 
-    def score(self, rollouts: list[PromptRollout]) -> None:
-        """Score every sampled (and greedy, where present) response in one batched call."""
-        prompts, responses = [], []
-        for r in rollouts:
-            for c in [*r.samples, *([r.greedy] if r.greedy else [])]:
-                prompts.append(r.prompt)
-                responses.append(c.text)
-        scores = ray.get(self.actors.reward.score.remote(prompts, responses))
-        k = 0
-        for r in rollouts:
-            r.sample_scores = scores[k : k + len(r.samples)]
-            k += len(r.samples)
-            if r.greedy:
-                r.greedy_score = scores[k]
-                k += 1
+    def score(self, rollouts: list[PromptRollout], columns: list[dict] | None = None) -> None:
+        """Score every sampled (and greedy, where present) response in one batched call; ``columns``
+        are each prompt's other dataset columns, for a reward function that takes them."""
+        actor_calls.score(self.actors.reward, rollouts, columns)
 
     def sync(self) -> dict[str, float]:
         """Push the learner's weights into every generator before the next generate; a sync that
@@ -305,12 +298,16 @@ class Trainer:
                            timeout=2 * timeout)
         return {"sync_bytes": sent, "sync_buckets": float(len(self._weight_meta))}
 
-    def evaluate(self) -> float:
-        """Mean reward of greedy responses to the held-out prompts."""
-        rollouts = self._retrying("evaluate", lambda: self.generate(self.splits.eval, n=0, step=-1))
-        self._retrying("evaluate", lambda: self.score(rollouts))
-        kept, _ = drop_invalid(rollouts)
-        return sum(r.greedy_score for r in kept) / max(len(kept), 1)
+    def evaluate(self) -> dict[str, float]:
+        """Mean reward of greedy (and ``run.eval_samples`` sampled) responses to the held-out
+        prompts; the first ``run.sample_prompts`` of them go to samples.jsonl and TensorBoard."""
+        run, splits = self.cfg.run, self.splits
+        result = self._retrying("evaluate", lambda: evaluate(
+            self.generate, self.score, splits.eval, splits.columns("eval", list(range(len(splits.eval)))),
+            n=run.eval_samples))
+        if run.sample_prompts:
+            self.metrics.log_samples(self.state.step, result.samples(self.state.step, run.sample_prompts))
+        return result.metrics()
 
     def save(self) -> Path:
         """An atomic checkpoint of the learner and of this driver's state after ``state.step`` steps."""
@@ -340,9 +337,10 @@ class Trainer:
         run = self.cfg.run
         start = self._fit_start = time.perf_counter()
         if self.state.eval_before is None:
-            self.state.eval_before = self.evaluate()
+            before = self.evaluate()
+            self.state.eval_before = before["eval_greedy_reward"]
             data = self.splits  # what preflight skipped or cut, once per run, next to the first eval
-            self.log({"eval_greedy_reward": self.state.eval_before, "dataset_lines_skipped": float(data.skipped),
+            self.log({**before, "dataset_lines_skipped": float(data.skipped),
                       "prompts_too_long": float(data.too_long), "prompts_truncated": float(data.truncated)})
         bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc="remax",
                    disable=not (run.progress if progress is None else progress))
@@ -351,14 +349,14 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(reward=f"{rec.get('reward_sample', float('nan')):.3f}", kl=f"{rec.get('kl', 0.0):.4f}")
             if run.eval_every and self.state.step % run.eval_every == 0 and self.state.step < run.steps:
-                self.log({"eval_greedy_reward": self.evaluate()})
+                self.log(self.evaluate())
             if run.save_every and self.state.step % run.save_every == 0 and self.state.step < run.steps:
                 self.save()
         bar.close()
         after = self.evaluate()
-        self.log({"eval_greedy_reward": after})
+        self.log(after)
         final = self.save()
-        return {"eval_before": self.state.eval_before, "eval_after": after,
+        return {"eval_before": self.state.eval_before, "eval_after": after["eval_greedy_reward"],
                 "wall_s": time.perf_counter() - start, "checkpoint": str(final)}
 
     def _failure_message(self, err: Exception) -> str:

@@ -23,6 +23,8 @@ ACTOR_NOISE: tuple[tuple[str, str], ...] = (
      "progress bars of transformers and vLLM loading and saving a model"),
     (r"^\[?W\d{4} \d\d:\d\d:\d\d", "torch's C++ start-up warnings (Triton missing, NUMA binding)"),
     (r"(Future|Deprecation)Warning: ", "a library's deprecation notice to its own developers"),
+    (r"resource_tracker: process died unexpectedly",
+     "a generator that remax-ray eval killed after its model, whose multiprocessing helper went with it"),
 )
 # Children of this process (a local Ray's workers, vLLM's engine processes) inherit these. Python
 # prints a warning's source line on a line of its own, which no pattern can tell from other output,

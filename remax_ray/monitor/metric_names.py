@@ -31,6 +31,8 @@ GAUGES: dict[str, tuple[str, str]] = {
     "value_mean": ("rewards", "PPO: the critic's mean value over response tokens"),
     "eval_greedy_reward": ("rewards", "mean reward of greedy responses to the held-out prompts "
                                       "(before training, every run.eval_every steps, at the end)"),
+    "eval_sample_reward": ("rewards", "mean reward of run.eval_samples sampled responses per held-out prompt "
+                                      "(at each evaluation; absent with run.eval_samples=0)"),
     "loss": ("training", "policy loss, averaged over the step's optimizer steps"),
     "grad_norm": ("training", "policy gradient norm before clipping"),
     "kl": ("training", "mean per-token KL estimate between the policy and the reference model"),
@@ -91,7 +93,7 @@ OVERLAP_ONLY = frozenset({"is_ratio_mean", "is_ratio_max", "is_clip_frac"})
 GPU_ONLY = frozenset({"learner_cuda_peak_bytes"})
 FAILURE_ONLY = frozenset({"sync_failed", "generate_ahead_failed"})
 # Logged beside evaluations, not in step records.
-EVAL_KEYS = frozenset({"eval_greedy_reward", "dataset_lines_skipped", "prompts_too_long",
+EVAL_KEYS = frozenset({"eval_greedy_reward", "eval_sample_reward", "dataset_lines_skipped", "prompts_too_long",
                        "prompts_truncated"})
 
 # Cumulative keys of a step record whose growth each counter adds.

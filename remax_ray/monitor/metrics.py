@@ -1,6 +1,7 @@
 """One metrics sink for every phase: ``metrics.jsonl`` (the source of truth), TensorBoard event files
 beside it, and, when Ray is up, the dashboard's gauges and counters. The names and their meanings
-are in ``remax_ray.monitor.metric_names``."""
+are in ``remax_ray.monitor.metric_names``. The evaluations' sample tables go through it too
+(``samples.jsonl`` and TensorBoard's text tab; :mod:`remax_ray.monitor.samples`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from remax_ray.monitor import samples as sample_log
 from remax_ray.monitor import tb_events
 from remax_ray.monitor.metric_names import (
     COUNTERS,
@@ -37,9 +39,12 @@ class MetricsSink:
         self.use_ray = use_ray
         self._gauges: dict[str, Any] = {}
         self._counters: dict[str, Any] = {}
+        self.samples_path = self.path.parent / sample_log.FILE
         self._events: tb_events.EventWriter | None = None
+        self._texts: tb_events.EventWriter | None = None
         if tensorboard and tb_events.available():
             self._events = tb_events.EventWriter(self.tensorboard_dir)
+            self._texts = tb_events.EventWriter(self.tensorboard_dir / sample_log.TB_FOLDER)
         elif tensorboard and not _warned:
             _warned.append(True)  # once per process, not once per sink
             log.warning("tensorboard is not installed: no TensorBoard events in %s (pip install "
@@ -61,6 +66,17 @@ class MetricsSink:
         if self.use_ray:
             self._export(step, values)
 
+    def log_samples(self, step: int, records: list[dict[str, Any]]) -> None:
+        """One evaluation's sample table: samples.jsonl, and one text per prompt in TensorBoard."""
+        sample_log.append(self.samples_path, records)
+        if self._texts is not None and records:
+            try:
+                self._texts.write_text(step, dict(sample_log.texts_by_step(records)[0][1]))
+            except Exception as err:  # noqa: BLE001 - as for the scalars: samples.jsonl goes on
+                log.warning("TensorBoard sample texts stop here (%s: %s); samples.jsonl goes on",
+                            type(err).__name__, err)
+                self._texts = None
+
     def _export(self, step: int, values: dict[str, float]) -> None:
         import ray
         from ray.util.metrics import Counter, Gauge
@@ -80,8 +96,9 @@ class MetricsSink:
             self._counters[name].inc(amount, tags=tags)
 
     def close(self) -> None:
-        if self._events is not None:
-            self._events.close()
+        for writer in (self._events, self._texts):
+            if writer is not None:
+                writer.close()
 
     def count(self) -> int:
         """Records written so far (a checkpoint remembers it; a resume cuts back to it)."""
@@ -101,7 +118,20 @@ class MetricsSink:
             self._remember_counted(dropped)
             if self._events is not None:
                 tb_events.rewrite(self.tensorboard_dir, self.read())
+        self._truncate_samples()
         return max(0, len(lines) - records)
+
+    def _truncate_samples(self) -> None:
+        """Keep the sample tables of the evaluations metrics.jsonl kept (an evaluation writes its
+        table just before its record), so one that runs again after a resume is listed once."""
+        if not self.samples_path.exists():
+            return
+        evals = [r["step"] for r in self.read() if "eval_greedy_reward" in r]
+        before = sample_log.read(self.samples_path)
+        kept = sample_log.keep_through(self.samples_path, max(evals) if evals else None)
+        if len(kept) < len(before) and self._texts is not None:
+            self._texts.close()
+            tb_events.rewrite_texts(self._texts.folder, sample_log.texts_by_step(kept))
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

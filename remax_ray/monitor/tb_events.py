@@ -7,6 +7,10 @@ is exact for every reader: TensorBoard's ``purge_step`` (a SessionLog.START even
 Python loader but not by the Rust data server that ``tensorboard --logdir`` uses by default, and it
 would also hide the evaluation a checkpoint logged at its own step.
 
+Text events (the sample tables of :mod:`remax_ray.monitor.samples`) go to a folder of their own
+(``tensorboard/samples/``, a second run in TensorBoard's list) so that the summary events of the
+scalar folder stay one per metrics record.
+
 Needs the ``tensorboard`` package (constraints/cpu-lock.txt pins it); without it ``available()`` is
 False and the sink writes no events.
 """
@@ -39,6 +43,18 @@ def _event(step: int, record: dict[str, Any], wall_time: float):
     return event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=values))
 
 
+def _text_event(step: int, texts: dict[str, str], wall_time: float):
+    """One event holding a Markdown text per tag, as TensorBoard's text plugin reads them (a scalar
+    string tensor with the plugin name "text")."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"))
+    values = [summary_pb2.Summary.Value(tag=tag, metadata=meta, tensor=tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+        string_val=[text.encode("utf-8")])) for tag, text in texts.items()]
+    return event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=values))
+
+
 class EventWriter:
     """Appends one event per record to a new event file in ``folder``, created on the first write."""
 
@@ -47,11 +63,19 @@ class EventWriter:
         self._writer = None
 
     def write(self, step: int, record: dict[str, Any], wall_time: float | None = None) -> None:
+        self._add(_event(step, record, time.time() if wall_time is None else wall_time))
+
+    def write_text(self, step: int, texts: dict[str, str], wall_time: float | None = None) -> None:
+        """``{tag: Markdown}`` for TensorBoard's text tab, at ``step``."""
+        self._add(_text_event(step, texts, time.time() if wall_time is None else wall_time))
+
+    def _add(self, event: Any) -> None:
         if self._writer is None:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+            self.folder.mkdir(parents=True, exist_ok=True)
             self._writer = EventFileWriter(str(self.folder))
-        self._writer.add_event(_event(step, record, time.time() if wall_time is None else wall_time))
+        self._writer.add_event(event)
         # A step takes seconds: flushing each record keeps a live TensorBoard current and loses
         # nothing when the driver is killed.
         self._writer.flush()
@@ -111,3 +135,26 @@ def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every point
     acc.Reload()
     return {tag: [(s.step, s.value) for s in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def rewrite_texts(folder: str | Path, texts: list[tuple[int, dict[str, str]]]) -> None:
+    """Make a text folder hold exactly ``texts`` ((step, {tag: Markdown}) in order), as
+    :func:`rewrite` does for the scalars after a resume."""
+    folder = Path(folder)
+    old = event_files(folder)
+    writer = EventWriter(folder)
+    for step, by_tag in texts:
+        writer.write_text(step, by_tag)
+    writer.close()
+    for path in old:
+        path.unlink()
+
+
+def read_texts(folder: str | Path) -> dict[str, list[tuple[int, str]]]:
+    """{tag: [(step, Markdown), ...]} of the text summaries, through TensorBoard's own loader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag: [(t.step, t.tensor_proto.string_val[0].decode("utf-8")) for t in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}

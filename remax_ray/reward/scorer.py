@@ -5,6 +5,10 @@ Three reward sources (``reward.kind``):
 * ``vader``    - VADER compound sentiment (in [-1, 1]) of the rendered text;
 * ``function`` - a Python function ``fn(prompts, responses) -> list[float]``
   named as ``package.module:function`` (it sees raw prompts and responses);
+  one that also takes keyword parameters, ``fn(prompts, responses, answer)``
+  or ``fn(prompts, responses, **columns)``, gets those columns of each
+  response's dataset row as lists parallel to ``responses``
+  (:func:`column_params` reads the signature; a two-argument function gets none);
 * ``hf``       - a Hugging Face sequence-classification model with one output
   (a folder, or ``builtin:sentiment-rm`` prepared by ``remax-ray assets``);
   the score is ``logits[:, 0]`` of the rendered text.
@@ -28,9 +32,11 @@ for ``kind=hf`` and ``torch.set_num_threads`` is left to the caller.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from remax_ray.assets.hf import hf_kwargs
@@ -40,7 +46,7 @@ from remax_ray.config import INVALID_REWARD_POLICIES, REWARD_KINDS, ConfigError
 if TYPE_CHECKING:
     from remax_ray.config import RewardConfig
 
-__all__ = ["REWARD_KINDS", "RewardScorer", "load_function"]
+__all__ = ["REWARD_KINDS", "ColumnParams", "RewardScorer", "column_params", "load_function"]
 
 RewardFn = Callable[[list[str], list[str]], Any]
 
@@ -83,6 +89,44 @@ def load_function(ref: str) -> RewardFn:
             f"reward.function: {ref!r} is not callable (it is a {type(fn).__name__})"
         )
     return fn
+
+
+@dataclass(frozen=True)
+class ColumnParams:
+    """Which dataset columns a reward function asks for, read from its signature."""
+
+    named: tuple[str, ...] = ()
+    """Keyword parameters after the first two (prompts, responses): each gets the column of its name."""
+    required: frozenset[str] = frozenset()
+    """Of those, the ones without a default: the dataset must have them."""
+    every: bool = False
+    """``**columns``: every column of the rows."""
+    reserved: frozenset[str] = frozenset()
+    """The names of the first two parameters; a column of such a name cannot be passed."""
+
+    def kwargs(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        """``{column: [value of each row]}`` for the columns asked for (None where a row lacks one)."""
+        names = list(self.named)
+        if self.every:
+            names += sorted({k for row in rows for k in row} - set(names) - self.reserved)
+        return {name: [row.get(name) for row in rows] for name in names}
+
+
+def column_params(fn: Callable[..., Any]) -> ColumnParams:
+    """The columns ``fn(prompts, responses, ...)`` takes: none for a two-argument function (or one
+    whose signature cannot be read), its further keyword parameters by name, all with ``**``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # some builtins and C callables have no readable signature
+        return ColumnParams()
+    kinds = inspect.Parameter
+    positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    first_two = frozenset(p.name for p in positional[:2])
+    named = [p for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+             and p.name not in first_two]
+    return ColumnParams(tuple(p.name for p in named),
+                        frozenset(p.name for p in named if p.default is kinds.empty),
+                        any(p.kind is kinds.VAR_KEYWORD for p in params), first_two)
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -173,11 +217,13 @@ class RewardScorer:
         self.trust_remote_code = trust_remote_code
 
         self._fn: RewardFn | None = None
+        self._columns = ColumnParams()
         self._analyzer: Any = None
         self._tokenizer: Any = None
         self._model: Any = None
         if kind == "function":
             self._fn = load_function(function)
+            self._columns = column_params(self._fn)
         elif kind == "vader":
             from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -203,16 +249,22 @@ class RewardScorer:
 
     # ------------------------------------------------------------------ public
 
-    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+    def score(self, prompts: list[str], responses: list[str],
+              rows: list[dict[str, Any]] | None = None) -> list[float]:
         """One reward per pair, as python floats, in input order.
 
         All pairs are scored in one call (the trainer passes sampled and greedy
         responses together); ``kind=hf`` splits them into ``batch_size`` chunks.
+        ``rows`` (parallel to ``responses``) are the other columns of each
+        response's dataset row, for a reward function that asks for them; the
+        prompt itself is never among them, so ``score_response_only`` hides it.
         """
         if len(prompts) != len(responses):
             raise ValueError(
                 f"score() got {len(prompts)} prompts but {len(responses)} responses"
             )
+        if rows is not None and len(rows) != len(responses):
+            raise ValueError(f"score() got {len(rows)} rows for {len(responses)} responses")
         n = len(responses)
         if n == 0:
             return []
@@ -226,8 +278,12 @@ class RewardScorer:
         if self.kind == "function":
             assert self._fn is not None
             source = f"reward function {self.function!r}"
+            if self._columns.required and rows is None:
+                raise ValueError(f"{source} takes the dataset columns {sorted(self._columns.required)}, "
+                                 "but score() was given no rows")
+            columns = self._columns.kwargs(rows) if rows is not None else {}
             try:
-                result = self._fn(prompts, responses)
+                result = self._fn(prompts, responses, **columns)
             except Exception as exc:
                 # Ray would show the function's own traceback; this line says which setting ran it.
                 raise RuntimeError(f"{source} (reward.function) raised {type(exc).__name__}: {exc} "

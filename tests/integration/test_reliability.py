@@ -53,12 +53,18 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def _samples(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+
+
 def _assert_same_run(out: Path, reference: Path) -> None:
     ours, theirs = _records(out), _records(reference)
     assert [_deterministic(r) for r in ours] == [_deterministic(r) for r in theirs]
     train_steps = [r["step"] for r in ours if "loss" in r]
     assert train_steps == list(range(STEPS))  # no step repeated or skipped
     assert [r["prompts_consumed"] for r in ours if "loss" in r] == [PROMPTS_PER_STEP * (k + 1) for k in range(STEPS)]
+    # Each evaluation's sample table once, with the same answers as the uninterrupted run's.
+    assert _samples(out) == _samples(reference) and {r["step"] for r in _samples(out)} == {0, 2, 4}
     a, b = _final_weights(out), _final_weights(reference)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

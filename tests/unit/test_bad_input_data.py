@@ -168,9 +168,110 @@ def test_truncate_text_moves_past_a_cut_character() -> None:
     assert truncate_text(ids, 3, encode, decode) == "bé"
     fit = make_fit(encode, decode, 1, "truncate")
     # "abé" cannot be cut to 1 clean byte: dropped, and counted as too long but not truncated.
-    assert fit([(1, "abé"), (2, "z")], Path("f.jsonl")) == (["z"], 1, 0)
+    assert fit([(1, "abé"), (2, "z")], Path("f.jsonl")) == ([(2, "z")], 1, 0)
 
 
 def test_make_fit_refuses_an_unknown_policy() -> None:
     with pytest.raises(ConfigError, match="rollout.long_prompts: unknown policy 'drop'"):
         make_fit(lambda ts: [], str, 4, "drop")
+
+
+# ----------------------------------------------------------------------- keys, types, chat rows
+
+
+def test_prompt_key_naming_no_column_names_the_key_and_the_columns(model_dir: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path / "q.jsonl", [json.dumps({"question": p, "answer": "1"}) for p in SHORT])
+    with pytest.raises(ValueError) as exc:
+        preflight(_cfg(model_dir, path))
+    message = str(exc.value)
+    assert message.startswith(f"run.dataset: {path} has no usable prompt (6 lines skipped")
+    assert "6 no 'prompt' field" in message
+    assert "run.prompt_key='prompt' names no column of it (its columns: answer, question)" in message
+    # The fix the message points at works:
+    _, splits = preflight(_cfg(model_dir, path, "run.prompt_key=question"))
+    assert sorted(splits.train + splits.eval) == sorted(SHORT)
+
+
+def test_rows_missing_the_key_or_of_the_wrong_type_are_counted_and_logged(
+        model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lines = [json.dumps({"prompt": p}) for p in SHORT]
+    lines.insert(1, json.dumps({"text": "no prompt"}))  # line 2: missing key
+    lines.insert(3, json.dumps({"prompt": 17}))  # line 4: a number
+    lines.insert(4, json.dumps({"prompt": ["a", "list"]}))  # line 5: a list
+    path = _write(tmp_path / "typed.jsonl", lines)
+    with caplog.at_level(logging.WARNING, logger="remax_ray.data.prompts"):
+        _, splits = preflight(_cfg(model_dir, path))
+    assert splits.skipped == 3 and sorted(splits.train + splits.eval) == sorted(SHORT)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:2: skipped (no 'prompt' field)",
+        f"{path}:4: skipped ('prompt' is a int, not a string)",
+        f"{path}:5: skipped ('prompt' is a list, not a string)"]
+
+
+def _chat(content: str) -> dict:
+    return {"messages": [{"role": "user", "content": content}]}
+
+
+def test_chat_data_for_a_model_without_a_chat_template(model_dir: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path / "chat.jsonl", [json.dumps(_chat(p)) for p in SHORT])
+    with pytest.raises(ConfigError) as exc:
+        preflight(_cfg(model_dir, path, "run.messages_key=messages"))
+    assert str(exc.value).startswith(f"run.messages_key='messages': the tokenizer of model.path ({model_dir}) "
+                                     "has no chat template")
+
+
+def test_empty_or_malformed_messages_are_counted_and_logged(chat_model: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    lines = [json.dumps(_chat(p)) for p in SHORT]
+    lines.insert(0, json.dumps({"messages": []}))  # line 1: no message
+    lines.insert(2, json.dumps({"messages": "just text"}))  # line 3: a string, not messages
+    lines.insert(3, json.dumps({"messages": [{"role": "user"}]}))  # line 4: no content
+    lines.insert(4, json.dumps({"prompt": "plain"}))  # line 5: no messages at all
+    path = _write(tmp_path / "chat.jsonl", lines)
+    with caplog.at_level(logging.WARNING, logger="remax_ray.data.prompts"):
+        _, splits = preflight(_cfg(chat_model, path, "run.messages_key=messages"))
+    assert splits.skipped == 4
+    assert sorted(splits.train + splits.eval) == sorted(f"user: {p}\nassistant:" for p in SHORT)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:1: skipped (empty 'messages' (no message))",
+        f"{path}:3: skipped ('messages' is a str, not a list of {{role, content}} messages)",
+        f"{path}:4: skipped ('messages' holds an item that is not a {{role, content}} message with string values)",
+        f"{path}:5: skipped (no 'messages' field)"]
+
+
+def test_messages_key_on_a_text_column_names_the_key(chat_model: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path / "text.jsonl", [json.dumps({"prompt": p}) for p in SHORT])
+    with pytest.raises(ValueError) as exc:
+        preflight(_cfg(chat_model, path, "run.messages_key=prompt"))
+    assert "6 'prompt' is a str, not a list of {role, content} messages" in str(exc.value)
+    with pytest.raises(ValueError, match=r"run.messages_key='messages' names no column of it \(its columns: prompt\)"):
+        preflight(_cfg(chat_model, path, "run.messages_key=messages"))
+
+
+def test_a_chat_row_too_long_only_after_templating(chat_model: Path, tok, tmp_path: Path) -> None:
+    # The content alone fits in 16 tokens; "user: ...\nassistant:" around it does not.
+    content = "the movie was good and fun"
+    rendered = f"user: {content}\nassistant:"
+    assert len(_ids(tok, content)) <= 16 < len(_ids(tok, rendered))
+    lines = [json.dumps(_chat(p)) for p in ("good", "bad", "fun", "great")]
+    lines.insert(2, json.dumps(_chat(content)))  # line 3
+    path = _write(tmp_path / "chat.jsonl", lines)
+    with pytest.raises(ConfigError) as exc:
+        preflight(_cfg(chat_model, path, "run.messages_key=messages", "rollout.max_prompt_tokens=16",
+                       "rollout.long_prompts=error"))
+    assert str(exc.value).startswith(f"{path}: 1 prompts are longer than rollout.max_prompt_tokens=16")
+    assert "at lines 3 (" in str(exc.value)
+    _, splits = preflight(_cfg(chat_model, path, "run.messages_key=messages", "rollout.max_prompt_tokens=16",
+                               "rollout.long_prompts=skip"))
+    assert (splits.too_long, len(splits.train + splits.eval)) == (1, 4)
+
+
+def test_parquet_without_pyarrow_names_the_package(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    path = tmp_path / "p.parquet"
+    path.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an environment without it sees
+    with pytest.raises(ValueError, match=rf"^run.dataset: reading {path} \(parquet\) needs pyarrow, which is "
+                                         "not installed"):
+        preflight(_cfg(model_dir, path))

@@ -68,6 +68,21 @@ def test_importable_reward_function_passes_preflight(model_dir: Path, prompts: P
     assert path == str(model_dir) and len(splits.eval) == 2
 
 
+def test_reward_function_taking_a_column_the_dataset_lacks(model_dir: Path, prompts: Path) -> None:
+    # exact_match takes the column `answer`; the six-prompt dataset has no column besides the prompt.
+    with pytest.raises(ConfigError) as exc:
+        _preflight_function(model_dir, prompts, "remax_ray.reward.functions:exact_match")
+    assert str(exc.value).startswith(
+        "reward.function: 'remax_ray.reward.functions:exact_match' takes the dataset column(s) 'answer', "
+        f"which no row of run.dataset ({prompts}) has (its columns: none besides the prompt)")
+
+
+def test_reward_function_with_an_optional_column_passes_preflight(model_dir: Path, prompts: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = _module(monkeypatch, score=lambda prompts, responses, answer=None: [0.0] * len(responses))
+    _preflight_function(model_dir, prompts, f"{ref}:score")
+
+
 # ----------------------------------------------------------------------- scoring
 
 
