@@ -169,9 +169,19 @@ def test_a_run_writes_samples_at_every_evaluation_and_rewards_see_the_rows(
     data.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                             for i in range(12)))
 
+    served = {"version": 0}  # the sync the fake engine holds; every response reports it
+
+    def load_weight_refs(refs, version=None, first_bucket=0, buckets_in_sync=1):
+        if version is not None:
+            served["version"] = version
+        return {"sync_bytes": 1.0}
+
     def generate(prompts, *, n, step, first_index, run_seed, greedy=True):
-        return [PromptRollout(p, [1, 2], [_done(f"{p.split()[2]}") for _ in range(n)],
-                              _done(f"step {step}") if greedy else None) for p in prompts]
+        rollouts = [PromptRollout(p, [1, 2], [_done(f"{p.split()[2]}") for _ in range(n)],
+                                  _done(f"step {step}") if greedy else None) for p in prompts]
+        for r in rollouts:
+            r.weight_version = served["version"]
+        return rollouts
 
     scored = []
 
@@ -181,7 +191,7 @@ def test_a_run_writes_samples_at_every_evaluation_and_rewards_see_the_rows(
 
     learner = _Actor(train_step=lambda rollouts: {"loss": 0.5}, weight_buckets=lambda mb, dtype: 1,
                      export_bucket=lambda k, mb, dtype: b"w", save=lambda folder, state, cfg_yaml, keep: folder)
-    gen = _Actor(generate=generate, load_weight_refs=lambda refs: {"sync_bytes": 1.0})
+    gen = _Actor(generate=generate, load_weight_refs=load_weight_refs)
     cfg = load_config(None, [f"model.path={tiny_model}", f"run.dataset={data}", f"run.output_dir={tmp_path / 'run'}",
                              "reward.kind=vader", "run.steps=2", "run.eval_every=1", "run.prompts_per_step=2",
                              "run.eval_prompts=3", "run.sample_prompts=2", "run.progress=false",
