@@ -42,6 +42,34 @@ def reinforce_advantages(scores: Tensor, greedy_scores: Tensor | None = None) ->
     return scores.clone()
 
 
+def reinforce_mean_advantages(scores: Tensor, greedy_scores: Tensor | None = None, *,
+                              batch_sum: float | None = None, batch_count: int | None = None) -> Tensor:
+    """REINFORCE with a batch-mean baseline: each score minus the mean of every OTHER score of the batch.
+
+    A_i = r_i - (S - r_i) / (N - 1), with S the sum and N the number of sampled scores over the
+    whole batch (all B prompts x n samples). Leaving the sample out keeps the baseline independent
+    of it, so the estimator stays unbiased, as RLOO's does. The baseline removes an offset common
+    to the whole batch but no per-prompt one: the control that separates what ReMax's per-prompt
+    greedy baseline adds from what any baseline would.
+
+    Args:
+        scores: [B, n] (B * n = this tensor's samples); greedy_scores: ignored.
+        batch_sum, batch_count: S and N of the whole batch when ``scores`` is only a share of it
+            (one learner rank's prompts); both default to this tensor's own. N >= 2.
+
+    Returns:
+        [B, n].
+    """
+    _check_scores(scores, 1, "reinforce_mean")
+    if (batch_sum is None) != (batch_count is None):
+        raise ValueError("reinforce_mean: give both batch_sum and batch_count, or neither")
+    total = scores.sum() if batch_sum is None else torch.as_tensor(batch_sum, dtype=scores.dtype)
+    count = scores.numel() if batch_count is None else int(batch_count)
+    if count < 2:
+        raise ValueError(f"reinforce_mean needs at least 2 sampled responses in the batch, got {count}")
+    return scores - (total - scores) / (count - 1)
+
+
 def rloo_advantages(scores: Tensor, greedy_scores: Tensor | None = None) -> Tensor:
     """REINFORCE leave-one-out: score minus the mean of the other n-1 samples.
 
@@ -122,6 +150,9 @@ class EstimatorSpec:
     needs_critic: a value model supplies per-token values; advantages are token-level (GAE).
     uses_ratio: the loss is PPO's clipped importance ratio against the log-probs recorded before
         the update (an extra no-grad policy pass); allows several epochs and mini-batches.
+    batch_baseline: the baseline pools every sampled score of the step's batch; fn then takes
+        ``batch_sum`` and ``batch_count`` keywords, which the learner fills with the whole batch's
+        (summed over learner ranks), so K ranks compute the advantages of one learner.
     """
 
     fn: Callable
@@ -129,6 +160,7 @@ class EstimatorSpec:
     min_samples: int
     needs_critic: bool = False
     uses_ratio: bool = False
+    batch_baseline: bool = False
 
     @property
     def token_level(self) -> bool:
@@ -138,6 +170,8 @@ class EstimatorSpec:
 ESTIMATORS: dict[str, EstimatorSpec] = {
     "remax": EstimatorSpec(remax_advantages, needs_greedy=True, min_samples=1),
     "reinforce": EstimatorSpec(reinforce_advantages, needs_greedy=False, min_samples=1),
+    "reinforce_mean": EstimatorSpec(reinforce_mean_advantages, needs_greedy=False, min_samples=1,
+                                    batch_baseline=True),
     "rloo": EstimatorSpec(rloo_advantages, needs_greedy=False, min_samples=2),
     "grpo": EstimatorSpec(grpo_advantages, needs_greedy=False, min_samples=2),
     "ppo": EstimatorSpec(gae_advantages, needs_greedy=False, min_samples=1, needs_critic=True,
@@ -176,13 +210,18 @@ def clip_scores(scores: Tensor, score_clip: float) -> Tensor:
     return scores.clamp(-score_clip, score_clip) if score_clip else scores
 
 
-def outcome_advantages(name: str, scores: Tensor, greedy_scores: Tensor | None = None) -> Tensor:
-    """Dispatch an outcome-level estimator: scores [B, n], greedy [B] -> [B, n]."""
+def outcome_advantages(name: str, scores: Tensor, greedy_scores: Tensor | None = None, *,
+                       batch: tuple[float, int] | None = None) -> Tensor:
+    """Dispatch an outcome-level estimator: scores [B, n], greedy [B] -> [B, n]. ``batch``: (sum,
+    count) of the whole batch's scores, for a ``batch_baseline`` estimator whose batch is split
+    across learner ranks (ignored by the others; default: ``scores`` is the whole batch)."""
     spec = get_estimator(name)
     if spec.token_level:
         raise ValueError(f"{name!r} is token-level; call {spec.fn.__name__} with token rewards and values")
     if spec.needs_greedy and greedy_scores is None:
         raise ValueError(f"{name!r} needs greedy_scores (the score of the greedy response per prompt)")
+    if spec.batch_baseline and batch is not None:
+        return spec.fn(scores, greedy_scores, batch_sum=batch[0], batch_count=batch[1])
     return spec.fn(scores, greedy_scores)
 
 

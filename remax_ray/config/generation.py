@@ -82,8 +82,8 @@ class RolloutConfig:
         False,
         "One-step-off: the generators sample step t+1 (with the weights one update behind) while the "
         "learner trains on step t; the learner corrects with truncated importance weights "
-        "(algo.importance_cap). Only for the estimators without PPO's ratio (remax, reinforce, rloo, "
-        "grpo), and with algo.kl_placement=reward.")
+        "(algo.importance_cap). Only for the estimators without PPO's ratio (remax, reinforce, "
+        "reinforce_mean, rloo, grpo), and with algo.kl_placement=reward.")
     num_cpus_per_generator: float = _field(1.0, "Ray CPUs reserved per generator actor.")
 
 

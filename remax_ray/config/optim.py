@@ -51,8 +51,9 @@ class AlgoConfig:
     estimator: str = _field(
         "remax",
         "Advantage estimator from remax_ray.algo.ESTIMATORS: remax (REINFORCE with the greedy "
-        "response's reward as baseline), reinforce, rloo, grpo, or ppo (GAE with a learned value "
-        "model, clipped surrogate).",
+        "response's reward as baseline), reinforce, reinforce_mean (baseline: the mean reward of the "
+        "batch's other samples), rloo, grpo, or ppo (GAE with a learned value model, clipped "
+        "surrogate).",
     )
     kl_coef: float = _field(0.02, "Coefficient of the KL penalty to the reference model (0 = off).")
     kl_estimator: str = _field(
@@ -77,7 +78,7 @@ class AlgoConfig:
     value_clip: float = _field(0.2, "PPO value-loss clipping around the rollout-time values (> 0).")
     epochs: int = _field(
         1, "Passes over each step's batch (PPO's K; DeepSpeed-Chat's default 1). Must be 1 for the "
-        "on-policy estimators remax, reinforce, rloo and grpo.")
+        "on-policy estimators remax, reinforce, reinforce_mean, rloo and grpo.")
     whiten_advantages: bool = _field(
         True, "PPO: normalise GAE advantages to zero mean and unit variance over the batch's tokens.")
     gamma: float = _field(1.0, "Discount factor for token-level estimators, in [0, 1].")

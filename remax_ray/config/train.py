@@ -305,7 +305,7 @@ def validate(config: Config) -> None:
             "reward) or rollout.overlap=false")
     if ro.overlap and spec.uses_ratio:
         raise ConfigError(
-            f"rollout.overlap supports the on-policy estimators (remax, reinforce, rloo, grpo), not "
+            f"rollout.overlap supports the on-policy estimators (remax, reinforce, reinforce_mean, rloo, grpo), not "
             f"algo.estimator={al.estimator}: its clipped ratio is taken against the learner's own old "
             "policy and would not correct for the generators' one-step lag")
     if not spec.uses_ratio and (al.epochs > 1 or mini < batch):

@@ -63,12 +63,28 @@ class Experience:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+def pooled_scores(spec: EstimatorSpec, rollouts: list[PromptRollout], score_clip: float,
+                  device: torch.device) -> tuple[float, int] | None:
+    """(sum, count) of the clipped sampled scores of the whole step's batch, for an estimator whose
+    baseline pools the batch (``batch_baseline``); None for the others. With several learner ranks
+    each holds a share of the prompts, so the sums are all-reduced: every rank must call this,
+    one without prompts too, and each then forms the advantages one learner would."""
+    if not spec.batch_baseline:
+        return None
+    scores = [s for r in rollouts for s in r.sample_scores]
+    local = clip_scores(torch.tensor(scores, dtype=torch.float32), score_clip) if scores else torch.zeros(0)
+    totals = dist.sum_floats({"sum": float(local.double().sum()), "count": float(len(scores))}, device)
+    return totals["sum"], int(totals["count"])
+
+
 def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRollout],
-                    score_clip: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+                    score_clip: float = 0.0, batch: tuple[float, int] | None = None
+                    ) -> tuple[Tensor, dict[str, float]]:
     """Per sampled response [N] (prompt-major): the outcome advantage, or for a critic algorithm
     the score (GAE turns it into token advantages later), both from scores clipped to
     ``score_clip`` (see ``algo.clip_scores``: the same quantity for every estimator). Plus the raw
-    rewards' means and the moments of the returned values (``score_adv_*``)."""
+    rewards' means and the moments of the returned values (``score_adv_*``). ``batch``: what
+    :func:`pooled_scores` returned (the whole batch's sum and count across learner ranks)."""
     raw = torch.tensor([r.sample_scores for r in rollouts], dtype=torch.float32)  # [B, n]
     stats = {"reward_sample": raw.mean().item()}
     scores = clip_scores(raw, score_clip)
@@ -80,7 +96,7 @@ def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRo
             raw_greedy = torch.tensor([r.greedy_score for r in rollouts], dtype=torch.float32)  # [B]
             stats["reward_greedy"] = raw_greedy.mean().item()
             greedy = clip_scores(raw_greedy, score_clip)
-        out = outcome_advantages(estimator, scores, greedy).reshape(-1)
+        out = outcome_advantages(estimator, scores, greedy, batch=batch).reshape(-1)
     stats |= {"score_adv_mean": out.mean().item(), "score_adv_std": out.std(unbiased=False).item()}
     return out, stats
 

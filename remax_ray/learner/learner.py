@@ -39,6 +39,7 @@ from remax_ray.learner.experience import (
     global_stats,
     loss_weight_moments,
     note_loss_weights,
+    pooled_scores,
     sequence_scores,
 )
 from remax_ray.learner.memory import memory_stats
@@ -169,8 +170,9 @@ class Learner:
         items = flatten_samples(rollouts)
         if self.importance_cap:  # before any forward: a batch it cannot correct is refused whole
             check_behaviour_logprobs(items)
-        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts, self.algo.score_clip) \
-            if rollouts else (None, {})
+        pooled = pooled_scores(self.spec, rollouts, self.algo.score_clip, self.device)  # every rank calls it
+        scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts, self.algo.score_clip,
+                                        pooled) if rollouts else (None, {})
         stats = global_stats(stats, len(items), self.device)
         batches = self._micro_batches(items, scores) if items else []
         # Every rank runs the same number of micro-batches (each collective is matched on every

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from remax_ray.algo.advantages import reinforce_advantages, remax_advantages
+from remax_ray.algo.advantages import reinforce_advantages, reinforce_mean_advantages, remax_advantages
 from remax_ray.algo.logprobs import token_logprobs
 
 P = 3
@@ -149,3 +149,28 @@ def test_remax_variance_below_reinforce() -> None:
     mc_ratio = traces["remax"][1] / traces["reinforce"][1]
     assert exact_ratio < 0.5, exact_ratio
     assert mc_ratio < 0.5, mc_ratio
+
+
+def _joint_moments_batch_mean(pi: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """reinforce_mean's advantage of one prompt depends on the other prompts' samples, so it is
+    formed per joint outcome (the P sampled scores are its batch): exact (mean [D], trace of cov)."""
+    outcomes, probs = [], []
+    for ks in itertools.product(range(4), repeat=P):
+        scores = REWARDS[torch.arange(P), torch.tensor(ks)].double().unsqueeze(1)  # [P, 1]
+        adv = reinforce_mean_advantages(scores).squeeze(1)
+        outcomes.append(sum(adv[p] * grads[p, k] for p, k in enumerate(ks)) / P)
+        probs.append(math.prod(float(pi[p, k]) for p, k in enumerate(ks)))
+    g_all, w = torch.stack(outcomes), torch.tensor(probs, dtype=torch.float64)
+    mean = (w[:, None] * g_all).sum(0)
+    return mean, float((w * ((g_all - mean) ** 2).sum(-1)).sum())
+
+
+def test_batch_mean_baseline_is_unbiased_and_removes_the_common_offset() -> None:
+    s = _setup()
+    mean, trace = _joint_moments_batch_mean(s["pi"], s["grads"])
+    # Leave-one-out: each prompt's baseline is made of the other prompts' samples, independent of
+    # its own, so the estimator's exact mean is the gradient (including the sample would bias it).
+    torch.testing.assert_close(mean, s["exact"], atol=1e-5, rtol=1e-5)
+    # The +5 common to every prompt is what REINFORCE's variance carries and this baseline removes.
+    _, reinforce_trace, _ = _exact_moments(_advantage_table("reinforce", s["greedy_scores"]), s["pi"], s["grads"])
+    assert trace < 0.1 * reinforce_trace, (trace, reinforce_trace)

@@ -226,3 +226,17 @@ def test_a_one_rank_checkpoint_resumes_with_two_ranks(strategy, tiny_model, unin
     diff = _max_diff(torch.load(out), uninterrupted)
     assert diff < 2 * PARAM_ATOL, f"K=1 -> K=2 ({strategy}) resume differs from uninterrupted K=1 by {diff:.3g}"
     print(f"K=1 -> K=2 {strategy} resume: max param diff {diff:.3g}")
+
+
+def test_two_ranks_share_reinforce_means_batch_baseline(tiny_model, tmp_path) -> None:
+    """reinforce_mean's baseline is the mean of the whole batch's other samples: each rank holds half
+    the prompts, and the all-reduced sum and count give it one learner's advantages and gradient (a
+    per-rank baseline would differ: the two halves of these rollouts have different mean rewards)."""
+    two = _run_ranks(2, str(tiny_model), "ddp", "reinforce_mean", tmp_path / "rank0.pt")
+    learner_cfg, algo = _configs("ddp", 1, "reinforce_mean")
+    single = Learner(str(tiny_model), learner_cfg, algo, seed=0)
+    grad = policy_gradient(single, _rollouts())
+    metrics = single.train_step(_rollouts())
+    assert (two["grad"] - grad).abs().max().item() < GRAD_ATOL
+    for key in ("grad_norm", "score_adv_mean", "score_adv_std", "adv_mean", "adv_std"):
+        assert two["metrics"][key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-6), key
