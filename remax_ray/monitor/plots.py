@@ -80,3 +80,37 @@ def plot_rewards(runs: Mapping[str, Sequence[Records]], path: str | Path,
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_reward_kl(runs: Mapping[str, Sequence[Sequence[tuple[float, float, float]]]], path: str | Path,
+                   target_kl: float | None = None, title: str = "held-out reward against KL") -> Path:
+    """Reward against KL to the reference, one panel for greedy and one for sampled responses.
+
+    ``runs``: algorithm -> one path per seed, each a list of (kl, greedy reward, sampled reward), one
+    point per evaluation in step order. ``target_kl``: a dotted line where the runs are compared."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    colors = plt.get_cmap("tab10").colors
+    for i, (algo, paths) in enumerate(runs.items()):
+        color = colors[i % len(colors)]
+        for j, path_ in enumerate(paths):
+            kl = [p[0] for p in path_]
+            for ax, col in zip(axes, (1, 2)):
+                ax.plot(kl, [p[col] for p in path_], color=color, lw=1, alpha=0.6, marker="o", ms=3,
+                        label=f"{algo} ({len(paths)} seeds)" if j == 0 else None)
+    for ax, what in zip(axes, ("greedy", "sampled")):
+        if target_kl is not None and target_kl == target_kl:
+            ax.axvline(target_kl, color="grey", ls=":", lw=1)
+        ax.set(xlabel="KL to the reference (per token, training samples)", ylabel=f"{what} reward",
+               title=f"{title}: {what}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

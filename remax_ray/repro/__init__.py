@@ -1,17 +1,24 @@
-"""``remax-ray repro``: ReMax against PPO and REINFORCE (optionally RLOO, GRPO) on one task.
+"""``remax-ray repro``: ReMax against PPO, REINFORCE and baseline controls, per task, over seeds,
+with verdicts on the paper's claims (arXiv 2310.10505).
 
+- :mod:`.tasks`: the task names and their configuration overrides;
 - :mod:`.plan`: which runs, with which configuration (validated before any actor starts);
-- :mod:`.summary`: per-run and per-algorithm numbers from ``metrics.jsonl`` records;
-- :mod:`.claims`: the paper's claims as ratios with a verdict;
+- :mod:`.storage`: stored runs (skip the complete, redo the incomplete, refuse a changed config);
+- :mod:`.machine`: the other load on the machine during a run, and the code's commit;
+- :mod:`.matched_kl`: each run's reward against KL, and the reward at a common KL;
+- :mod:`.summary`: per-run numbers from ``metrics.jsonl``; :mod:`.arms`: per-algorithm numbers;
+- :mod:`.stats`: t-intervals, paired differences, seeds needed, verdict rules;
+- :mod:`.claims`: the claims' verdicts (margins fixed there) and memory/speed beside the paper;
+- :mod:`.paper`: the paper's and the authors' code's settings and figures, quoted;
 - :mod:`.report`: ``results.md`` and ``results.json``;
-- :mod:`.runner`: the orchestration (Ray actors; imported lazily).
+- :mod:`.runner`: the orchestration (Ray actors; imported lazily) and the report from stored runs.
 
 May import: ``driver`` and everything below it. Only ``cli`` imports ``repro``.
 """
 
-from remax_ray.repro.claims import Claim, evaluate_claims
-from remax_ray.repro.plan import DEFAULT_ALGOS, PlannedRun, parse_algos, parse_seeds, plan_runs
-from remax_ray.repro.summary import AlgoRow, RunSummary, aggregate, summarize_run
+from remax_ray.repro.claims import Verdict, reward_verdicts
+from remax_ray.repro.plan import DEFAULT_ALGOS, DEFAULT_SEEDS, PlannedRun, parse_algos, parse_seeds, plan_runs
+from remax_ray.repro.summary import RunSummary, summarize_run
 
-__all__ = ["AlgoRow", "Claim", "DEFAULT_ALGOS", "PlannedRun", "RunSummary", "aggregate",
-           "evaluate_claims", "parse_algos", "parse_seeds", "plan_runs", "summarize_run"]
+__all__ = ["DEFAULT_ALGOS", "DEFAULT_SEEDS", "PlannedRun", "RunSummary", "Verdict", "parse_algos",
+           "parse_seeds", "plan_runs", "reward_verdicts", "summarize_run"]

@@ -3,67 +3,107 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 
-from remax_ray.config import ConfigError, load_config
-from remax_ray.repro.plan import DEFAULT_ALGOS, parse_algos, parse_seeds, plan_runs, refuse_existing
+from remax_ray.config import ConfigError
+from remax_ray.repro.plan import DEFAULT_ALGOS, DEFAULT_SEEDS, REPRO_DEFAULTS, parse_algos, parse_seeds, plan_runs, task_base
+from remax_ray.repro.storage import check_stored, pending
+from remax_ray.repro.tasks import DEFAULT_TASKS, TASKS, parse_tasks
 
-DESCRIPTION = """\
-Reproduce the ReMax paper's claims (arXiv 2310.10505): train every algorithm with every seed on the
-same task, prompts, batch size and steps, then write into --out:
-  results.md    the table (final held-out greedy reward, KL, seconds per phase, learner memory,
-                grad-norm variance) and whether each claim holds, with the command and config;
-  results.json  the same numbers;  reward.png  reward against step and against wall-clock time;
-  <algo>-seed<k>/  each run's metrics.jsonl and config.yaml.
-The base configuration is the embedded default (or --config) plus the overrides; each run sets
-algo.estimator, run.seed and run.output_dir itself. rloo and grpo run with
-rollout.samples_per_prompt=2 (their group baseline needs two samples; the table says so)."""
+log = logging.getLogger(__name__)
+
+DESCRIPTION = f"""\
+Test the ReMax paper's claims (arXiv 2310.10505): train every algorithm with every seed on each task
+(same prompts, batch, steps and learning rate), store each run, and report on every stored run.
+
+Runs are stored in --out as <task>/<algo>-seed<k>/ (config.yaml, metrics.jsonl, and summary.json,
+written last). A stored run is skipped, so the table can be filled over several sittings by running
+the same command again, or with more seeds; a run folder without summary.json (a run that stopped) is
+removed and run again; a stored run whose configuration differs from the planned one is refused,
+naming the key. Then, from every complete run under --out:
+  results.md / results.json   provenance (departures from the paper, its figures, commands, commits);
+                              per task: held-out greedy and sampled reward with 95% t-intervals over
+                              seeds, reward at a matched KL, paired-by-seed verdicts (supported /
+                              contradicted / inconclusive), memory and speed beside the paper's figures
+                              (from runs with the machine to themselves only);
+  <task>/reward.png, <task>/reward_kl.png.
+Each task's configuration: the embedded default (or --config), then {' '.join(REPRO_DEFAULTS)},
+then the task's overrides, then yours; each run sets algo.estimator, run.seed and run.output_dir.
+rloo and grpo run with rollout.samples_per_prompt=2 (their group baseline needs two samples)."""
 
 EPILOG = """\
 examples:
-  remax-ray repro                                   # remax,ppo,reinforce x seeds 0,1, default task
-  remax-ray repro run.steps=10                      # a shorter run
-  remax-ray repro --algos remax,ppo,reinforce,rloo,grpo --seeds 0,1,2 --out runs/repro-all"""
+  remax-ray repro --out docs/repro                          # 5 arms x seeds 0-4 on sentiment
+  remax-ray repro --out docs/repro --seeds 5,6              # later: two more seeds, same table
+  remax-ray repro --out docs/repro --report-only            # re-render from the stored runs
+  remax-ray repro --tasks sentiment --algos remax,ppo --seeds 0,1 run.steps=10 --out runs/quick"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("repro", help="run ReMax, PPO and REINFORCE on one task and compare them",
+    p = sub.add_parser("repro", help="run ReMax, PPO, REINFORCE and controls on tasks; verdicts on the paper's claims",
                        description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="base YAML file (default: the embedded default configuration)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                   help=f"comma-separated tasks among {', '.join(TASKS)} (default: %(default)s)")
     p.add_argument("--algos", default=",".join(DEFAULT_ALGOS),
-                   help="comma-separated algorithms among remax, ppo, reinforce, rloo, grpo "
+                   help="comma-separated algorithms among remax, ppo, reinforce, reinforce_mean, rloo, grpo "
                         "(default: %(default)s)")
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, at least two (default: %(default)s)")
-    p.add_argument("--out", default="runs/repro", help="output folder (default: %(default)s)")
+    p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
+                   help="comma-separated seeds; a verdict needs two of each arm (default: %(default)s)")
+    p.add_argument("--out", default="runs/repro", help="output folder, reused across sittings (default: %(default)s)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only re-render results.md, results.json and the figures from the stored runs (no Ray)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's final checkpoint (deleted by default: only metrics are compared)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="dotted overrides of the base configuration, e.g. run.steps=10")
+                   help="dotted overrides of every task's configuration, e.g. run.steps=10")
 
 
 def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    from remax_ray.repro.runner import prepare, train_all, write_results
+    from remax_ray.repro.runner import prepare, train_all, write_report
 
+    command = "remax-ray " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        algos, seeds = parse_algos(args.algos), parse_seeds(args.seeds)
-        base = load_config(args.config, args.overrides)
-        # Derived per-run configs are checked before the (possibly slow) asset preparation.
-        refuse_existing(plan_runs(base, algos, seeds, args.out))
+        if args.report_only:
+            if args.overrides or args.config:
+                raise ConfigError("--report-only renders the stored runs as they are; it takes no "
+                                  "--config or overrides")
+            return _report(write_report, args.out, command)
+        tasks, algos, seeds = parse_tasks(args.tasks), parse_algos(args.algos), parse_seeds(args.seeds)
+        bases = {t: task_base(args.config, t, args.overrides) for t in tasks}
+        runs = plan_runs(bases, algos, seeds, args.out)
+        # Stored runs are checked against the plan before the (possibly slow) asset preparation.
+        check_stored(runs, args.out)
     except (ConfigError, FileNotFoundError) as e:
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
-    from remax_ray.driver.prepare import prepare_builtins_for_config
+    todo = pending(runs)
+    if todo:
+        from remax_ray.driver.prepare import prepare_builtins_for_config
 
-    prepare_builtins_for_config(base)
+        for base in bases.values():
+            prepare_builtins_for_config(base)
+        try:
+            model_paths = prepare(todo)
+        except (ConfigError, FileNotFoundError, ValueError) as e:
+            print(f"remax-ray: {e}", file=sys.stderr)
+            return 2
+        print(f"remax-ray repro: {len(todo)} of {len(runs)} planned runs to make "
+              f"({len(runs) - len(todo)} stored)", file=sys.stderr)
+        train_all(todo, model_paths, command=command, keep_checkpoints=args.keep_checkpoints)
+    else:
+        print(f"remax-ray repro: all {len(runs)} planned runs are stored; rendering the report", file=sys.stderr)
+    return _report(write_report, args.out, command)
+
+
+def _report(write_report, out: str, command: str) -> int:
     try:
-        runs, model_path = prepare(base, algos, seeds, args.out)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+        result = write_report(out, command=command)
+    except FileNotFoundError as e:
         print(f"remax-ray: {e}", file=sys.stderr)
         return 2
-    device = train_all(runs, model_path, keep_checkpoints=args.keep_checkpoints)
-    command = "remax-ray " + shlex.join(sys.argv[1:] if argv is None else argv)
-    result = write_results(runs, base, args.out, command=command, device=device)
-    print(f"remax-ray repro: wrote {result['out']}/results.md, results.json and reward.png")
+    print(f"remax-ray repro: wrote {result['out']}/results.md, results.json and <task>/reward*.png")
     return 0

@@ -1,78 +1,97 @@
-"""``run_repro``: every (seed, algorithm) run on one set of generators, then the report.
+"""Make the planned runs that are not stored yet, task by task, then report on every stored run.
 
-The vLLM engines and the reward actor start once and serve every run (an engine takes ~45 s to
-start); each run gets a fresh learner process, whose weights the Trainer first syncs into the
-generators, so each run starts from the base policy and its peak RSS belongs to one algorithm.
+Per task, the vLLM engines and the reward actor start once and serve all of that task's runs (an
+engine takes ~45 s to start; the tasks differ in reward, so each has its own). Each run gets a fresh
+learner process, whose weights the Trainer first syncs into the generators, so each run starts from
+the base policy and its peak RSS belongs to one algorithm. A run is stored when its summary.json is
+written, last; the report is then rendered from every complete run under the output folder.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
-from remax_ray.config import Config, to_yaml
-from remax_ray.repro.claims import evaluate_claims
-from remax_ray.repro.plan import PlannedRun, plan_runs, refuse_existing
+from remax_ray.repro import machine
+from remax_ray.repro.arms import task_result
+from remax_ray.repro.plan import PlannedRun
 from remax_ray.repro.report import ReportContext, render_markdown, results_json
-from remax_ray.repro.summary import aggregate, summarize_run
+from remax_ray.repro.storage import stored_runs, write_summary
+from remax_ray.repro.summary import summarize_stored
 
 log = logging.getLogger(__name__)
 
 
-def prepare(base: Config, algos: list[str], seeds: list[int],
-            out_dir: str | Path) -> tuple[list[PlannedRun], str]:
-    """Every check that can fail on user input, before any actor starts; returns (runs, model path)."""
+def by_task(runs: list[PlannedRun]) -> dict[str, list[PlannedRun]]:
+    out: dict[str, list[PlannedRun]] = {}
+    for r in runs:
+        out.setdefault(r.task, []).append(r)
+    return out
+
+
+def prepare(runs: list[PlannedRun]) -> dict[str, str]:
+    """Every check that can fail on user input, before any actor starts: each task's policy folder,
+    prompts and reward (one run per task: its runs share those settings). Returns task -> model path."""
     from remax_ray.driver.preflight import preflight
 
-    runs = plan_runs(base, algos, seeds, out_dir)
-    refuse_existing(runs)
-    model_paths = {preflight(r.cfg)[0] for r in runs}
-    assert len(model_paths) == 1, model_paths  # check_shared_actors compared model.path already
-    return runs, model_paths.pop()
+    return {task: preflight(task_runs[0].cfg)[0] for task, task_runs in by_task(runs).items()}
 
 
-def run_repro(base: Config, algos: list[str], seeds: list[int], out_dir: str | Path, *,
-              command: str = "", keep_checkpoints: bool = False, progress: bool | None = None,
-              include_dashboard: bool | None = None) -> dict[str, Any]:
-    """Train every run, write results.md/results.json/reward.png into ``out_dir``; return the rows."""
-    runs, model_path = prepare(base, algos, seeds, out_dir)
-    device = train_all(runs, model_path, keep_checkpoints=keep_checkpoints, progress=progress,
-                       include_dashboard=include_dashboard)
-    return write_results(runs, base, out_dir, command=command, device=device)
+def train_all(runs: list[PlannedRun], model_paths: dict[str, str], *, command: str,
+              keep_checkpoints: bool = False, progress: bool | None = None,
+              include_dashboard: bool | None = None) -> None:
+    """Make every run, each task on its own shared generators and reward actor, storing each run."""
+    from remax_ray.cluster.actors import connect, start_actors
+
+    commit = machine.code_version()
+    for task, task_runs in by_task(runs).items():
+        connect(task_runs[0].cfg, include_dashboard)
+        shared = start_actors(task_runs[0].cfg, model_paths[task])
+        # Every run, the first included, gets its own learner process started the same way.
+        shared.learner.kill()
+        try:
+            warm_up(shared, task_runs)
+            for i, run in enumerate(task_runs, 1):
+                log.info("repro: %s: run %d/%d: %s", task, i, len(task_runs), run.name)
+                train_one(run, shared, model_paths[task], command=command, commit=commit,
+                          keep_checkpoints=keep_checkpoints, progress=progress)
+        finally:
+            shared.kill()
 
 
-def train_all(runs: list[PlannedRun], model_path: str, *, keep_checkpoints: bool = False,
-              progress: bool | None = None, include_dashboard: bool | None = None) -> str:
-    """Fit every planned run on shared generators and reward actor; returns the learner's device."""
-
-    from remax_ray.cluster.actors import Actors, connect, start_actors, start_learner
+def train_one(run: PlannedRun, shared: Any, model_path: str, *, command: str, commit: str,
+              keep_checkpoints: bool, progress: bool | None) -> None:
+    from remax_ray.cluster.actors import Actors, start_learner
     from remax_ray.driver.trainer import Trainer
 
-    connect(runs[0].cfg, include_dashboard)
-    shared = start_actors(runs[0].cfg, model_path)
-    # Every run, the first included, gets its own learner process started the same way.
-    shared.learner.kill()
+    before = machine.sample()
+    learner = start_learner(run.cfg, model_path, shared.device, where=shared.placement)
+    actors = Actors(shared.generators, shared.reward, learner, shared.device, shared.dtype)
     try:
-        warm_up(shared, runs)
-        for i, run in enumerate(runs, 1):
-            log.info("repro: run %d/%d: %s", i, len(runs), run.name)
-            learner = start_learner(run.cfg, model_path, shared.device, where=shared.placement)
-            actors = Actors(shared.generators, shared.reward, learner, shared.device, shared.dtype)
-            try:
-                summary = Trainer(run.cfg, actors=actors).fit(progress)
-            finally:
-                learner.kill()
-            log.info("repro: %s: held-out greedy reward %.4f -> %.4f in %.0f s", run.name,
-                     summary["eval_before"], summary["eval_after"], summary["wall_s"])
-            if not keep_checkpoints:
-                # The comparison needs only the metrics; a checkpoint per run would fill the disk.
-                shutil.rmtree(Path(run.cfg.run.output_dir) / "checkpoints", ignore_errors=True)
+        trainer = Trainer(run.cfg, actors=actors)
+        result = trainer.fit(progress)
     finally:
-        shared.kill()
-    return shared.device
+        learner.kill()
+    after = machine.sample()
+    load = machine.other_load(before, after, machine.cores())
+    log.info("repro: %s: held-out greedy reward %.4f -> %.4f in %.0f s; other load %.1f%% (%s)",
+             run.label, result["eval_before"], result["eval_after"], result["wall_s"], 100 * load,
+             "quiet" if machine.is_quiet(load) else "loaded: its seconds and memory stay out of the table")
+    if not keep_checkpoints:
+        # The comparison needs only the metrics; a checkpoint per run would fill the disk.
+        shutil.rmtree(run.folder / "checkpoints", ignore_errors=True)
+    write_summary(run.folder, {
+        "task": run.task, "algo": run.algo, "seed": run.seed, "overrides": list(run.overrides),
+        "samples_per_prompt": run.cfg.rollout.samples_per_prompt,
+        "eval_prompts": len(trainer.splits.eval), "eval_samples": run.cfg.run.eval_samples,
+        "command": command, "commit": commit, "device": shared.device, "cores": machine.cores(),
+        "other_load": load, "wall_s": result["wall_s"],
+        "eval_before": result["eval_before"], "eval_after": result["eval_after"],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
 
 
 def warm_up(actors: Any, runs: list[PlannedRun]) -> None:
@@ -90,36 +109,30 @@ def warm_up(actors: Any, runs: list[PlannedRun]) -> None:
     ray.get(actors.reward.score.remote(prompts[:1] * len(texts), texts))
 
 
-def read_records(run: PlannedRun) -> list[dict[str, Any]]:
-    path = Path(run.cfg.run.output_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_results(runs: list[PlannedRun], base: Config, out_dir: str | Path, *, command: str,
-                  device: str = "cpu") -> dict[str, Any]:
-    """Summarise the runs' metrics.jsonl files into results.md, results.json and reward.png."""
-    from remax_ray.monitor.plots import plot_rewards
+def write_report(out_dir: str | Path, *, command: str) -> dict[str, Any]:
+    """results.md and results.json in ``out_dir``, reward.png and reward_kl.png in each task's folder,
+    from every complete run stored there. Needs no Ray."""
+    from remax_ray.monitor.plots import plot_reward_kl, plot_rewards
 
     out = Path(out_dir)
-    records = {r.name: read_records(r) for r in runs}
-    summaries = [summarize_run(r.algo, r.seed, records[r.name], r.cfg.rollout.samples_per_prompt)
-                 for r in runs]
-    rows = aggregate(summaries)
-    claims = evaluate_claims(rows)
-    overrides = {r.algo: list(r.overrides) for r in runs}
-    notes = [f"{algo} uses {runs_of.cfg.rollout.samples_per_prompt} samples per prompt (its group "
-             "baseline needs two); the other algorithms use "
-             f"{base.rollout.samples_per_prompt}."
-             for algo, runs_of in {r.algo: r for r in runs}.items()
-             if runs_of.cfg.rollout.samples_per_prompt != base.rollout.samples_per_prompt]
-    ctx = ReportContext(command=command, config_yaml=to_yaml(base), overrides=overrides,
-                        steps=base.run.steps, prompts_per_step=base.run.prompts_per_step,
-                        seeds=list(dict.fromkeys(r.seed for r in runs)), device=device, notes=notes)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(render_markdown(rows, claims, ctx))
-    (out / "results.json").write_text(results_json(summaries, rows, claims, ctx, base.to_dict()))
-    by_algo: dict[str, list] = {}
-    for r in runs:
-        by_algo.setdefault(r.algo, []).append(records[r.name])
-    plot_rewards(by_algo, out / "reward.png")
-    return {"rows": rows, "claims": claims, "out": str(out)}
+    stored = stored_runs(out)
+    if not stored:
+        raise FileNotFoundError(f"no complete run (a folder <task>/<algo>-seed<k> with summary.json) under {out}")
+    results, configs, overrides = [], {}, {}
+    for task, runs in stored.items():
+        result = task_result(task, [summarize_stored(r) for r in runs])
+        results.append(result)
+        configs[task] = next((r.config for r in runs if r.algo == "remax"), runs[0].config)
+        overrides[task] = {a.algo: list(next(r for r in runs if r.algo == a.algo).meta.get("overrides", []))
+                           for a in result.arms}
+        curves: dict[str, list] = {a.algo: [] for a in result.arms}
+        paths: dict[str, list] = {a.algo: [] for a in result.arms}
+        for r, s in zip(runs, result.runs):
+            curves[r.algo].append(r.records)
+            paths[r.algo].append([(p.kl, p.greedy, p.sample) for p in s.points])
+        plot_rewards(curves, out / task / "reward.png", title=f"{task}: reward per step")
+        plot_reward_kl(paths, out / task / "reward_kl.png", result.target_kl, title=task)
+    ctx = ReportContext(command=command, commit=machine.code_version(), configs=configs, overrides=overrides)
+    (out / "results.md").write_text(render_markdown(results, ctx))
+    (out / "results.json").write_text(results_json(results, ctx))
+    return {"results": results, "out": str(out)}

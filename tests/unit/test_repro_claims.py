@@ -1,4 +1,5 @@
-"""The paper's claims as ratios, on hand-made rows."""
+"""Per-arm intervals, paired verdicts at final and matched KL, and memory/speed beside the paper's
+figures, on hand-made runs with hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -6,57 +7,93 @@ import math
 
 import pytest
 
-from remax_ray.repro.claims import evaluate_claims
-from remax_ray.repro.summary import AlgoRow
+from remax_ray.repro.arms import task_result
+from remax_ray.repro.claims import NONINFERIORITY_MARGIN, resource_rows, reward_verdicts, variance_ratio
+from remax_ray.repro.summary import summarize_run
+
+from repro_fakes import records
+
+MIB = 2 ** 20
+PPO_KLS = (0.0, 0.04, 0.08, 0.12)  # PPO moves twice as far from the reference as the others
 
 
-def row(algo, reward, std, *, state=500.0, rss=1000.0, step_s=4.0, var=4.0, cuda=float("nan")):
-    return AlgoRow(algo=algo, seeds=[0, 1], samples_per_prompt=1, final_reward_mean=reward,
-                   final_reward_std=std, eval_before_mean=0.1, kl=0.01,
-                   phase_s={"step_s": step_s}, learner_state_bytes=state, learner_peak_rss_bytes=rss,
-                   learner_cuda_peak_bytes=cuda, grad_norm_var=var)
+def run(algo, seed, greedy, *, kls=(0.0, 0.02, 0.04, 0.06), load=0.0, step_s=2.0, state=3 * MIB, rss=10 * MIB,
+        grad=1.0):
+    recs = records(greedy, greedy - 0.1, kls, step_s=step_s, state=state, rss=rss, grad=grad)
+    return summarize_run(algo, seed, recs, 2 if algo == "rloo" else 1, task="sentiment", other_load=load)
 
 
-def by_name(claims):
-    return {c.name: c for c in claims}
+def result():
+    runs = []
+    for seed, (remax, ppo, reinforce, rloo) in enumerate([(0.6, 0.5, 0.3, 0.9), (0.8, 0.5, 0.5, 1.1),
+                                                          (0.7, 0.5, 0.4, 1.0)]):
+        runs += [run("remax", seed, remax),
+                 # seed 2 of PPO ran beside other work: its 100 s steps must not enter the table.
+                 run("ppo", seed, ppo, kls=PPO_KLS, state=6 * MIB, rss=20 * MIB, step_s=100.0 if seed == 2 else 4.0,
+                     load=0.5 if seed == 2 else 0.01),
+                 run("reinforce", seed, reinforce, grad=2.0), run("rloo", seed, rloo)]
+    return task_result("sentiment", runs)
 
 
-def test_all_claims_by_hand():
-    rows = [row("remax", 0.6, math.sqrt(0.02), state=500.0, rss=1000.0, step_s=4.0, var=4.0),
-            row("ppo", 0.65, 0.1, state=900.0, rss=1200.0, step_s=10.0),
-            row("reinforce", 0.4, 0.1, var=10.0)]
-    c = by_name(evaluate_claims(rows))
-    ppo = c["reward: ReMax vs PPO"]
-    # diff -0.05; noise sqrt(0.02/2 + 0.01/2) = 0.1225 -> within noise.
-    assert ppo.holds is True and ppo.ratio == pytest.approx(0.6 / 0.65)
-    assert "0.1225" in ppo.detail and "-0.05" in ppo.detail
-    assert c["reward: ReMax vs REINFORCE"].holds is True
-    assert c["reward: ReMax vs REINFORCE"].ratio == pytest.approx(1.5)
-    state = c["memory: learner state"]
-    assert state.ratio == pytest.approx(500 / 900) and state.holds is True
-    rss = c["memory: learner peak RSS"]
-    assert rss.ratio == pytest.approx(1000 / 1200) and rss.holds is False
-    assert c["speed: seconds per step"].ratio == pytest.approx(0.4)
-    assert c["speed: seconds per step"].holds is True
-    var = c["gradient variance: REINFORCE vs ReMax"]
-    assert var.ratio == pytest.approx(2.5) and var.holds is True
-    assert "memory: learner CUDA peak" not in c  # CPU runs log no CUDA peak
+def verdicts():
+    return {(v.claim.split(" (")[0], v.measure): v for v in reward_verdicts(result())}
 
 
-def test_reward_below_ppo_beyond_noise_fails():
-    c = by_name(evaluate_claims([row("remax", 0.6, 0.1), row("ppo", 0.8, 0.1)]))
-    # diff -0.2 < -sqrt(0.01/2 + 0.01/2) = -0.1
-    assert c["reward: ReMax vs PPO"].holds is False
+def test_arms_have_intervals_and_the_common_kl():
+    res = result()
+    assert [a.algo for a in res.arms] == ["remax", "ppo", "reinforce", "rloo"]
+    assert res.target_kl == pytest.approx(0.06)  # the smallest final KL
+    remax = res.arm("remax")
+    iv = remax.intervals["final_greedy"]  # 0.6, 0.8, 0.7: mean 0.7, sd 0.1, ± 4.303 * 0.1 / sqrt(3)
+    assert iv.mean == pytest.approx(0.7) and iv.half_width == pytest.approx(0.2484, abs=1e-4)
+    # PPO reaches KL 0.06 half-way between its evaluations at KL 0 (0.1 greedy, 0.0 sampled) and 0.12.
+    ppo = res.arm("ppo")
+    assert ppo.values["greedy_at_kl"] == {0: pytest.approx(0.3), 1: pytest.approx(0.3), 2: pytest.approx(0.3)}
+    assert ppo.values["sample_at_kl"][0] == pytest.approx(0.2)
+    assert remax.values["greedy_at_kl"][1] == pytest.approx(0.8)  # its final point is at 0.06
+    assert res.arm("rloo").samples_per_prompt == 2
 
 
-def test_missing_algorithms_are_not_applicable():
-    c = by_name(evaluate_claims([row("remax", 0.6, 0.1), row("reinforce", 0.7, 0.1)]))
-    for name in ("reward: ReMax vs PPO", "memory: learner state", "speed: seconds per step"):
-        assert c[name].holds is None and "n/a" in c[name].detail and math.isnan(c[name].ratio)
-    assert c["reward: ReMax vs REINFORCE"].holds is False
+def test_verdicts_by_hand():
+    v = verdicts()
+    ppo = v["ReMax >= PPO", "final_greedy"]
+    # diffs 0.1, 0.3, 0.2 -> [-0.048, 0.448], above -0.2: non-inferior.
+    assert ppo.seeds == [0, 1, 2] and ppo.diff.lo == pytest.approx(-0.0484, abs=1e-4)
+    assert ppo.verdict == "supported" and NONINFERIORITY_MARGIN == 0.2 and ppo.seeds_needed == 5
+    at_kl = v["ReMax >= PPO", "greedy_at_kl"]  # diffs 0.3, 0.5, 0.4
+    assert at_kl.diff.mean == pytest.approx(0.4) and at_kl.verdict == "supported"
+    assert v["ReMax >= PPO", "sample_at_kl"].diff.mean == pytest.approx(0.4)  # 0.5-0.7 against 0.2
+    reinforce = v["ReMax > REINFORCE", "final_sample"]  # 0.3 every seed: sd 0
+    assert reinforce.diff.lo == pytest.approx(0.3) and reinforce.verdict == "supported"
+    assert reinforce.seeds_needed == 2 and reinforce.paper
+    rloo = v["ReMax > RLOO", "final_greedy"]
+    assert rloo.verdict == "contradicted" and not rloo.paper  # -0.3 every seed
+    assert v["ReMax > REINFORCE with a batch-mean baseline", "final_greedy"].verdict == \
+        "inconclusive (no reinforce_mean runs)"
 
 
-def test_cuda_claim_when_both_measured():
-    c = by_name(evaluate_claims([row("remax", 0.6, 0.1, cuda=50.0), row("ppo", 0.6, 0.1, cuda=100.0)]))
-    assert c["memory: learner CUDA peak"].ratio == pytest.approx(0.5)
-    assert c["memory: learner CUDA peak"].holds is True
+def test_one_seed_is_inconclusive_not_a_guess():
+    res = task_result("t", [run("remax", 0, 0.9), run("ppo", 0, 0.1)])
+    assert {v.verdict for v in reward_verdicts(res) if v.claim.startswith("ReMax >= PPO")} == {"inconclusive (n<2)"}
+
+
+def test_resources_use_quiet_runs_beside_the_papers_figures():
+    rows = resource_rows(result())
+    state = next(r for r in rows if "learner state" in r.measure)
+    assert state.ours == pytest.approx(0.5) and "all runs" in state.detail
+    assert any("46%" in fig for _, fig, *_ in state.paper)
+    rss = next(r for r in rows if "peak RSS" in r.measure)
+    assert rss.ours == pytest.approx(0.5)  # 10 / 20 MiB over the quiet runs
+    step = next(r for r in rows if "seconds per step" in r.measure)
+    assert step.ours == pytest.approx(2.0)  # 4 s / 2 s: PPO's loaded 100 s steps are left out
+    assert "PPO 2/3" in step.detail and any("2.2x" in fig for _, fig, *_ in step.paper)
+    assert not any("CUDA" in r.measure for r in rows)  # not measured on CPU
+    assert variance_ratio(result()) == pytest.approx(4.0)  # grad norms 2,4,6,8 against 1,2,3,4
+
+
+def test_all_loaded_leaves_speed_unmeasured():
+    res = task_result("t", [run("remax", s, 0.5, load=0.3) for s in (0, 1)] +
+                      [run("ppo", s, 0.5, load=0.3) for s in (0, 1)])
+    step = next(r for r in resource_rows(res) if "seconds per step" in r.measure)
+    assert math.isnan(step.ours) and res.arm("ppo").quiet_seeds == []
+    assert resource_rows(task_result("t", [run("remax", 0, 0.5)])) == []

@@ -1,76 +1,95 @@
-"""results.md / results.json rendering, and reward.png from hand-made records."""
+"""results.md / results.json / the figures, rendered from fake stored runs (no Ray)."""
 
 from __future__ import annotations
 
 import json
-import math
+import sys
 
-from remax_ray.monitor.plots import eval_series, plot_rewards, step_series
-from remax_ray.repro.claims import evaluate_claims
-from remax_ray.repro.report import ReportContext, render_markdown, results_json, table
-from remax_ray.repro.summary import aggregate, summarize_run
+from remax_ray.cli import main
+from remax_ray.monitor.plots import eval_series, plot_reward_kl, plot_rewards, step_series
+from remax_ray.repro.plan import plan_runs, task_base
+from remax_ray.repro.runner import write_report
+
+from repro_fakes import records, store_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def records(offset: float, grad: float = 1.0) -> list[dict]:
-    out = [{"step": 0.0, "eval_greedy_reward": 0.1 + offset}]
-    for i in range(4):
-        out.append({"step": float(i), "reward_sample": 0.1 * i + offset, "kl": 0.01, "grad_norm": grad * (i + 1),
-                    "generate_s": 1.0, "score_s": 0.1, "learn_s": 2.0, "sync_s": 0.5, "step_s": 3.6,
-                    "learner_state_bytes": 3 * 2 ** 20, "learner_peak_rss_bytes": 10 * 2 ** 20,
-                    "elapsed_s": 4.0 * (i + 1)})
-    out.append({"step": 4.0, "eval_greedy_reward": 0.5 + offset})
-    return out
+def store_table(out, *, loaded=False, seeds=(0, 1)):
+    runs = plan_runs({"sentiment": task_base(None, "sentiment", ["run.steps=4"])},
+                     ["remax", "ppo", "rloo"], list(seeds), out)
+    for r in runs:
+        greedy = {"remax": 0.6, "ppo": 0.5, "rloo": 0.55}[r.algo] + 0.1 * r.seed
+        store_run(r, records(greedy, greedy - 0.2, step_s=4.0 if r.algo == "ppo" else 2.0),
+                  other_load=0.5 if loaded else 0.0)
+    return runs
 
 
-def context() -> ReportContext:
-    return ReportContext(command="remax-ray repro run.steps=4", config_yaml="run:\n  steps: 4\n",
-                         overrides={"remax": ["algo.estimator=remax"], "ppo": ["algo.estimator=ppo"]},
-                         steps=4, prompts_per_step=2, seeds=[0, 1], notes=["a note"])
+def test_report_from_stored_runs(tmp_path):
+    store_table(tmp_path)
+    write_report(tmp_path, command="remax-ray repro --report-only")
+    md = (tmp_path / "results.md").read_text()
+    for needed in ("## Provenance", "`abc123` (6 runs)", "`remax-ray repro --out x` (6 runs)",
+                   "| sampling | temperature 1.0, top_p 1.0 | temperature 1.0, top_p 0.9 |",
+                   "| learning rate | 5e-05 for every arm", "about 46%", "2.2x",
+                   "## Task: sentiment", "| remax | 1 | 0,1 | 0.100 |", "| ReMax >= PPO (margin 0.2) |",
+                   "(control)", "**inconclusive", "seeds needed for 0.2",
+                   "- rloo: `algo.estimator=rloo rollout.samples_per_prompt=2`",
+                   "speed-up: seconds per step (PPO / ReMax) | 2.00x", "## Margins and definitions"):
+        assert needed in md, needed
+    # Two seeds, identical spread in both arms: the paired differences are exact, the interval a point.
+    assert "| ReMax >= PPO (margin 0.2) | held-out greedy reward, final | 0,1 | +0.100 [+0.100, +0.100] |" in md
+    doc = json.loads((tmp_path / "results.json").read_text(),
+                     parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # strict: no NaN
+    task = doc["tasks"]["sentiment"]
+    assert [a["algo"] for a in task["arms"]] == ["remax", "ppo", "rloo"] and task["target_kl"] == 0.06
+    assert len(task["runs"]) == 6 and task["runs"][0]["points"][0]["kl"] == 0.0
+    for name in ("reward.png", "reward_kl.png"):
+        assert (tmp_path / "sentiment" / name).read_bytes()[:8] == PNG_MAGIC
 
 
-def summaries():
-    return [summarize_run(a, s, records(0.1 * s + (0.05 if a == "remax" else 0.0)))
-            for s in (0, 1) for a in ("remax", "ppo")]
+def test_loaded_runs_leave_time_and_memory_out(tmp_path):
+    store_table(tmp_path, loaded=True, seeds=(0,))
+    write_report(tmp_path, command="c")
+    md = (tmp_path / "results.md").read_text()
+    assert "| remax | 0/1 | —, loaded | —, loaded |" in md  # seconds per phase
+    assert "| 3.0 | —, loaded | —, loaded |" in md  # exact state MiB stays; RSS and CUDA peak do not
+    assert "speed-up: seconds per step (PPO / ReMax) | —, loaded |" in md
+    assert "**inconclusive (n<2)**" in md
 
 
-def test_markdown_has_a_row_per_algorithm_and_the_claims():
-    rows = aggregate(summaries())
-    md = render_markdown(rows, evaluate_claims(rows), context())
-    lines = table(rows).splitlines()
-    assert len(lines) == 2 + 2 and lines[2].startswith("| remax | 1 | 0,1 | 0.6000 ± 0.0707 |")
-    assert "| 3.0 | 10.0 | n/a |" in lines[2]  # MiB of state and peak RSS; no CUDA peak on CPU
-    assert "## Claims" in md and "| memory: learner state |" in md
-    assert "| gradient variance: REINFORCE vs ReMax |" in md and "n/a: needs remax and reinforce" in md
-    assert "```\nremax-ray repro run.steps=4\n```" in md
-    assert "- ppo: `algo.estimator=ppo`" in md and "- a note" in md
+def test_report_only_needs_no_ray(tmp_path, capsys):
+    store_table(tmp_path)
+    sys.modules.pop("ray", None)
+    assert main(["repro", "--report-only", "--out", str(tmp_path)]) == 0
+    assert "ray" not in sys.modules
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "results.md").exists()
 
 
-def test_json_is_strict_and_complete():
-    runs = summaries()
-    rows = aggregate(runs)
-    doc = json.loads(results_json(runs, rows, evaluate_claims(rows), context(), {"run": {"steps": 4}}),
-                     parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
-    assert [r["algo"] for r in doc["rows"]] == ["remax", "ppo"]
-    assert math.isclose(doc["rows"][0]["final_reward_mean"], 0.6)
-    assert doc["rows"][0]["learner_cuda_peak_bytes"] is None  # NaN -> null
-    assert len(doc["runs"]) == 4 and doc["command"] == "remax-ray repro run.steps=4"
+def test_evaluation_below_the_minimum_is_flagged(tmp_path):
+    runs = plan_runs({"sentiment": task_base(None, "sentiment", ["run.steps=4", "run.eval_prompts=8"])},
+                     ["remax"], [0], tmp_path)
+    store_run(runs[0], records(0.5, 0.4))
+    write_report(tmp_path, command="c")
+    assert "**Evaluation below the repro's minimum** (64 prompts x 4 samples): some runs evaluated 8 prompts x 4" \
+        in (tmp_path / "results.md").read_text()
 
 
 def test_series_place_evaluations_after_their_step():
-    recs = records(0.0)
+    recs = records(0.5, 0.4)
     assert step_series(recs) == ([0.0, 1.0, 2.0, 3.0], [4.0, 8.0, 12.0, 16.0],
                                  [0.0, 0.1, 0.2, 0.30000000000000004])
     steps, clock, reward = eval_series(recs)
     assert steps == [0.0, 4.0] and clock == [0.0, 16.0] and reward == [0.1, 0.5]
 
 
-def test_plot_writes_a_png(tmp_path):
-    runs = {"remax": [records(0.0), records(0.1)], "ppo": [records(0.05)], "reinforce": [records(-0.1)]}
-    path = plot_rewards(runs, tmp_path / "sub" / "reward.png")
+def test_plots_write_pngs(tmp_path):
+    path = plot_rewards({"remax": [records(0.5, 0.4), records(0.6, 0.5)], "ppo": [records(0.4, 0.3)]},
+                        tmp_path / "sub" / "reward.png")
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 10_000
-    # IHDR: width and height, big-endian, right after the signature and chunk header.
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert width > height > 100  # two panels side by side
+    kl = plot_reward_kl({"remax": [[(0.0, 0.1, 0.0), (0.06, 0.5, 0.4)]], "ppo": [[(0.0, 0.1, 0.0), (0.1, 0.3, 0.2)]]},
+                        tmp_path / "kl.png", target_kl=0.06)
+    assert kl.read_bytes()[:8] == PNG_MAGIC

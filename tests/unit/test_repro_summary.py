@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from remax_ray.repro.summary import aggregate, sample_var, summarize_run
+from remax_ray.repro.summary import sample_var, summarize_run
 
 
 def step(i, gen, score, learn, sync, kl, grad, rss, elapsed, **extra):
@@ -17,20 +17,23 @@ def step(i, gen, score, learn, sync, kl, grad, rss, elapsed, **extra):
 
 def run_records(final: float) -> list[dict]:
     return [
-        {"step": 0.0, "eval_greedy_reward": 0.2},
+        {"step": 0.0, "eval_greedy_reward": 0.2, "eval_sample_reward": 0.1},
         step(0, 10.0, 1.0, 5.0, 2.0, kl=0.4, grad=1.0, rss=1000.0, elapsed=20.0),
         step(1, 2.0, 0.1, 3.0, 1.0, kl=0.1, grad=2.0, rss=1200.0, elapsed=27.0),
         {"step": 2.0, "eval_greedy_reward": 0.3},
         step(2, 4.0, 0.3, 5.0, 1.0, kl=0.2, grad=3.0, rss=1100.0, elapsed=40.0),
         step(3, 3.0, 0.2, 4.0, 1.0, kl=0.3, grad=6.0, rss=1300.0, elapsed=50.0),
-        {"step": 4.0, "eval_greedy_reward": final},
+        {"step": 4.0, "eval_greedy_reward": final, "eval_sample_reward": final - 0.3},
     ]
 
 
 def test_one_run_by_hand():
-    s = summarize_run("remax", 0, run_records(0.5))
-    assert s.steps == 4 and s.eval_before == 0.2 and s.final_reward == 0.5
+    s = summarize_run("remax", 0, run_records(0.5), task="sentiment", other_load=0.01)
+    assert s.steps == 4 and s.eval_before == 0.2 and s.final_greedy == 0.5
+    assert s.final_sample == pytest.approx(0.2) and s.task == "sentiment" and s.quiet
     assert s.kl == pytest.approx(0.3)  # last quarter of 4 steps = step 3 alone
+    # Evaluations at steps 0, 2, 4 get the KL of steps 0, 2 and (the last step) 3.
+    assert [(p.step, p.kl) for p in s.points] == [(0, 0.4), (2, 0.2), (4, 0.3)] and s.final_kl == 0.3
     # Steps 1-3 only: step 0 warms up.
     assert s.phase_s["generate_s"] == pytest.approx(3.0)
     assert s.phase_s["score_s"] == pytest.approx(0.2)
@@ -72,16 +75,6 @@ def test_sample_var():
     assert math.isnan(sample_var([1.0]))
 
 
-def test_aggregate_over_seeds():
-    runs = [summarize_run("remax", 0, run_records(0.5)), summarize_run("ppo", 0, run_records(0.9)),
-            summarize_run("remax", 1, run_records(0.7))]
-    rows = aggregate(runs)
-    assert [r.algo for r in rows] == ["remax", "ppo"]
-    remax = rows[0]
-    assert remax.seeds == [0, 1]
-    assert remax.final_reward_mean == pytest.approx(0.6)
-    assert remax.final_reward_std == pytest.approx(math.sqrt(0.02))  # (0.1^2 + 0.1^2) / (2 - 1)
-    assert remax.grad_norm_var == pytest.approx(14 / 3)
-    assert remax.kl == pytest.approx(0.3)
-    assert remax.phase_s["generate_s"] == pytest.approx(3.0)
-    assert math.isnan(rows[1].final_reward_std)  # one seed: no spread
+def test_load_unknown_is_not_quiet():
+    assert not summarize_run("remax", 0, run_records(0.5)).quiet
+    assert not summarize_run("remax", 0, run_records(0.5), other_load=0.2).quiet
