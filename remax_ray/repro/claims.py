@@ -16,6 +16,9 @@ Margins are fixed here, before any run, and never fitted to results:
   contradicts "ReMax > X"; asking for -0.2 would call "X better by 0.1, surely" inconclusive. Not
   +margin either: the paper claims ReMax better, not better by a set amount.
 
+The same numbers apply to every task. They were sized on the default task's reward; on a task whose
+reward has another scale they stand for another effect size (the per-arm intervals show that scale).
+
 Each interval is a two-sided 95% t-interval (a 2.5% one-sided test per direction). A comparison
 needs two seeds of both arms; with fewer it is "inconclusive (n<2)", never a guess.
 """
@@ -31,6 +34,7 @@ from remax_ray.repro.stats import Interval, mean_interval, noninferiority, paire
 
 EFFECT_OF_INTEREST = 0.2
 NONINFERIORITY_MARGIN = 0.2
+ALL_MEASURES = "all"
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,12 @@ def reward_verdicts(result: TaskResult) -> list[Verdict]:
     out = []
     for spec in CLAIMS:
         other = result.arm(spec.other)
+        if remax is None or other is None:  # one row for every measure
+            missing = "remax" if remax is None else spec.other
+            out.append(Verdict(spec.text, spec.paper, ALL_MEASURES, [], mean_interval([]), None,
+                               f"inconclusive (no {missing} runs)"))
+            continue
         for measure in MEASURES:
-            if remax is None or other is None:
-                missing = "remax" if remax is None else spec.other
-                out.append(Verdict(spec.text, spec.paper, measure, [], mean_interval([]), None,
-                                   f"inconclusive (no {missing} runs)"))
-                continue
             diffs = paired_differences(remax.values[measure], other.values[measure])
             iv = mean_interval(diffs.values())
             out.append(Verdict(spec.text, spec.paper, measure, list(diffs), iv,

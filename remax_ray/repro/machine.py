@@ -11,6 +11,7 @@ The process tree is the driver and every descendant, alive or already reaped (a 
 ``children_user/system`` hold the CPU time of the children it has waited for), which covers the
 Ray processes when the driver started Ray itself. A run on a Ray cluster that was already running
 counts that cluster as other load, so it is never called quiet: its seconds are not this run's alone.
+The measure sees CPUs only: another process on the same GPU is not seen.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def verdict_table(verdicts: list[Verdict]) -> str:
              f"seeds needed for {EFFECT_OF_INTEREST:g} | verdict |", "|---|---|---|---|---|---|---|"]
     for v in verdicts:
         claim = v.claim if v.paper else f"{v.claim} (control)"
-        lines.append(f"| {claim} | {MEASURES[v.measure]} | {','.join(map(str, v.seeds)) or '-'} | "
+        lines.append(f"| {claim} | {MEASURES.get(v.measure, 'every measure')} | {','.join(map(str, v.seeds)) or '-'} | "
                      f"{ci(v.diff, '+.3f')} | {_f(v.diff.sd, '.3f')} | {_needed(v.seeds_needed)} | **{v.verdict}** |")
     return "\n".join(lines)
 
@@ -109,8 +109,9 @@ def _warnings(result: TaskResult) -> list[str]:
         out.append(f"**Evaluation below the repro's minimum** ({MIN_EVAL_PROMPTS} prompts x {MIN_EVAL_SAMPLES} "
                    f"samples): some runs evaluated {prompts} prompts x {samples} samples.")
     if not math.isfinite(result.target_kl):
-        out.append("No common KL: a run has no KL measurement above 0 (algo.kl_coef=0, or no steps), so "
-                   "the matched-KL columns are n/a.")
+        out.append("No common KL: a run has no KL measurement (algo.kl_coef=0) or a final KL estimate "
+                   "not above 0 (a policy that barely moved, or estimator noise), so the matched-KL "
+                   "columns are n/a.")
     return out
 
 

@@ -37,7 +37,14 @@ def prepare(runs: list[PlannedRun]) -> dict[str, str]:
     prompts and reward (one run per task: its runs share those settings). Returns task -> model path."""
     from remax_ray.driver.preflight import preflight
 
-    return {task: preflight(task_runs[0].cfg)[0] for task, task_runs in by_task(runs).items()}
+    paths = {}
+    for task, task_runs in by_task(runs).items():
+        cfg = task_runs[0].cfg
+        paths[task], splits = preflight(cfg)
+        if len(splits.eval) < cfg.run.eval_prompts:
+            log.warning("repro: %s: the held-out split has %d prompts, fewer than run.eval_prompts=%d; "
+                        "the report will flag it", task, len(splits.eval), cfg.run.eval_prompts)
+    return paths
 
 
 def train_all(runs: list[PlannedRun], model_paths: dict[str, str], *, command: str,
