@@ -3,7 +3,6 @@ reward at the task's matched KL, and the seconds and bytes of the runs that had 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -90,7 +89,3 @@ def task_result(task: str, runs: Sequence[RunSummary]) -> TaskResult:
     algos = _order([r.algo for r in runs])
     arms = [arm_row(a, [r for r in runs if r.algo == a], target) for a in algos]
     return TaskResult(task, target, list(runs), arms)
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

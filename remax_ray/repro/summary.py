@@ -33,10 +33,6 @@ def sample_var(xs: Sequence[float]) -> float:
     return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
-def sample_std(xs: Sequence[float]) -> float:
-    return math.sqrt(sample_var(xs))
-
-
 @dataclass
 class RunSummary:
     """One (task, algorithm, seed) run."""
