@@ -4,7 +4,11 @@
 - :mod:`.summary`: per-run and per-algorithm numbers from ``metrics.jsonl`` records;
 - :mod:`.claims`: the paper's claims as ratios with a verdict;
 - :mod:`.report`: ``results.md`` and ``results.json``;
-- :mod:`.runner`: the orchestration (Ray actors; imported lazily).
+- :mod:`.runner`: the orchestration (Ray actors; imported lazily);
+- :mod:`.variance`: each estimator's gradient variance and the paper's reward condition at fixed
+  parameters, on paired draws (Ray actors; imported lazily), with :mod:`.variance_stats` (pure
+  statistics), :mod:`.variance_sketch` (the count-sketch the per-sample gradients are kept in),
+  :mod:`.variance_probe` (those gradients, on the driver) and :mod:`.variance_report` (tables).
 
 May import: ``driver`` and everything below it. Only ``cli`` imports ``repro``.
 """

@@ -3,19 +3,28 @@ count-sketched as they are made (:class:`.variance_sketch.CountSketch`).
 
 A backward pass through all of SmolLM2-135M for each of ~2048 sequences is far too slow on a few CPU
 cores, so the default measures the gradient of the last N decoder blocks and the final norm only
-(``last:N``). One no-grad forward of a batch captures the hidden states entering block L-N (the
-forward stops there: the rest, above all the 49k-row LM head over every position, is not needed),
-then each sample runs only the trailing blocks, the norm and the head at its response positions,
-with gradients. ``last:N+head`` adds the LM head's weight; SmolLM2 ties it to the input embedding,
-and then only the head's share of that matrix's gradient is measured (its use as the embedding sits
-below the cut). ``all`` runs every sample through the whole model (exact, slow).
+(``last:N``); ``last:N+head`` adds the LM head's weight (SmolLM2 ties it to the input embedding,
+and then only the head's share of that matrix's gradient is measured: its use as the embedding sits
+below the cut); ``all`` backpropagates each sample through the whole model (exact, slow).
+
+The work is shared wherever the math allows, for the responses to one prompt:
+
+- below the cut nothing needs a gradient: the prompt runs once through the lower blocks (its KV
+  cache kept), then all responses together, and a hook takes the hidden states entering the first
+  measured block and stops the forward there;
+- each sample then runs the measured blocks and the final norm with autograd, alone (its gradient
+  must stay its own), on the keyword arguments the model gives a block for an unpadded sequence;
+- the LM head and log-softmax (49k rows: most of the work above the cut) are not per-sample work
+  when the head is not measured: one batched pass gives every response position's gradient with
+  respect to the normed hidden state, and each sample's backward starts from its rows of it.
 
 The trailing path must give the model's own log-probs: :meth:`GradientProbe.check` compares it with a
-plain forward of the whole model on one sequence, and the caller runs it once per measurement.
+plain forward of the whole model, and the caller runs it once per measurement.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +33,10 @@ import torch
 from torch import nn
 
 from remax_ray.algo import response_mask
+
+HEAD_ROWS = 512
+"""Response positions per batched LM-head pass: bounds its [rows, vocab] temporaries (~100 MB each
+for SmolLM2) while keeping the matrix products large."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +61,20 @@ def parse_params(spec: str) -> ParamSet:
 
 
 class _Captured(Exception):
-    """Raised by the capture hook to stop the batch forward once the cut is reached."""
+    """Raised by a capture hook to stop a forward once it has what it came for."""
 
 
 @dataclass
 class Sequence:
-    """One sampled response in the shifted frame: ``ids`` (prompt + response), the columns whose
-    targets are kept response tokens (up to and including the first EOS)."""
+    """One sampled response: ``ids`` (prompt + response) and ``cols``, the positions whose next token
+    is a kept response token (up to and including the first EOS)."""
 
     ids: list[int]
     cols: torch.Tensor
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return torch.tensor(self.ids)[self.cols + 1]
 
 
 class GradientProbe:
@@ -74,6 +91,8 @@ class GradientProbe:
         layers = self.backbone.layers
         if params.blocks is not None and params.blocks > len(layers):
             raise ValueError(f"params={params.label}: the model has only {len(layers)} decoder blocks")
+        if params.blocks is not None and params.head and getattr(self.head, "bias", None) is not None:
+            raise ValueError(f"params={params.label}: an LM head with a bias is not supported")
         self.trailing = layers[len(layers) - params.blocks:] if params.blocks is not None else None
         if self.trailing is None:
             wanted = {id(p) for p in self.model.parameters()}
@@ -90,120 +109,170 @@ class GradientProbe:
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen is not None and gen.eos_token_id is not None else self.model.config.eos_token_id
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
-        self.tied = self.head is not None and self.head.weight is self.backbone.get_input_embeddings().weight
-
+        self.tied = self.head.weight is self.backbone.get_input_embeddings().weight
+        self._block_kwargs: dict[int, dict[str, Any]] = {}
 
     @property
     def count(self) -> int:
         return sum(p.numel() for p in self.tensors)
 
-    def sequences(self, prompt_ids: list[list[int]], responses: list[list[int]]) -> list[Sequence]:
+    def sequences(self, prompt: list[int], responses: list[list[int]]) -> list[Sequence]:
         out = []
-        for p, r in zip(prompt_ids, responses):
-            keep = response_mask(torch.tensor([r or [0]]), self.eos_ids, torch.tensor([len(r)]))[0]
-            cols = torch.nonzero(keep).flatten() + (len(p) - 1)
-            out.append(Sequence(list(p) + list(r), cols))
+        for r in responses:
+            keep = response_mask(torch.tensor([r or [0]]), self.eos_ids, torch.tensor([len(r)]))[0][: len(r)]
+            out.append(Sequence(list(prompt) + list(r), torch.nonzero(keep).flatten() + (len(prompt) - 1)))
         return out
 
-    def _capture(self, seqs: list[Sequence]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The hidden states entering the first measured block for the right-padded batch, and the
-        keyword arguments the model passed it. Right padding: a real position attends only to the
-        positions before it, all real, so slicing one row out of them is exact."""
-        width = max(len(s.ids) for s in seqs)
-        ids = torch.zeros(len(seqs), width, dtype=torch.long)
-        mask = torch.zeros(len(seqs), width, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s.ids)] = torch.tensor(s.ids)
-            mask[i, : len(s.ids)] = 1
-        got: dict[str, Any] = {}
+    # -- below the cut: no gradient -------------------------------------------------------------
 
+    def _hook_first(self, layer: nn.Module, got: dict[str, Any]) -> Any:
         def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            got["hidden"] = (args[0] if args else kwargs.pop("hidden_states")).detach()
+            got["hidden"] = (args[0] if args else kwargs["hidden_states"]).detach()
             got["kwargs"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
             raise _Captured
 
-        handle = self.trailing[0].register_forward_pre_hook(hook, with_kwargs=True)
+        return layer.register_forward_pre_hook(hook, with_kwargs=True)
+
+    def _run_to_cut(self, layer: nn.Module, **inputs: Any) -> dict[str, Any]:
+        got: dict[str, Any] = {}
+        handle = self._hook_first(layer, got)
         try:
             with torch.no_grad():
-                self.backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+                self.backbone(**inputs)
         except _Captured:
             pass
         finally:
             handle.remove()
-        return got["hidden"], got["kwargs"]
+        return got
 
-    @staticmethod
-    def _row(kwargs: dict[str, Any], i: int, length: int) -> dict[str, Any]:
-        """The block's keyword arguments for row ``i`` of the batch, cut to its ``length``."""
-        def cut(v: Any, *dims: int) -> Any:
-            if not torch.is_tensor(v):
-                return v
-            v = v[i : i + 1] if v.shape[0] > 1 else v  # some are shared by the batch ([1, ...])
-            for d in dims:
-                v = v.narrow(d, 0, min(length, v.shape[d]))
-            return v
+    def _hidden_at_cut(self, prompt: list[int], responses: list[list[int]]) -> list[torch.Tensor]:
+        """[L_i, d] hidden states entering the first measured block, for each prompt + response.
 
-        out = dict(kwargs)
-        out["attention_mask"] = cut(out.get("attention_mask"), 2, 3)  # [B, 1, Lq, Lk] or None
-        if out.get("position_embeddings") is not None:  # (cos, sin), each [B|1, L, head_dim]
-            out["position_embeddings"] = tuple(cut(t, 1) for t in out["position_embeddings"])
-        out["position_ids"] = cut(out.get("position_ids"), 1)  # [B|1, L]
-        if torch.is_tensor(out.get("cache_position")):
-            out["cache_position"] = out["cache_position"][:length]
-        return out
+        The prompt's KV cache (of the blocks below the cut, the only ones the stopped forward fills)
+        is repeated for the responses, which run right-padded: a real position attends only to the
+        prompt and the response positions before it, so the padding never reaches it."""
+        from transformers import DynamicCache
 
-    def _head_logp(self, hidden: torch.Tensor, seq: Sequence) -> torch.Tensor:
-        """Summed log-prob of the kept response tokens from the last hidden states [L, d]."""
-        logits = self.head(hidden[seq.cols]).float() / self.temperature
-        targets = torch.tensor(seq.ids)[seq.cols + 1]
-        return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).sum()
+        cache = DynamicCache(config=self.model.config)
+        first = self.trailing[0]
+        prompt_h = self._run_to_cut(first, input_ids=torch.tensor([prompt]), past_key_values=cache,
+                                    use_cache=True)["hidden"][0]
+        width = max(1, max(len(r) for r in responses))
+        ids = torch.zeros(len(responses), width, dtype=torch.long)
+        mask = torch.zeros(len(responses), len(prompt) + width, dtype=torch.long)
+        mask[:, : len(prompt)] = 1
+        for i, r in enumerate(responses):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, len(prompt) : len(prompt) + len(r)] = 1
+        shared = copy.deepcopy(cache)
+        shared.batch_repeat_interleave(len(responses))
+        resp_h = self._run_to_cut(first, input_ids=ids, attention_mask=mask, past_key_values=shared,
+                                  use_cache=True)["hidden"]
+        return [torch.cat([prompt_h, resp_h[i, : len(r)]]) for i, r in enumerate(responses)]
 
-    def _trailing_logp(self, hidden: torch.Tensor, kwargs: dict[str, Any], i: int, seq: Sequence) -> torch.Tensor:
-        h = hidden[i : i + 1, : len(seq.ids)]
-        row = self._row(kwargs, i, len(seq.ids))
+    def _kwargs(self, length: int) -> dict[str, Any]:
+        """The keyword arguments the model gives its blocks for one unpadded sequence of ``length``
+        tokens (causal mask, rotary embeddings, positions), from a forward stopped at block 0."""
+        if length not in self._block_kwargs:
+            got = self._run_to_cut(self.backbone.layers[0], input_ids=torch.zeros(1, length, dtype=torch.long),
+                                   use_cache=False)
+            self._block_kwargs[length] = got["kwargs"]
+        return self._block_kwargs[length]
+
+    # -- above the cut: per-sample autograd ----------------------------------------------------
+
+    def _normed(self, hidden: torch.Tensor, seq: Sequence) -> torch.Tensor:
+        """The final norm's output at ``seq``'s response positions, through the measured blocks."""
+        h = hidden.unsqueeze(0)
+        kwargs = self._kwargs(hidden.shape[0])
         for layer in self.trailing:
-            h = layer(h, **row)
+            h = layer(h, **kwargs)
             h = h[0] if isinstance(h, tuple) else h
-        return self._head_logp(self.backbone.norm(h)[0], seq)
+        return self.backbone.norm(h)[0, seq.cols]
+
+    def _head(self, z: torch.Tensor, targets: torch.Tensor, with_grad: bool
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Per-row log-probs of ``targets`` from normed hidden rows ``z`` [R, d]; with ``with_grad``
+        also d logp / d z [R, d] and d logp / d logits [R, V] (for the head weight's gradient)."""
+        z = z.detach().requires_grad_(with_grad)
+        with torch.set_grad_enabled(with_grad):
+            logits = self.head(z).float() / self.temperature
+            lsm = torch.log_softmax(logits, dim=-1)
+            logp = lsm.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            if not with_grad:
+                return logp, None, None
+            (dz,) = torch.autograd.grad(logp.sum(), z)
+        # d logp_t / d logits_t = (onehot(y_t) - softmax_t) / T, kept only for a measured head.
+        dlogits = None
+        if self.params_spec.head:
+            dlogits = -lsm.detach().exp()
+            dlogits[torch.arange(len(targets)), targets] += 1.0
+            dlogits /= self.temperature
+        return logp.detach(), dz, dlogits
 
     def _full_logp(self, seq: Sequence) -> torch.Tensor:
-        out = self.backbone(input_ids=torch.tensor([seq.ids]), use_cache=False).last_hidden_state
-        return self._head_logp(out[0], seq)
+        out = self.backbone(input_ids=torch.tensor([seq.ids]), use_cache=False).last_hidden_state[0, seq.cols]
+        logits = self.head(out).float() / self.temperature
+        return torch.log_softmax(logits, -1).gather(-1, seq.targets.unsqueeze(-1)).sum()
 
-    def logps(self, seqs: list[Sequence]) -> list[torch.Tensor]:
-        """Each sequence's log pi(y | x), with its graph to the measured parameters."""
+    def gradients(self, prompt: list[int], responses: list[list[int]]):
+        """Yield (log pi(y | x), [grad per measured tensor]) for each response to ``prompt``."""
+        seqs = self.sequences(prompt, responses)
         if self.trailing is None:
-            return [self._full_logp(s) for s in seqs]
-        hidden, kwargs = self._capture(seqs)
-        return [self._trailing_logp(hidden, kwargs, i, s) for i, s in enumerate(seqs)]
+            for seq in seqs:
+                logp = self._full_logp(seq)
+                grads = torch.autograd.grad(logp, self.tensors, allow_unused=True)
+                yield logp.detach(), self._dense(grads)
+            return
+        hidden = self._hidden_at_cut(prompt, responses)
+        per_pass = max(1, HEAD_ROWS // max(1, max(len(r) for r in responses)))
+        for lo in range(0, len(seqs), per_pass):
+            chunk = list(range(lo, min(len(seqs), lo + per_pass)))
+            normed = [self._normed(hidden[i], seqs[i]) for i in chunk]
+            z = torch.cat(normed)
+            logp, dz, dlogits = self._head(z, torch.cat([seqs[i].targets for i in chunk]), with_grad=True)
+            start = 0
+            for i, zi in zip(chunk, normed):
+                rows = slice(start, start + zi.shape[0])
+                start = rows.stop
+                if zi.shape[0] == 0:  # an empty response: no token, no gradient
+                    yield torch.zeros(()), [torch.zeros_like(p) for p in self.tensors]
+                    continue
+                grads = list(torch.autograd.grad(zi, self.tensors, grad_outputs=dz[rows], allow_unused=True))
+                if dlogits is not None:  # the head's share: sum_t dlogits_t outer z_t
+                    k = next(j for j, p in enumerate(self.tensors) if p is self.head.weight)
+                    grads[k] = dlogits[rows].T @ zi.detach()
+                yield logp[rows].sum(), self._dense(grads)
 
-    def sketches(self, seqs: list[Sequence], sketch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """([len(seqs), k] sketches of the per-sample gradients, [len(seqs)] their exact squared
-        norms, float64). One backward per sample, from the shared captured batch."""
-        rows, norms = [], []
-        if self.trailing is None:
-            logps = (self._full_logp(s) for s in seqs)
-        else:
-            hidden, kwargs = self._capture(seqs)
-            logps = (self._trailing_logp(hidden, kwargs, i, s) for i, s in enumerate(seqs))
-        for logp in logps:
-            grads = torch.autograd.grad(logp, self.tensors, allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.tensors)]
-            norms.append(sum(float(g.double().pow(2).sum()) for g in grads))
-            rows.append(sketch(grads))
-        return torch.stack(rows), torch.tensor(norms, dtype=torch.float64)
+    def _dense(self, grads: Any) -> list[torch.Tensor]:
+        return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.tensors)]
+
+    def sketches(self, prompt: list[int], responses: list[list[int]], sketch: Any
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For each response to ``prompt``: its gradient's [k] sketch, exact squared norm (float64)
+        and log pi(y | x), stacked: ([n, k], [n], [n])."""
+        rows, norms, logps = [], [], []
+        for logp, grads in self.gradients(prompt, responses):
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            norms.append(float(torch.dot(flat, flat)))
+            rows.append(sketch.flat(flat))
+            logps.append(float(logp))
+        return torch.stack(rows), torch.tensor(norms, dtype=torch.float64), torch.tensor(logps, dtype=torch.float64)
 
     @torch.no_grad()
-    def check(self, seq: Sequence, atol: float = 1e-3) -> float:
-        """|trailing-path log-prob - the whole model's own log-prob| for one sequence; raises when
-        it exceeds ``atol`` (the capture or the row slicing does not fit this architecture)."""
+    def own_logp(self, seq: Sequence) -> float:
+        """log pi(y | x) from a plain forward of the whole model (its own logits)."""
         logits = self.model(input_ids=torch.tensor([seq.ids]), use_cache=False).logits[0].float()
-        targets = torch.tensor(seq.ids)[seq.cols + 1]
-        own = torch.log_softmax(logits[seq.cols] / self.temperature, -1).gather(-1, targets.unsqueeze(-1)).sum()
-        ours = self.logps([seq])[0]
-        gap = abs(float(ours) - float(own))
-        if not gap <= atol:
-            raise RuntimeError(f"the gradient probe's log-prob {float(ours):.6f} differs from the model's "
-                               f"{float(own):.6f} (params={self.params_spec.label}): this architecture's "
+        lsm = torch.log_softmax(logits[seq.cols] / self.temperature, -1)
+        return float(lsm.gather(-1, seq.targets.unsqueeze(-1)).sum())
+
+    def check(self, prompt: list[int], responses: list[list[int]], atol: float = 1e-3) -> float:
+        """The largest |probe log-prob - the whole model's own| over ``responses``; raises above
+        ``atol`` (the capture, the cache or the block arguments do not fit this architecture)."""
+        seqs = self.sequences(prompt, responses)
+        gaps = [abs(float(lp) - self.own_logp(s)) for (lp, _), s in zip(self.gradients(prompt, responses), seqs)]
+        if not max(gaps) <= atol:
+            raise RuntimeError(f"the gradient probe's log-probs differ from the model's own by up to "
+                               f"{max(gaps):.3g} (params={self.params_spec.label}): this architecture's "
                                "blocks do not take the captured arguments as assumed")
-        return gap
+        return max(gaps)

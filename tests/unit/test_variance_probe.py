@@ -13,20 +13,24 @@ from remax_ray.repro.variance_sketch import CountSketch
 TEMPERATURE = 0.7
 
 
-def _batch(probe: GradientProbe):
+def _groups(probe: GradientProbe):
+    """Two prompts of different lengths, each with responses of different lengths (one with an EOS
+    mid-response, whose later tokens are not the policy's)."""
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(1, 300, (3 + i,), generator=g).tolist() for i in range(5)]
-    responses = [torch.randint(1, 300, (2 + 3 * i,), generator=g).tolist() for i in range(5)]
-    responses[3][2] = probe.eos_ids[0]  # the tokens after this EOS are not the policy's
-    return prompts, responses, probe.sequences(prompts, responses)
+    out = []
+    for p_len in (3, 6):
+        prompt = torch.randint(1, 300, (p_len,), generator=g).tolist()
+        responses = [torch.randint(1, 300, (2 + 3 * i,), generator=g).tolist() for i in range(4)]
+        responses[3][2] = probe.eos_ids[0]
+        out.append((prompt, responses))
+    return out
 
 
 def _exact(probe: GradientProbe, seq) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """log pi(y | x) and its gradient from one plain forward of the whole model."""
     ids = torch.tensor([seq.ids])
     logits = probe.model(input_ids=ids, use_cache=False).logits[0].float() / TEMPERATURE
-    targets = ids[0, seq.cols + 1]
-    logp = torch.log_softmax(logits[seq.cols], -1).gather(-1, targets.unsqueeze(-1)).sum()
+    logp = torch.log_softmax(logits[seq.cols], -1).gather(-1, seq.targets.unsqueeze(-1)).sum()
     return logp.detach(), list(torch.autograd.grad(logp, probe.tensors))
 
 
@@ -34,31 +38,34 @@ def _exact(probe: GradientProbe, seq) -> tuple[torch.Tensor, list[torch.Tensor]]
 # gradient sits below the cut (documented; the test below checks that only the head's share is there).
 @pytest.mark.parametrize(("spec", "model"), [("last:1", "tiny_model"), ("last:2+head", "tiny_model_untied"),
                                              ("all", "tiny_model")])
-def test_per_sample_gradients_are_the_whole_models(request, spec, model):
+def test_per_sample_gradients_are_the_whole_models(request, spec, model, monkeypatch):
+    import remax_ray.repro.variance_probe as vp
+
+    monkeypatch.setattr(vp, "HEAD_ROWS", 12)  # several head passes per prompt
     probe = GradientProbe(str(request.getfixturevalue(model)), parse_params(spec), temperature=TEMPERATURE)
-    _, responses, seqs = _batch(probe)
-    assert len(seqs[3].cols) == 3  # up to and including the EOS
-    assert all(len(s.cols) == len(r) for i, (s, r) in enumerate(zip(seqs, responses)) if i != 3)
     sketch = CountSketch([p.numel() for p in probe.tensors], k=64, seed=0)
-    rows, norms = probe.sketches(seqs, sketch)
-    ours = probe.logps(seqs)
-    for i, seq in enumerate(seqs):
-        logp, grads = _exact(probe, seq)
-        assert float(ours[i].detach()) == pytest.approx(float(logp), abs=1e-4)
-        flat = torch.cat([x.reshape(-1) for x in grads])
-        assert float(norms[i]) == pytest.approx(float(flat.double().pow(2).sum()), rel=1e-4)
-        # Each bucket sums many coordinates in float32: compare as vectors.
-        assert float((rows[i] - sketch.flat(flat)).norm()) <= 1e-4 * float(rows[i].norm())
-        assert probe.check(seq) < 1e-4
+    for prompt, responses in _groups(probe):
+        seqs = probe.sequences(prompt, responses)
+        assert len(seqs[3].cols) == 3  # up to and including the EOS
+        assert [len(s.cols) for s in seqs[:3]] == [len(r) for r in responses[:3]]
+        rows, norms, logps = probe.sketches(prompt, responses, sketch)
+        for i, seq in enumerate(seqs):
+            logp, grads = _exact(probe, seq)
+            assert float(logps[i]) == pytest.approx(float(logp), abs=1e-4)
+            flat = torch.cat([x.reshape(-1) for x in grads])
+            assert float(norms[i]) == pytest.approx(float(flat.double().pow(2).sum()), rel=1e-4)
+            # Each bucket sums many coordinates in float32: compare as vectors.
+            assert float((rows[i] - sketch.flat(flat)).norm()) <= 1e-4 * float(rows[i].norm())
+        assert probe.check(prompt, responses) < 1e-4
 
 
 def test_a_tied_head_gets_only_the_heads_share(tiny_model):
     """last:2 covers every block of the tiny model, so with the head the probe misses exactly the
     tied matrix's gradient through the input embedding: the rows of the sequence's input tokens."""
     probe = GradientProbe(str(tiny_model), parse_params("last:2+head"), temperature=TEMPERATURE)
-    _, _, seqs = _batch(probe)
-    seq = seqs[4]
-    ours = torch.autograd.grad(probe.logps([seq])[0], probe.tensors)
+    prompt, responses = _groups(probe)[1]
+    seq = probe.sequences(prompt, responses)[2]
+    _, ours = next(iter(probe.gradients(prompt, responses[2:3])))
     _, exact = _exact(probe, seq)
     tied = next(i for i, p in enumerate(probe.tensors) if p is probe.head.weight)
     for i, (a, b) in enumerate(zip(ours, exact)):
