@@ -14,6 +14,10 @@ optimizer step, for three estimators:
 All three estimators use the same samples (a paired comparison), and each estimator's variance is
 E||g - E g||^2, estimated over the draws with M - 1 degrees of freedom.
 
+The fuller measurement (paired draws from the generator actors, REINFORCE with a batch-mean baseline
+and RLOO too, per-prompt reward offsets, bootstrap CIs, a JSON record per condition) is
+`remax_ray.repro.variance.measure_variance`; this script stays for quick exact checks on few draws.
+
 Usage (after `remax-ray assets`):  .venv/bin/python bench/grad_variance.py [--draws 8] [--prompts 16]
 """
 

@@ -11,7 +11,11 @@ with verdicts on the paper's claims (arXiv 2310.10505).
 - :mod:`.claims`: the claims' verdicts (margins fixed there) and memory/speed beside the paper;
 - :mod:`.paper`: the paper's and the authors' code's settings and figures, quoted;
 - :mod:`.report`: ``results.md`` and ``results.json``;
-- :mod:`.runner`: the orchestration (Ray actors; imported lazily) and the report from stored runs.
+- :mod:`.runner`: the orchestration (Ray actors; imported lazily) and the report from stored runs;
+- :mod:`.variance`: each estimator's gradient variance and the paper's reward condition at fixed
+  parameters, on paired draws (Ray actors; imported lazily), with :mod:`.variance_stats` (pure
+  statistics), :mod:`.variance_sketch` (the count-sketch the per-sample gradients are kept in),
+  :mod:`.variance_probe` (those gradients, on the driver) and :mod:`.variance_report` (tables).
 
 May import: ``driver`` and everything below it. Only ``cli`` imports ``repro``.
 """
