@@ -22,7 +22,13 @@ Runs are stored in --out as <task>/<algo>-seed<k>/ (config.yaml, metrics.jsonl, 
 written last). A stored run is skipped, so the table can be filled over several sittings by running
 the same command again, or with more seeds; a run folder without summary.json (a run that stopped) is
 removed and run again; a stored run whose configuration differs from the planned one is refused,
-naming the key. Then, from every complete run under --out:
+naming the key. Then the variance stage (--no-variance skips it), per task and stored the same way
+as <task>/variance-base.json and variance-trained.json: at the base policy and at ReMax's (its first
+seed's final checkpoint, kept for this), 32 draws of 32 held-out prompts, the same draws for every
+estimator: each estimator's gradient variance (remax, reinforce, reinforce_mean, rloo) with bootstrap
+intervals, the reward's between/within-prompt split, and the paper's condition E(r_g - mu)^2 vs
+E mu^2, also with a per-prompt offset sigma*z(x), sigma in 0, 1, 3. Then, from everything stored
+under --out:
   results.md / results.json   provenance (departures from the paper, its figures, commands, commits);
                               per task: held-out greedy and sampled reward with 95% t-intervals over
                               seeds, reward at a matched KL, paired-by-seed verdicts (supported /
@@ -58,6 +64,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only re-render results.md, results.json and the figures from the stored runs (no Ray)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's final checkpoint (deleted by default: only metrics are compared)")
+    p.add_argument("--no-variance", action="store_true",
+                   help="skip the variance stage (the paper's condition and each estimator's gradient "
+                        "variance at the base and the ReMax-trained policy; about 16 min per policy on 2 cores)")
+    p.add_argument("--variance-draws", type=int, default=32,
+                   help="draws per prompt of the variance stage (default: %(default)s)")
+    p.add_argument("--variance-prompts", type=int, default=32,
+                   help="held-out prompts of the variance stage (default: %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="dotted overrides of every task's configuration, e.g. run.steps=10")
 
@@ -93,10 +106,31 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             return 2
         print(f"remax-ray repro: {len(todo)} of {len(runs)} planned runs to make "
               f"({len(runs) - len(todo)} stored)", file=sys.stderr)
-        train_all(todo, model_paths, command=command, keep_checkpoints=args.keep_checkpoints)
+        train_all(todo, model_paths, command=command, keep_checkpoints=args.keep_checkpoints,
+                  trained_seeds=trained_seeds(runs))
     else:
-        print(f"remax-ray repro: all {len(runs)} planned runs are stored; rendering the report", file=sys.stderr)
+        print(f"remax-ray repro: all {len(runs)} planned runs are stored", file=sys.stderr)
+    if not args.no_variance:
+        from remax_ray.driver.prepare import prepare_builtins_for_config
+        from remax_ray.repro import conditions
+
+        seeds_of = trained_seeds(runs)
+        for task, base in bases.items():
+            prepare_builtins_for_config(base)
+            conditions.measure(conditions.conditions(task, base, args.out, seeds_of.get(task)), base,
+                               prompts=args.variance_prompts, draws=args.variance_draws)
     return _report(write_report, args.out, command)
+
+
+def trained_seeds(runs) -> dict[str, int]:
+    """Per task, ReMax's smallest planned seed: its final checkpoint is the variance stage's trained policy."""
+    from remax_ray.repro.conditions import TRAINED_ALGO
+
+    out: dict[str, int] = {}
+    for r in runs:
+        if r.algo == TRAINED_ALGO:
+            out[r.task] = min(out.get(r.task, r.seed), r.seed)
+    return out
 
 
 def _report(write_report, out: str, command: str) -> int:

@@ -20,6 +20,7 @@ from remax_ray.repro.paper import MEMORY_FIGURES, SOURCES, SPEED_FIGURES, depart
 from remax_ray.repro.plan import MIN_EVAL_PROMPTS, MIN_EVAL_SAMPLES
 from remax_ray.repro.stats import MAX_SEEDS, Interval
 from remax_ray.repro.summary import PHASES
+from remax_ray.repro.variance_report import render_variance_markdown
 
 MIB = 1024 ** 2
 LOADED = "—, loaded"
@@ -34,6 +35,8 @@ class ReportContext:
     """task -> the configuration of its first stored run (a nested dict)."""
     overrides: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     """task -> algorithm -> its overrides on top of the task's base configuration."""
+    variance: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """task -> its stored variance records (:mod:`remax_ray.repro.conditions`), base policy first."""
 
 
 def _f(x: float | None, spec: str = ".4f") -> str:
@@ -138,6 +141,7 @@ def task_section(result: TaskResult, ctx: ReportContext) -> list[str]:
         resources_table(resource_rows(result)) or "(needs remax and ppo runs)", "",
         f"Gradient-norm variance across steps, REINFORCE / ReMax: {_f(variance_ratio(result), '.3g')} "
         "(a proxy of the estimators' variance, which also moves as the policy trains; no verdict).", "",
+        *variance_section(ctx.variance.get(t, [])),
         "### Time and memory per arm", "",
         cost_table(result), "",
         "### Configuration", "",
@@ -146,6 +150,15 @@ def task_section(result: TaskResult, ctx: ReportContext) -> list[str]:
         *(f"- {algo}: `{' '.join(ov)}`" for algo, ov in overrides.items()), "",
         "```yaml", yaml.safe_dump(ctx.configs.get(t, {}), sort_keys=False).rstrip(), "```", "",
     ]
+
+
+def variance_section(records: list[dict[str, Any]]) -> list[str]:
+    """The paper's condition and each estimator's gradient variance at fixed policies (paired draws)."""
+    head = ["### The paper's condition at fixed parameters", ""]
+    if not records:
+        return [*head, "(not measured yet: `remax-ray repro` measures it after the training runs)", ""]
+    # The variance tables come with level-3 headings of their own; one level down here.
+    return [*head, ("\n" + render_variance_markdown(records)).replace("\n### ", "\n#### ").strip(), ""]
 
 
 def _counted(values: list[str]) -> str:
@@ -216,6 +229,7 @@ def results_json(results: list[TaskResult], ctx: ReportContext) -> str:
                                 "verdicts": [dataclasses.asdict(v) for v in reward_verdicts(res)],
                                 "resources": [dataclasses.asdict(r) for r in resource_rows(res)],
                                 "variance_ratio": variance_ratio(res),
+                                "variance_conditions": ctx.variance.get(res.task, []),
                                 "runs": [dataclasses.asdict(r) for r in res.runs]}
                      for res in results}}
     return json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remax_ray.repro import machine
+from remax_ray.repro import conditions, machine
 from remax_ray.repro.arms import task_result
 from remax_ray.repro.plan import PlannedRun
 from remax_ray.repro.report import ReportContext, render_markdown, results_json
@@ -49,12 +49,14 @@ def prepare(runs: list[PlannedRun]) -> dict[str, str]:
 
 def train_all(runs: list[PlannedRun], model_paths: dict[str, str], *, command: str,
               keep_checkpoints: bool = False, progress: bool | None = None,
-              include_dashboard: bool | None = None) -> None:
-    """Make every run, each task on its own shared generators and reward actor, storing each run."""
+              include_dashboard: bool | None = None, trained_seeds: dict[str, int] | None = None) -> None:
+    """Make every run, each task on its own shared generators and reward actor, storing each run.
+    ``trained_seeds``: task -> the ReMax seed whose final checkpoint is kept for the variance stage."""
     from remax_ray.cluster.actors import connect, start_actors
 
     commit = machine.code_version()
     for task, task_runs in by_task(runs).items():
+        keep = (trained_seeds or {}).get(task)
         connect(task_runs[0].cfg, include_dashboard)
         shared = start_actors(task_runs[0].cfg, model_paths[task])
         # Every run, the first included, gets its own learner process started the same way.
@@ -64,7 +66,8 @@ def train_all(runs: list[PlannedRun], model_paths: dict[str, str], *, command: s
             for i, run in enumerate(task_runs, 1):
                 log.info("repro: %s: run %d/%d: %s", task, i, len(task_runs), run.name)
                 train_one(run, shared, model_paths[task], command=command, commit=commit,
-                          keep_checkpoints=keep_checkpoints, progress=progress)
+                          keep_checkpoints=keep_checkpoints or (run.algo, run.seed) == (conditions.TRAINED_ALGO, keep),
+                          progress=progress)
         finally:
             shared.kill()
 
@@ -88,7 +91,8 @@ def train_one(run: PlannedRun, shared: Any, model_path: str, *, command: str, co
              run.label, result["eval_before"], result["eval_after"], result["wall_s"], 100 * load,
              "quiet" if machine.is_quiet(load) else "loaded: its seconds and memory stay out of the table")
     if not keep_checkpoints:
-        # The comparison needs only the metrics; a checkpoint per run would fill the disk.
+        # The comparison needs only the metrics; a checkpoint per run would fill the disk. ReMax's
+        # first planned seed keeps its own: it is the trained policy of the variance condition.
         shutil.rmtree(run.folder / "checkpoints", ignore_errors=True)
     write_summary(run.folder, {
         "task": run.task, "algo": run.algo, "seed": run.seed, "overrides": list(run.overrides),
@@ -139,7 +143,9 @@ def write_report(out_dir: str | Path, *, command: str) -> dict[str, Any]:
             paths[r.algo].append([(p.kl, p.greedy, p.sample) for p in s.points])
         plot_rewards(curves, out / task / "reward.png", title=f"{task}: reward per step")
         plot_reward_kl(paths, out / task / "reward_kl.png", result.target_kl, title=task)
-    ctx = ReportContext(command=command, commit=machine.code_version(), configs=configs, overrides=overrides)
+    variance = {task: conditions.stored(out / task) for task in stored}
+    ctx = ReportContext(command=command, commit=machine.code_version(), configs=configs, overrides=overrides,
+                        variance=variance)
     (out / "results.md").write_text(render_markdown(results, ctx))
     (out / "results.json").write_text(results_json(results, ctx))
     return {"results": results, "out": str(out)}
