@@ -47,8 +47,10 @@ class RMDataConfig:
 
     pairs: str = _field(
         "builtin:movie-pairs",
-        "A .jsonl file of {\"prompt\", \"chosen\", \"rejected\"} records (prompt may be empty), or "
-        "builtin:movie-pairs (a positive Pang & Lee snippet chosen over a negative one, empty prompt).",
+        "A .jsonl file of {\"prompt\", \"chosen\", \"rejected\"} records (prompt may be empty), "
+        "builtin:movie-pairs (a positive Pang & Lee snippet chosen over a negative one, empty prompt) "
+        "or builtin:steered-pairs (the snippet of the sentiment the prompt's instruction asks for "
+        "chosen over one of the other).",
     )
     heldout_fraction: float = _field(
         0.1, "Fraction of the pairs held out (seeded split) to measure pairwise accuracy, in (0, 1)."
@@ -57,9 +59,16 @@ class RMDataConfig:
     max_length: int = _field(64, "Texts are truncated to this many tokens (the snippets are ~25).")
     template: str = _field(
         "{prompt}{response}",
-        "Text the reward model sees, as in reward.template; keep the two equal. The builtin pairs' "
-        "prompt is empty: a model fit on them alone scores a response without its prompt, so use it "
-        "with reward.score_response_only=true (a model given by path sees the prompt by default).",
+        "Text the reward model sees, as in reward.template; keep the two equal. The prompt of "
+        "builtin:movie-pairs is empty: a model fit on them alone scores a response without its "
+        "prompt, so use it with reward.score_response_only=true (a model given by path sees the "
+        "prompt by default).",
+    )
+    group_key: str = _field(
+        "",
+        "A column of the pairs file that labels each pair's group (e.g. instruction in "
+        "builtin:steered-pairs): rm_metrics.json then also gives the accuracy of each group; every "
+        "record must have it. Empty = no groups.",
     )
 
 
