@@ -18,6 +18,7 @@ from remax_ray.config.base import ConfigError, _field
 from remax_ray.config.checks import Range
 
 __all__ = [
+    "STEERED_RM_RECIPE",
     "RMDataConfig",
     "RMModelConfig",
     "RMTrainConfig",
@@ -92,6 +93,16 @@ class RMTrainConfig:
         "Folder that receives the reward model (safetensors, tokenizer, rm_metrics.json); replaced "
         "atomically. Use it as reward.model_path with reward.kind=hf.",
     )
+
+
+# builtin:steered-rm: `remax-ray train-rm` with these overrides. Its pairs are longer (instruction,
+# opening and snippet: 51 MiniLM tokens at the median, 98 at most) and which response wins flips
+# with one word of the prompt, an interaction that takes more pairs and a higher rate to learn than
+# sentiment alone.
+STEERED_RM_RECIPE = (
+    "data.pairs=builtin:steered-pairs", "data.group_key=instruction", "data.max_pairs=0",
+    "data.max_length=96",
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ by path sees the prompt unless ``reward.score_response_only=true``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -25,8 +24,15 @@ from typing import Any
 import torch
 
 from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
-from remax_ray.assets.home import SENTIMENT_RM, assets_home, atomic_publish, resolve_backbone_path, seed_from_prebuilt
-from remax_ray.config.rm import RewardModelConfig
+from remax_ray.assets.home import (
+    SENTIMENT_RM,
+    STEERED_RM,
+    assets_home,
+    atomic_publish,
+    resolve_backbone_path,
+    seed_from_prebuilt,
+)
+from remax_ray.config.rm import STEERED_RM_RECIPE, RewardModelConfig, load_rm_config
 from remax_ray.data.pairs import Pair, PairSplits, load_pair_splits
 
 METRICS_FILE = "rm_metrics.json"
@@ -190,10 +196,17 @@ def train_reward_model(cfg: RewardModelConfig, log=print) -> dict[str, Any]:
 
 def prepare_sentiment_rm(log=print) -> Path:
     """Fit the default reward model with ``train-rm``'s default recipe (about a minute on 2 cores)."""
-    out = assets_home() / SENTIMENT_RM
-    if seed_from_prebuilt(SENTIMENT_RM, "model.safetensors"):
+    return _prepare_builtin_rm(SENTIMENT_RM, (), log)
+
+
+def prepare_steered_rm(log=print) -> Path:
+    """Fit ``builtin:steered-rm``: ``train-rm`` with :data:`STEERED_RM_RECIPE`."""
+    return _prepare_builtin_rm(STEERED_RM, STEERED_RM_RECIPE, log)
+
+
+def _prepare_builtin_rm(name: str, recipe: tuple[str, ...], log) -> Path:
+    out = assets_home() / name
+    if seed_from_prebuilt(name, "model.safetensors"):
         return out
-    cfg = RewardModelConfig()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out)))
-    train_reward_model(cfg, log)
+    train_reward_model(load_rm_config(None, [*recipe, f"train.output_dir={out}"]), log)
     return out
