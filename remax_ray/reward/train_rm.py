@@ -25,6 +25,7 @@ import torch
 
 from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
 from remax_ray.assets.home import (
+    BUILTIN_PREFIX,
     SENTIMENT_RM,
     STEERED_RM,
     assets_home,
@@ -187,6 +188,8 @@ def save_reward_model(model: Any, tokenizer: Any, metrics: dict[str, Any], out: 
 def train_reward_model(cfg: RewardModelConfig, log=print) -> dict[str, Any]:
     """Load the pairs, fit, write ``cfg.train.output_dir``; return the metrics (with ``output_dir``)."""
     check_replaceable(cfg.train.output_dir)  # before the training, not after it
+    if cfg.model.path.startswith(BUILTIN_PREFIX) and cfg.model.path[len(BUILTIN_PREFIX):] in _BUILTIN_RMS:
+        _BUILTIN_RMS[cfg.model.path[len(BUILTIN_PREFIX):]](log)  # a builtin starting point: built first
     splits = load_pair_splits(cfg.data.pairs, cfg.data.heldout_fraction, cfg.train.seed,
                               cfg.data.max_pairs, log, cfg.data.group_key)
     tokenizer, model, metrics = fit(cfg, splits, log)
@@ -210,3 +213,6 @@ def _prepare_builtin_rm(name: str, recipe: tuple[str, ...], log) -> Path:
         return out
     train_reward_model(load_rm_config(None, [*recipe, f"train.output_dir={out}"]), log)
     return out
+
+
+_BUILTIN_RMS = {SENTIMENT_RM: prepare_sentiment_rm, STEERED_RM: prepare_steered_rm}

@@ -18,8 +18,12 @@ from remax_ray.assets.steered import (
     steered_prompt,
     steered_rows,
 )
+from remax_ray.config import load_config, task_overrides
+from remax_ray.config.rm import STEERED_RM_RECIPE, load_rm_config
 from remax_ray.data.pairs import load_pair_splits, read_pairs_jsonl
 from remax_ray.data.prompts import load_splits
+from remax_ray.reward import RewardScorer, train_rm
+from remax_ray.reward.train_rm import render
 
 QUIET = {"log": lambda _: None}
 
@@ -91,9 +95,52 @@ def test_steered_pairs_choose_by_the_instruction(corpus_home: Path) -> None:
         assert p.chosen.startswith(f" A {wanted} film") and p.rejected.startswith(f" A {other} film")
 
 
-def test_held_out_pairs_hold_snippets_the_reward_model_never_saw(corpus_home: Path) -> None:
+def test_held_out_pairs_hold_snippets_neither_reward_model_saw(corpus_home: Path) -> None:
     splits = load_pair_splits("builtin:steered-pairs", 0.25, seed=0, group_key="instruction", **QUIET)
-    seen = {t for p in splits.train for t in (p.chosen, p.rejected)}
-    held = [t for p in splits.heldout for t in (p.chosen, p.rejected)]
-    assert len(held) == 12 and not seen & set(held)
+    seen = {t.strip() for p in splits.train for t in (p.chosen, p.rejected)}
+    held = {t.strip() for p in splits.heldout for t in (p.chosen, p.rejected)}
+    assert len(held) == 12 and not seen & held
     assert {p.group for p in splits.heldout} == {"positive", "negative"}
+    # builtin:steered-rm starts from builtin:sentiment-rm: the same split of the movie pairs holds
+    # out the same snippets, so no held-out snippet reached the starting point either.
+    movie = load_pair_splits("builtin:movie-pairs", 0.25, seed=0, **QUIET)
+    assert held == {t for p in movie.heldout for t in (p.chosen, p.rejected)}
+
+
+def test_the_task_scores_the_text_the_reward_model_was_fit_on(corpus_home: Path) -> None:
+    rm = load_rm_config(None, STEERED_RM_RECIPE)  # the recipe is a valid train-rm config
+    task = load_config(None, task_overrides("steered-sentiment"))
+    assert task.reward.model_path == "builtin:steered-rm" and not task.reward.blanks_prompt
+    pairs = read_pairs_jsonl(prepare_steered_pairs(**QUIET) / "pairs.jsonl", group_key=rm.data.group_key)
+    # The scorer as the run builds it (its render needs no model), on the reward model's own pairs.
+    scorer = RewardScorer("function", function="remax_ray.reward.functions:char_share_e",
+                          template=task.reward.template, score_response_only=task.reward.blanks_prompt)
+    assert scorer.render([p.prompt for p in pairs], [p.chosen for p in pairs]) == render(pairs, rm.data.template)[0]
+
+
+def test_a_builtin_reward_model_is_a_backbone_to_fit_further(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="builtin:sentiment-rm is not prepared yet"):
+        home.resolve_backbone_path("builtin:sentiment-rm")
+    (tmp_path / home.SENTIMENT_RM).mkdir()
+    (tmp_path / home.SENTIMENT_RM / "config.json").write_text("{}")
+    assert home.resolve_backbone_path("builtin:sentiment-rm") == str(tmp_path / home.SENTIMENT_RM)
+    with pytest.raises(ValueError, match="known: builtin:minilm-l6, builtin:sentiment-rm, builtin:steered-rm"):
+        home.resolve_backbone_path("builtin:nope")
+
+
+def test_train_rm_builds_a_builtin_starting_point_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setitem(train_rm._BUILTIN_RMS, home.SENTIMENT_RM, lambda log: built.append("sentiment-rm"))
+    monkeypatch.setattr(train_rm, "load_pair_splits", stop)
+    cfg = load_rm_config(None, [*STEERED_RM_RECIPE, f"train.output_dir={tmp_path / 'rm'}"])
+    with pytest.raises(Stop):
+        train_rm.train_reward_model(cfg, log=lambda _: None)
+    assert built == ["sentiment-rm"]
