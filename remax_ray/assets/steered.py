@@ -49,8 +49,12 @@ def steered_rows(openings: list[str]) -> list[dict[str, str]]:
     return rows
 
 
+def _jsonl(file: Path) -> list[dict]:
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _openings(file: Path) -> list[str]:
-    return [json.loads(line)["prompt"] for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["prompt"] for row in _jsonl(file)]
 
 
 def prepare_steered_reviews(log=print) -> Path:
@@ -100,8 +104,7 @@ def prepare_steered_pairs(log=print) -> Path:
     if seed_from_prebuilt(STEERED_PAIRS, "pairs.jsonl"):
         return out
     openings = _openings(prepare_movie_reviews(log) / "train.jsonl")
-    movie = prepare_movie_pairs(log) / "pairs.jsonl"
-    pairs = steered_pairs(openings, [json.loads(line) for line in movie.read_text(encoding="utf-8").splitlines()])
+    pairs = steered_pairs(openings, _jsonl(prepare_movie_pairs(log) / "pairs.jsonl"))
     tmp = Path(tempfile.mkdtemp(dir=out.parent))
     (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     atomic_publish(tmp, out)

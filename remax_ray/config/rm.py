@@ -100,10 +100,11 @@ class RMTrainConfig:
 # word of the prompt: from MiniLM the fit sits at chance (loss 0.69) for 60 steps of 16 pairs, even
 # at lr 3e-4, before it finds that interaction. Starting from builtin:sentiment-rm, which already
 # reads the response's sentiment, it only has to learn when to turn it round. The pairs are longer
-# (instruction, opening and snippet: 51 MiniLM tokens at the median, 98 at most).
+# (instruction, opening and snippet: 51 MiniLM tokens at the median, 98 at most). The held-out
+# fraction and the seed stay the sentiment recipe's, so both models hold out the same snippets.
 STEERED_RM_RECIPE = (
     "model.path=builtin:sentiment-rm", "data.pairs=builtin:steered-pairs", "data.group_key=instruction",
-    "data.max_pairs=960", "data.max_length=96",
+    "data.max_pairs=0", "data.max_length=96",
 )
 
 

@@ -69,7 +69,8 @@ def test_the_assets_step_copies_what_the_image_holds_without_the_network(prebuil
     # What `remax-ray train` prepares for the default task, then `remax-ray assets` (everything).
     prepare_builtins_for("builtin:movie-reviews", "builtin:sentiment-rm", "builtin:smollm2-135m-instruct",
                          log=lambda _: None)
-    prepare_builtins_for("builtin:steered-reviews", "builtin:steered-rm", log=lambda _: None)  # --task steered-sentiment
+    # ...and for --task steered-sentiment.
+    prepare_builtins_for("builtin:steered-reviews", "builtin:steered-rm", log=lambda _: None)
     paths = prepare_all(log=lambda _: None)
     assert tried == []  # no pip download, no pip install
     assert set(paths) == {home.SMOLLM2, home.MOVIE_REVIEWS, home.MOVIE_PAIRS, home.SENTIMENT_RM, home.ARITHMETIC,

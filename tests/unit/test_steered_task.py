@@ -109,16 +109,20 @@ def test_held_out_pairs_hold_snippets_neither_reward_model_saw(corpus_home: Path
 
 def test_the_task_scores_the_text_the_reward_model_was_fit_on(corpus_home: Path) -> None:
     rm = load_rm_config(None, STEERED_RM_RECIPE)  # the recipe is a valid train-rm config
+    sentiment = load_rm_config(None, [])
+    assert (rm.data.heldout_fraction, rm.train.seed) == (sentiment.data.heldout_fraction, sentiment.train.seed)
     task = load_config(None, task_overrides("steered-sentiment"))
     assert task.reward.model_path == "builtin:steered-rm" and not task.reward.blanks_prompt
     pairs = read_pairs_jsonl(prepare_steered_pairs(**QUIET) / "pairs.jsonl", group_key=rm.data.group_key)
     # The scorer as the run builds it (its render needs no model), on the reward model's own pairs.
     scorer = RewardScorer("function", function="remax_ray.reward.functions:char_share_e",
                           template=task.reward.template, score_response_only=task.reward.blanks_prompt)
-    assert scorer.render([p.prompt for p in pairs], [p.chosen for p in pairs]) == render(pairs, rm.data.template)[0]
+    scored = scorer.render([p.prompt for p in pairs], [p.chosen for p in pairs])
+    assert scored == render(pairs, rm.data.template)[0]
 
 
-def test_a_builtin_reward_model_is_a_backbone_to_fit_further(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_builtin_reward_model_is_a_backbone_to_fit_further(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REMAX_RAY_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="builtin:sentiment-rm is not prepared yet"):
         home.resolve_backbone_path("builtin:sentiment-rm")
@@ -129,7 +133,8 @@ def test_a_builtin_reward_model_is_a_backbone_to_fit_further(tmp_path: Path, mon
         home.resolve_backbone_path("builtin:nope")
 
 
-def test_train_rm_builds_a_builtin_starting_point_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_rm_builds_a_builtin_starting_point_first(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[str] = []
 
     class Stop(Exception):

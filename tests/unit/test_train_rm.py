@@ -166,11 +166,13 @@ def test_a_group_column_gives_held_out_accuracy_per_group(tiny_backbone: Path, t
                                          "rejected": f"a {NEG[i % 10]} film.", "instruction": g}) + "\n"
                              for i in range(20) for g in ("upbeat", "glowing")))
     out = tmp_path / "rm"
-    assert main(["train-rm", *_overrides(tiny_backbone, pairs, out, epochs=1), "data.group_key=instruction"]) == 0
+    overrides = [*_overrides(tiny_backbone, pairs, out, epochs=1), "data.group_key=instruction"]
+    assert main(["train-rm", *overrides]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((out / METRICS_FILE).read_text())
     assert written["group_key"] == "instruction"
-    assert set(written["heldout_accuracy_by_group"]) == set(written["train_accuracy_by_group"]) == {"glowing", "upbeat"}
+    groups = {"glowing", "upbeat"}
+    assert set(written["heldout_accuracy_by_group"]) == set(written["train_accuracy_by_group"]) == groups
     assert sum(written["heldout_pairs_by_group"].values()) == written["heldout_pairs"] == 8
     assert printed["heldout_accuracy_by_group"] == written["heldout_accuracy_by_group"]
 
