@@ -20,12 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
         "train", help="train a policy (joins RAY_ADDRESS's cluster if set, else starts a local Ray)",
-        epilog="keys: " + ", ".join(describe_fields()))
+        epilog="tasks: " + " ".join(f"[{name}] {task.description}" for name, task in TASKS.items())
+               + "\n\nkeys: " + ", ".join(describe_fields()))
     train.add_argument("--config", help="YAML file; sections model/rollout/reward/learner/algo/run/cluster")
     train.add_argument("--task", metavar="NAME",
-                       help="a built-in task: its dataset and reward, set over --config and under the "
-                            "dotted overrides. " + "; ".join(f"{name}: {task.description}"
-                                                             for name, task in TASKS.items()))
+                       help=f"a built-in task ({', '.join(TASKS)}; see below): its dataset and reward, "
+                            "set over --config and under the dotted overrides")
     train.add_argument("--resume", metavar="latest|PATH",
                        help="continue a run: 'latest' (the newest checkpoint in run.output_dir), a run "
                             "folder or a checkpoint folder; without --config, the checkpoint's config")
