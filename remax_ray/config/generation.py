@@ -8,6 +8,9 @@ __all__ = ["INVALID_REWARD_POLICIES", "LONG_PROMPT_POLICIES", "MODEL_DTYPES", "R
            "ModelConfig", "RewardConfig", "RolloutConfig", "resolve_score_response_only"]
 
 MODEL_DTYPES = ("auto", "float32", "bfloat16")
+# The builtin reward models fit on pairs with an empty prompt; builtin:steered-rm is not one of
+# them: its pairs' prompt holds the instruction that decides which continuation wins.
+RESPONSE_ONLY_REWARD_MODELS = ("builtin:sentiment-rm",)
 REWARD_KINDS = ("vader", "function", "hf")
 LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
 INVALID_REWARD_POLICIES = ("error", "skip")
@@ -103,7 +106,9 @@ class RewardConfig:
     model_path: str = _field(
         "builtin:sentiment-rm",
         "For kind=hf: Hugging Face sequence-classification model folder (e.g. from remax-ray "
-        "train-rm), or builtin:sentiment-rm (MiniLM fit on Pang & Lee snippet pairs by the assets step).",
+        "train-rm), builtin:sentiment-rm (MiniLM fit on Pang & Lee snippet pairs by the assets step) "
+        "or builtin:steered-rm (MiniLM fit on the same snippets after an instruction to continue "
+        "positively or negatively; for builtin:steered-reviews).",
     )
     template: str = _field(
         "{prompt}{response}",
@@ -114,10 +119,10 @@ class RewardConfig:
     score_response_only: AutoBool = _field(
         AUTO,
         "Blank the prompt before the reward sees it: true | false | auto. auto blanks it only for "
-        "the builtin reward model (builtin:sentiment-rm, fit on continuations alone: the default task "
-        "rewards the continuation's sentiment, not the review opening's) and for vader (a lexicon "
-        "scores the response alone); a reward function and a reward model given by path see the "
-        "real prompt.",
+        "builtin:sentiment-rm (fit on continuations alone: the default task rewards the "
+        "continuation's sentiment, not the review opening's) and for vader (a lexicon scores the "
+        "response alone); a reward function, builtin:steered-rm (its prompt's instruction decides "
+        "the reward) and a reward model given by path see the real prompt.",
     )
     on_invalid: str = _field(
         "error",
@@ -140,9 +145,10 @@ def resolve_score_response_only(reward: RewardConfig) -> tuple[bool, str]:
     """``reward.score_response_only`` resolved: (blank the prompt?, why, in words).
 
     An explicit true/false wins. ``auto`` blanks the prompt only where the reward scores the
-    response alone by design: the builtin reward model (fit on continuations with an empty
-    prompt) and VADER (a lexicon on one text). A reward function and a reward model given by path
-    get the real prompt, as every reward model in RLHF reads prompt and response.
+    response alone by design: ``builtin:sentiment-rm`` (fit on continuations with an empty
+    prompt) and VADER (a lexicon on one text). A reward function, ``builtin:steered-rm`` and a
+    reward model given by path get the real prompt, as every reward model in RLHF reads prompt and
+    response.
     """
     setting, path = reward.score_response_only, reward.model_path.strip()
     which = {"vader": "vader", "function": f"reward function {reward.function!r}"}.get(
@@ -152,6 +158,6 @@ def resolve_score_response_only(reward: RewardConfig) -> tuple[bool, str]:
     auto = f"reward.score_response_only={AUTO}"
     if reward.kind == "vader":
         return True, f"vader, a lexicon on one text, scores the response alone; {auto}"
-    if reward.kind == "hf" and path.startswith("builtin:"):
+    if reward.kind == "hf" and path in RESPONSE_ONLY_REWARD_MODELS:
         return True, f"{path} scores the continuation alone; {auto}"
     return False, f"{which} reads the prompt; {auto}"

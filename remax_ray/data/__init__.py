@@ -4,6 +4,7 @@ comparison pairs for reward-model training (:mod:`.pairs`), and the rollout reco
 produce and the reward scorer and the learner consume (:mod:`.rollouts`: the data contract between
 the two sides, so neither imports the other).
 
-May import: ``assets.home``, ``assets.corpora`` (builtin files are built on first use), ``config``.
+May import: ``assets.home``, ``assets.corpora``, ``assets.steered`` (builtin files are built on first
+use), ``config``.
 No ``ray``, no torch; pyarrow only when a parquet file or a datasets folder is read.
 """

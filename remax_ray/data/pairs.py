@@ -1,10 +1,12 @@
-"""Comparison pairs for reward-model training: a jsonl file, or the builtin movie-snippet pairs.
+"""Comparison pairs for reward-model training: a jsonl file, or the builtin pairs
+(``builtin:movie-pairs``, ``builtin:steered-pairs``).
 
 A record is ``{"prompt": str, "chosen": str, "rejected": str}``: ``chosen`` is the preferred
 response to ``prompt``. Unlike prompt files, a pairs file is read strictly: a bad line is an error
 that names the line, because a silently dropped or mislabelled comparison trains the reward the
 wrong way round. ``prompt`` may be empty (a reward that scores the response alone); the two
-responses may not.
+responses may not. A further column named by ``group_key`` (e.g. the instruction a pair answers)
+labels each pair's group, so accuracy can be reported per group; every record must then have it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remax_ray.assets.corpora import prepare_movie_pairs
-from remax_ray.assets.home import BUILTIN_PREFIX, MOVIE_PAIRS
+from remax_ray.assets.home import BUILTIN_PREFIX, MOVIE_PAIRS, STEERED_PAIRS
+from remax_ray.assets.steered import prepare_steered_pairs
 
 _FIELDS = ("prompt", "chosen", "rejected")
+_BUILTIN = {MOVIE_PAIRS: prepare_movie_pairs, STEERED_PAIRS: prepare_steered_pairs}
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class Pair:
     prompt: str
     chosen: str
     rejected: str
+    group: str = ""
+    """The record's ``group_key`` column ("" when the file is read without one)."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,10 @@ class PairSplits:
     heldout: list[Pair]
 
 
-def read_pairs_jsonl(path: str | Path) -> list[Pair]:
-    """Every record of a pairs file; raise ``ValueError`` naming the first bad line and field."""
+def read_pairs_jsonl(path: str | Path, group_key: str = "") -> list[Pair]:
+    """Every record of a pairs file; raise ``ValueError`` naming the first bad line and field.
+
+    With ``group_key``, each record's column of that name (a non-empty string) is its group."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pairs file {path} does not exist")
@@ -50,26 +58,30 @@ def read_pairs_jsonl(path: str | Path) -> list[Pair]:
             raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object with {', '.join(_FIELDS)}")
-        for name in _FIELDS:
+        for name in _FIELDS + ((group_key,) if group_key else ()):
             value = record.get(name)
+            what = f"field {name!r}" + (" (data.group_key)" if name == group_key else "")
             if not isinstance(value, str):
                 problem = "missing" if name not in record else f"not a string ({type(value).__name__})"
-                raise ValueError(f"{where}: field {name!r} is {problem}")
+                raise ValueError(f"{where}: {what} is {problem}")
             if name != "prompt" and not value.strip():
-                raise ValueError(f"{where}: field {name!r} is empty")
-        pairs.append(Pair(record["prompt"], record["chosen"], record["rejected"]))
+                raise ValueError(f"{where}: {what} is empty")
+        pairs.append(Pair(record["prompt"], record["chosen"], record["rejected"],
+                          record[group_key] if group_key else ""))
     if not pairs:
         raise ValueError(f"pairs file {path} has no records")
     return pairs
 
 
 def resolve_pairs(spec: str, log=print) -> Path:
-    """The jsonl file behind ``spec``; ``builtin:movie-pairs`` is built on first use (seconds)."""
+    """The jsonl file behind ``spec``; a builtin is built on first use (seconds)."""
     if not spec.startswith(BUILTIN_PREFIX):
         return Path(spec)
-    if spec != BUILTIN_PREFIX + MOVIE_PAIRS:
-        raise ValueError(f"unknown builtin pairs {spec!r}; known: {BUILTIN_PREFIX}{MOVIE_PAIRS}")
-    return prepare_movie_pairs(log) / "pairs.jsonl"
+    build = _BUILTIN.get(spec[len(BUILTIN_PREFIX):])
+    if build is None:
+        raise ValueError(f"unknown builtin pairs {spec!r}; known: "
+                         + ", ".join(BUILTIN_PREFIX + name for name in _BUILTIN))
+    return build(log) / "pairs.jsonl"
 
 
 def split_pairs(pairs: list[Pair], heldout_fraction: float, seed: int, max_pairs: int = 0) -> PairSplits:
@@ -86,6 +98,7 @@ def split_pairs(pairs: list[Pair], heldout_fraction: float, seed: int, max_pairs
 
 
 def load_pair_splits(spec: str, heldout_fraction: float, seed: int, max_pairs: int = 0,
-                     log=print) -> PairSplits:
+                     log=print, group_key: str = "") -> PairSplits:
     """Read ``spec`` (a file or a builtin) and split it (see :func:`split_pairs`)."""
-    return split_pairs(read_pairs_jsonl(resolve_pairs(spec, log)), heldout_fraction, seed, max_pairs)
+    return split_pairs(read_pairs_jsonl(resolve_pairs(spec, log), group_key), heldout_fraction, seed,
+                       max_pairs)

@@ -14,6 +14,8 @@ Writes an HF folder (safetensors, tokenizer, rm_metrics.json) that reward.kind=h
 reward.model_path, and prints the metrics (held-out and train pairwise accuracy) as JSON.
 examples:
   remax-ray train-rm                                       # the builtin:sentiment-rm recipe
+  remax-ray train-rm model.path=builtin:sentiment-rm data.pairs=builtin:steered-pairs \\
+    data.group_key=instruction data.max_pairs=0 data.max_length=96   # the builtin:steered-rm recipe
   remax-ray train-rm data.pairs=my_pairs.jsonl train.epochs=3 train.output_dir=runs/my-rm
 keys: """
 

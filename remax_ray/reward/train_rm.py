@@ -12,7 +12,6 @@ by path sees the prompt unless ``reward.score_response_only=true``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -25,8 +24,16 @@ from typing import Any
 import torch
 
 from remax_ray.algo.preference import bradley_terry_loss, pairwise_accuracy
-from remax_ray.assets.home import SENTIMENT_RM, assets_home, atomic_publish, resolve_backbone_path, seed_from_prebuilt
-from remax_ray.config.rm import RewardModelConfig
+from remax_ray.assets.home import (
+    BUILTIN_PREFIX,
+    SENTIMENT_RM,
+    STEERED_RM,
+    assets_home,
+    atomic_publish,
+    resolve_backbone_path,
+    seed_from_prebuilt,
+)
+from remax_ray.config.rm import STEERED_RM_RECIPE, RewardModelConfig, load_rm_config
 from remax_ray.data.pairs import Pair, PairSplits, load_pair_splits
 
 METRICS_FILE = "rm_metrics.json"
@@ -70,14 +77,24 @@ def score_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int) -
     return torch.cat(parts)
 
 
-def evaluate(model: Any, tokenizer: Any, pairs: list[Pair], template: str, max_length: int) -> dict[str, float]:
-    """Pairwise accuracy and BT loss on ``pairs``, and the spread of the scores."""
+def evaluate(model: Any, tokenizer: Any, pairs: list[Pair], template: str, max_length: int) -> dict[str, Any]:
+    """Pairwise accuracy and BT loss on ``pairs``, the spread of the scores, and, for pairs read
+    with a group column, the accuracy and number of pairs of each group (``by_group``)."""
     chosen, rejected = render(pairs, template)
     scores = score_texts(model, tokenizer, chosen + rejected, max_length)
     c, r = scores[: len(pairs)], scores[len(pairs) :]
     return {"accuracy": pairwise_accuracy(c, r), "loss": float(bradley_terry_loss(c, r)),
             "score_mean": float(scores.mean()), "score_std": float(scores.std()) if len(scores) > 1 else 0.0,
-            "margin_mean": float((c - r).mean())}
+            "margin_mean": float((c - r).mean()), "by_group": group_accuracy(pairs, c, r)}
+
+
+def group_accuracy(pairs: list[Pair], chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """``{group: {"accuracy", "pairs"}}`` over the pairs' groups, sorted by name ({} without groups)."""
+    out = {}
+    for group in sorted({p.group for p in pairs if p.group}):
+        index = torch.tensor([i for i, p in enumerate(pairs) if p.group == group])
+        out[group] = {"accuracy": pairwise_accuracy(chosen[index], rejected[index]), "pairs": len(index)}
+    return out
 
 
 def fit(cfg: RewardModelConfig, splits: PairSplits, log=print) -> tuple[Any, Any, dict[str, Any]]:
@@ -121,16 +138,28 @@ def fit(cfg: RewardModelConfig, splits: PairSplits, log=print) -> tuple[Any, Any
     metrics = {
         "heldout_accuracy": held["accuracy"], "heldout_loss": held["loss"],
         "train_accuracy": train_eval["accuracy"], "train_loss": train_eval["loss"],
+        **_by_group("heldout", held), **_by_group("train", train_eval),
         "score_mean": held["score_mean"], "score_std": held["score_std"],
         "heldout_margin_mean": held["margin_mean"],
         "train_pairs": len(splits.train), "train_accuracy_pairs": len(sample),
         "heldout_pairs": len(splits.heldout), "steps": len(losses),
         "train_s": round(train_s, 1), "wall_s": round(time.perf_counter() - start, 1),
         "backbone": cfg.model.path, "template": data.template, "max_length": data.max_length,
+        **({"group_key": data.group_key} if data.group_key else {}),
     }
-    log(f"reward model: held-out accuracy {held['accuracy']:.3f}, train accuracy "
+    groups = "".join(f", {g} {v['accuracy']:.3f}" for g, v in held["by_group"].items())
+    log(f"reward model: held-out accuracy {held['accuracy']:.3f}{groups}, train accuracy "
         f"{train_eval['accuracy']:.3f} ({metrics['wall_s']:.0f} s)")
     return tokenizer, model, metrics
+
+
+def _by_group(split: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``{split}_accuracy_by_group`` and ``{split}_pairs_by_group`` when the pairs have groups."""
+    groups = result["by_group"]
+    if not groups:
+        return {}
+    return {f"{split}_accuracy_by_group": {g: v["accuracy"] for g, v in groups.items()},
+            f"{split}_pairs_by_group": {g: v["pairs"] for g, v in groups.items()}}
 
 
 def check_replaceable(out: str | Path) -> None:
@@ -159,8 +188,10 @@ def save_reward_model(model: Any, tokenizer: Any, metrics: dict[str, Any], out: 
 def train_reward_model(cfg: RewardModelConfig, log=print) -> dict[str, Any]:
     """Load the pairs, fit, write ``cfg.train.output_dir``; return the metrics (with ``output_dir``)."""
     check_replaceable(cfg.train.output_dir)  # before the training, not after it
+    if cfg.model.path.startswith(BUILTIN_PREFIX) and cfg.model.path[len(BUILTIN_PREFIX):] in _BUILTIN_RMS:
+        _BUILTIN_RMS[cfg.model.path[len(BUILTIN_PREFIX):]](log)  # a builtin starting point: built first
     splits = load_pair_splits(cfg.data.pairs, cfg.data.heldout_fraction, cfg.train.seed,
-                              cfg.data.max_pairs, log)
+                              cfg.data.max_pairs, log, cfg.data.group_key)
     tokenizer, model, metrics = fit(cfg, splits, log)
     out = save_reward_model(model, tokenizer, metrics, cfg.train.output_dir)
     return {**metrics, "output_dir": str(out)}
@@ -168,10 +199,20 @@ def train_reward_model(cfg: RewardModelConfig, log=print) -> dict[str, Any]:
 
 def prepare_sentiment_rm(log=print) -> Path:
     """Fit the default reward model with ``train-rm``'s default recipe (about a minute on 2 cores)."""
-    out = assets_home() / SENTIMENT_RM
-    if seed_from_prebuilt(SENTIMENT_RM, "model.safetensors"):
+    return _prepare_builtin_rm(SENTIMENT_RM, (), log)
+
+
+def prepare_steered_rm(log=print) -> Path:
+    """Fit ``builtin:steered-rm``: ``train-rm`` with :data:`STEERED_RM_RECIPE`."""
+    return _prepare_builtin_rm(STEERED_RM, STEERED_RM_RECIPE, log)
+
+
+def _prepare_builtin_rm(name: str, recipe: tuple[str, ...], log) -> Path:
+    out = assets_home() / name
+    if seed_from_prebuilt(name, "model.safetensors"):
         return out
-    cfg = RewardModelConfig()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output_dir=str(out)))
-    train_reward_model(cfg, log)
+    train_reward_model(load_rm_config(None, [*recipe, f"train.output_dir={out}"]), log)
     return out
+
+
+_BUILTIN_RMS = {SENTIMENT_RM: prepare_sentiment_rm, STEERED_RM: prepare_steered_rm}

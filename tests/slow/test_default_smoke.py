@@ -19,6 +19,7 @@ def test_assets_then_two_default_steps(ray_session, tmp_path, capsys):
     prepared = capsys.readouterr().out
     assert "smollm2-135m-instruct" in prepared and "movie-reviews" in prepared
     assert "movie-pairs" in prepared and "sentiment-rm" in prepared
+    assert "steered-reviews" in prepared and "steered-rm" in prepared  # the steered-sentiment task's
     rm_metrics = json.loads((assets_home() / "sentiment-rm" / "rm_metrics.json").read_text())
     assert rm_metrics["heldout_accuracy"] >= 0.7, rm_metrics  # measured 0.870 on 200 held-out pairs
 

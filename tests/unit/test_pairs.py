@@ -54,6 +54,24 @@ def test_bad_line_names_line_and_field(tmp_path: Path, bad: str, message: str) -
         read_pairs_jsonl(_write(tmp_path, json.dumps(GOOD), bad, json.dumps(GOOD)))
 
 
+def test_a_group_column_labels_each_pair(tmp_path: Path) -> None:
+    path = _write(tmp_path, json.dumps({**GOOD, "instruction": "positive"}),
+                  json.dumps({**GOOD, "instruction": "negative"}))
+    assert [p.group for p in read_pairs_jsonl(path, group_key="instruction")] == ["positive", "negative"]
+    assert [p.group for p in read_pairs_jsonl(path)] == ["", ""]  # read without groups
+
+
+@pytest.mark.parametrize("record, message", [
+    ({**GOOD}, r"pairs.jsonl:2: field 'instruction' \(data.group_key\) is missing"),
+    ({**GOOD, "instruction": 1}, r"pairs.jsonl:2: field 'instruction' \(data.group_key\) is not a string \(int\)"),
+    ({**GOOD, "instruction": " "}, r"pairs.jsonl:2: field 'instruction' \(data.group_key\) is empty"),
+])
+def test_with_a_group_key_every_record_needs_its_group(tmp_path: Path, record: dict, message: str) -> None:
+    path = _write(tmp_path, json.dumps({**GOOD, "instruction": "positive"}), json.dumps(record))
+    with pytest.raises(ValueError, match=message):
+        read_pairs_jsonl(path, group_key="instruction")
+
+
 def test_split_is_seeded_disjoint_and_capped() -> None:
     pairs = [Pair("", f"good {i}", f"bad {i}") for i in range(50)]
     a = split_pairs(pairs, 0.2, seed=1)
@@ -86,9 +104,10 @@ def test_builtin_movie_pairs_use_each_snippet_once(tmp_path: Path, monkeypatch: 
 
 
 def test_unknown_builtins() -> None:
-    with pytest.raises(ValueError, match="unknown builtin pairs 'builtin:nope'; known: builtin:movie-pairs"):
+    with pytest.raises(ValueError, match="unknown builtin pairs 'builtin:nope'; known: builtin:movie-pairs, "
+                                         "builtin:steered-pairs"):
         resolve_pairs("builtin:nope")
-    with pytest.raises(ValueError, match="known: builtin:sentiment-rm"):
+    with pytest.raises(ValueError, match="known: builtin:sentiment-rm, builtin:steered-rm"):
         home.resolve_reward_model_path("builtin:nope")
     with pytest.raises(ValueError, match="known: builtin:minilm-l6"):
         home.resolve_backbone_path("builtin:nope")

@@ -1,4 +1,5 @@
-"""reward.score_response_only: auto blanks the prompt only for the builtin reward model and VADER.
+"""reward.score_response_only: auto blanks the prompt only for builtin:sentiment-rm and VADER
+(builtin:steered-rm reads the prompt: its instruction decides the reward).
 
 A user's own reward function or reward model (given by path) sees the real prompt unless the user
 sets reward.score_response_only=true; an explicit true/false always wins. The resolution lives in
@@ -40,6 +41,8 @@ def _user_overrides(*extra: str) -> list[str]:
     (RewardConfig(kind="vader"), True, "vader, a lexicon on one text, scores the response alone"),
     (RewardConfig(kind="function", function=CHAR_E), False, f"reward function {CHAR_E!r} reads the prompt"),
     (RewardConfig(kind="hf", model_path="runs/my-rm"), False, "reward model 'runs/my-rm' reads the prompt"),
+    (RewardConfig(kind="hf", model_path="builtin:steered-rm"), False,
+     "reward model 'builtin:steered-rm' reads the prompt"),
 ])
 def test_auto_follows_the_reward(reward: RewardConfig, blanked: bool, words: str) -> None:
     assert reward.score_response_only == "auto"
@@ -50,7 +53,7 @@ def test_auto_follows_the_reward(reward: RewardConfig, blanked: bool, words: str
 
 @pytest.mark.parametrize("reward", [
     RewardConfig(), RewardConfig(kind="vader"), RewardConfig(kind="function", function=CHAR_E),
-    RewardConfig(kind="hf", model_path="runs/my-rm"),
+    RewardConfig(kind="hf", model_path="runs/my-rm"), RewardConfig(kind="hf", model_path="builtin:steered-rm"),
 ])
 @pytest.mark.parametrize("setting", [True, False])
 def test_an_explicit_setting_wins(reward: RewardConfig, setting: bool) -> None:
@@ -64,6 +67,15 @@ def test_the_builtin_prefix_is_read_from_the_configured_path_not_the_kind_alone(
     # A function reward ignores reward.model_path, even when it names the builtin model.
     assert not RewardConfig(kind="function", function=CHAR_E, model_path="builtin:sentiment-rm").blanks_prompt
     assert RewardConfig(kind="hf", model_path="builtin:sentiment-rm").blanks_prompt
+    assert not RewardConfig(kind="hf", model_path="builtin:steered-rm").blanks_prompt  # not every builtin
+
+
+def test_the_steered_task_gives_its_reward_model_the_prompt() -> None:
+    from remax_ray.config import task_overrides
+
+    for path in (None, DEFAULT_CONFIG_PATH):
+        cfg = load_config(path, task_overrides("steered-sentiment"))
+        assert cfg.reward.score_response_only == "auto" and cfg.reward.blanks_prompt is False
 
 
 # --------------------------------------------------------------------------- the config files

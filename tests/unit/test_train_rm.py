@@ -16,9 +16,9 @@ import torch
 from remax_ray.cli import main
 from remax_ray.config import RewardConfig, RMDataConfig
 from remax_ray.config.rm import load_rm_config
-from remax_ray.data.pairs import load_pair_splits
+from remax_ray.data.pairs import Pair, load_pair_splits
 from remax_ray.reward import RewardScorer
-from remax_ray.reward.train_rm import METRICS_FILE, fit, render, save_reward_model, score_texts
+from remax_ray.reward.train_rm import METRICS_FILE, fit, group_accuracy, render, save_reward_model, score_texts
 
 POS = ["great", "wonderful", "brilliant", "superb", "delightful", "moving", "charming", "excellent",
        "lovely", "beautiful"]
@@ -148,3 +148,37 @@ def test_refuses_to_replace_a_folder_that_is_not_a_reward_model(tmp_path: Path,
     assert main(["train-rm", f"train.output_dir={tmp_path}"]) == 2
     assert "is not a reward-model folder" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_group_accuracy_counts_each_group_apart() -> None:
+    pairs = [Pair("", "c", "r", g) for g in ("pos", "neg", "pos", "neg", "pos")]
+    chosen = torch.tensor([1.0, 0.0, 2.0, 3.0, 0.0])
+    rejected = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    assert group_accuracy(pairs, chosen, rejected) == {
+        "neg": {"accuracy": 0.5, "pairs": 2}, "pos": {"accuracy": pytest.approx(2 / 3), "pairs": 3}}
+    assert group_accuracy([Pair("", "c", "r")], chosen[:1], rejected[:1]) == {}  # read without groups
+
+
+def test_a_group_column_gives_held_out_accuracy_per_group(tiny_backbone: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Be {g}: ", "chosen": f"a {POS[i % 10]} film.",
+                                         "rejected": f"a {NEG[i % 10]} film.", "instruction": g}) + "\n"
+                             for i in range(20) for g in ("upbeat", "glowing")))
+    out = tmp_path / "rm"
+    overrides = [*_overrides(tiny_backbone, pairs, out, epochs=1), "data.group_key=instruction"]
+    assert main(["train-rm", *overrides]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((out / METRICS_FILE).read_text())
+    assert written["group_key"] == "instruction"
+    groups = {"glowing", "upbeat"}
+    assert set(written["heldout_accuracy_by_group"]) == set(written["train_accuracy_by_group"]) == groups
+    assert sum(written["heldout_pairs_by_group"].values()) == written["heldout_pairs"] == 8
+    assert printed["heldout_accuracy_by_group"] == written["heldout_accuracy_by_group"]
+
+
+def test_pairs_without_groups_report_none(tiny_backbone: Path, pairs_file: Path, tmp_path: Path) -> None:
+    cfg = load_rm_config(None, _overrides(tiny_backbone, pairs_file, tmp_path / "rm", epochs=1))
+    splits = load_pair_splits(cfg.data.pairs, cfg.data.heldout_fraction, cfg.train.seed, cfg.data.max_pairs)
+    _, _, metrics = fit(cfg, splits, log=lambda _: None)
+    assert not {k for k in metrics if "by_group" in k or k == "group_key"}
