@@ -58,9 +58,12 @@ def test_loaded_runs_leave_time_and_memory_out(tmp_path):
     assert "**inconclusive (n<2)**" in md
 
 
-def test_report_only_needs_no_ray(tmp_path, capsys):
+def test_report_only_needs_no_ray(tmp_path, capsys, monkeypatch):
     store_table(tmp_path)
-    sys.modules.pop("ray", None)
+    # Every ray module goes, and comes back after the test: a fresh `ray` beside the old
+    # submodules would break every later test that uses Ray.
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
     assert main(["repro", "--report-only", "--out", str(tmp_path)]) == 0
     assert "ray" not in sys.modules
     assert "wrote" in capsys.readouterr().out and (tmp_path / "results.md").exists()
