@@ -8,7 +8,15 @@ import shlex
 import sys
 
 from remax_ray.config import ConfigError
-from remax_ray.repro.plan import DEFAULT_ALGOS, DEFAULT_SEEDS, REPRO_DEFAULTS, parse_algos, parse_seeds, plan_runs, task_base
+from remax_ray.repro.plan import (
+    DEFAULT_ALGOS,
+    DEFAULT_SEEDS,
+    REPRO_DEFAULTS,
+    parse_algos,
+    parse_seeds,
+    plan_runs,
+    task_base,
+)
 from remax_ray.repro.storage import check_stored, pending
 from remax_ray.repro.tasks import DEFAULT_TASKS, TASKS, parse_tasks
 

@@ -13,8 +13,15 @@ from typing import Any
 import yaml
 
 from remax_ray.repro.arms import MEASURES, ArmRow, TaskResult
-from remax_ray.repro.claims import (EFFECT_OF_INTEREST, NONINFERIORITY_MARGIN, ResourceRow, Verdict,
-                                    resource_rows, reward_verdicts, variance_ratio)
+from remax_ray.repro.claims import (
+    EFFECT_OF_INTEREST,
+    NONINFERIORITY_MARGIN,
+    ResourceRow,
+    Verdict,
+    resource_rows,
+    reward_verdicts,
+    variance_ratio,
+)
 from remax_ray.repro.machine import QUIET_LOAD
 from remax_ray.repro.paper import MEMORY_FIGURES, SOURCES, SPEED_FIGURES, departures
 from remax_ray.repro.plan import MIN_EVAL_PROMPTS, MIN_EVAL_SAMPLES

@@ -1,25 +1,18 @@
 """The tasks a reproduction can run: names and the configuration overrides that make each one.
 
-The registry is ``remax_ray.config.tasks`` (``TASKS`` and ``task_overrides(name)``). Where this
-checkout does not have it yet, the one task every checkout has stands in: ``sentiment``, the
-embedded default configuration (no overrides).
+The registry is ``remax_ray.config.tasks``. Both movie-review tasks run by default: on
+``sentiment`` the reward ignores the prompt (nothing for the greedy baseline to cancel), on
+``steered-sentiment`` it depends on it (the paper's setting); the contrast is part of the test.
 """
 
 from __future__ import annotations
 
 from remax_ray.config import ConfigError
+from remax_ray.config.tasks import TASKS, task_overrides
 
-try:
-    from remax_ray.config.tasks import TASKS, task_overrides
-except ImportError:  # the registry has not landed in this checkout
-    TASKS = {"sentiment": "movie-review continuations, rewarded by builtin:sentiment-rm (the default)"}
+__all__ = ["DEFAULT_TASKS", "TASKS", "parse_tasks", "task_overrides"]
 
-    def task_overrides(name: str) -> list[str]:
-        if name not in TASKS:
-            raise ConfigError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
-        return []
-
-DEFAULT_TASKS = ("sentiment",)
+DEFAULT_TASKS = ("steered-sentiment", "sentiment")
 
 
 def parse_tasks(text: str | list[str]) -> list[str]:

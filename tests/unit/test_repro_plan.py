@@ -8,8 +8,16 @@ import pytest
 
 from remax_ray.cli import main
 from remax_ray.config import ConfigError, apply_overrides, load_config
-from remax_ray.repro.plan import (DEFAULT_ALGOS, DEFAULT_SEEDS, PlannedRun, check_shared_actors, parse_algos,
-                                  parse_seeds, plan_runs, task_base)
+from remax_ray.repro.plan import (
+    DEFAULT_ALGOS,
+    DEFAULT_SEEDS,
+    PlannedRun,
+    check_shared_actors,
+    parse_algos,
+    parse_seeds,
+    plan_runs,
+    task_base,
+)
 from remax_ray.repro.tasks import parse_tasks
 
 

@@ -7,7 +7,14 @@ import math
 import pytest
 
 from remax_ray.repro.stats import (
-    Interval, mean_interval, noninferiority, paired_differences, seeds_needed, superiority, t_cdf, t_quantile,
+    Interval,
+    mean_interval,
+    noninferiority,
+    paired_differences,
+    seeds_needed,
+    superiority,
+    t_cdf,
+    t_quantile,
     z_quantile,
 )
 
