@@ -25,6 +25,13 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
+from remax_ray.algo.advantages import (
+    reinforce_advantages,
+    reinforce_mean_advantages,
+    remax_advantages,
+    rloo_advantages,
+)
+
 ESTIMATORS = ("remax", "reinforce", "reinforce_mean", "rloo")
 REWARD_STATS = ("mean_reward", "mean_greedy_reward", "within", "between", "greedy_gap2", "mean_sq",
                 "batch_mean_gap2", "condition", "corr_greedy_mean")
@@ -38,10 +45,12 @@ def prompt_offset(prompt: str) -> float:
 
 
 def leave_one_out_mean(values: Tensor) -> Tensor:
-    """[P] -> [P]: the mean of the other P - 1 entries (P >= 2)."""
+    """[P] -> [P]: the mean of the other P - 1 entries (P >= 2): the baseline of the trained
+    ``reinforce_mean`` estimator (:func:`remax_ray.algo.advantages.reinforce_mean_advantages`),
+    so the stage measures exactly what the runs train with."""
     if values.dim() != 1 or values.numel() < 2:
         raise ValueError(f"need a vector of at least 2 values, got shape {tuple(values.shape)}")
-    return (values.sum() - values) / (values.numel() - 1)
+    return values - reinforce_mean_advantages(values.unsqueeze(1)).squeeze(1)
 
 
 def estimator_weights(name: str, sampled: Tensor, greedy: Tensor) -> Tensor:
@@ -61,15 +70,16 @@ def estimator_weights(name: str, sampled: Tensor, greedy: Tensor) -> Tensor:
     p = sampled.shape[0]
     first = sampled[:, 0]
     w = torch.zeros_like(sampled)
+    # The trained estimators' own advantage functions (remax_ray.algo), so the stage measures
+    # exactly what the runs train with.
     if name == "remax":
-        w[:, 0] = first - greedy
+        w[:, 0] = remax_advantages(first.unsqueeze(1), greedy).squeeze(1)
     elif name == "reinforce":
-        w[:, 0] = first
+        w[:, 0] = reinforce_advantages(first.unsqueeze(1)).squeeze(1)
     elif name == "reinforce_mean":
-        w[:, 0] = first - leave_one_out_mean(first)
+        w[:, 0] = reinforce_mean_advantages(first.unsqueeze(1)).squeeze(1)
     elif name == "rloo":
-        diff = sampled[:, 0] - sampled[:, 1]
-        w[:, 0], w[:, 1] = diff / 2, -diff / 2
+        w = rloo_advantages(sampled) / 2  # averaged over the prompt's two samples
     else:
         raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")
     return w / p
