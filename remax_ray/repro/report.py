@@ -213,6 +213,9 @@ def render_markdown(results: list[TaskResult], ctx: ReportContext) -> str:
     parts = ["# ReMax reproduction (arXiv 2310.10505)", "", *provenance(results, ctx)]
     for res in results:
         parts += task_section(res, ctx)
+    for task in sorted(set(ctx.variance) - {res.task for res in results}):  # measured, not trained yet
+        parts += [f"## Task: {task}", "", "No training run of this task is stored yet.", "",
+                  *variance_section(ctx.variance[task])]
     return "\n".join([*parts, "## Margins and definitions", "", MARGINS])
 
 
@@ -239,4 +242,6 @@ def results_json(results: list[TaskResult], ctx: ReportContext) -> str:
                                 "variance_conditions": ctx.variance.get(res.task, []),
                                 "runs": [dataclasses.asdict(r) for r in res.runs]}
                      for res in results}}
+    trained = {res.task for res in results}
+    doc["variance_only_tasks"] = {t: recs for t, recs in ctx.variance.items() if t not in trained}
     return json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n"

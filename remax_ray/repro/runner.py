@@ -127,8 +127,11 @@ def write_report(out_dir: str | Path, *, command: str) -> dict[str, Any]:
 
     out = Path(out_dir)
     stored = stored_runs(out)
-    if not stored:
-        raise FileNotFoundError(f"no complete run (a folder <task>/<algo>-seed<k> with summary.json) under {out}")
+    task_dirs = {p.parent.name for p in out.glob(f"*/{conditions.PREFIX}*.json")} | set(stored)
+    variance = {task: records for task in sorted(task_dirs) if (records := conditions.stored(out / task))}
+    if not stored and not variance:
+        raise FileNotFoundError(f"no complete run (a folder <task>/<algo>-seed<k> with summary.json) and "
+                                f"no variance record (<task>/{conditions.PREFIX}*.json) under {out}")
     results, configs, overrides = [], {}, {}
     for task, runs in stored.items():
         result = task_result(task, [summarize_stored(r) for r in runs])
@@ -143,7 +146,6 @@ def write_report(out_dir: str | Path, *, command: str) -> dict[str, Any]:
             paths[r.algo].append([(p.kl, p.greedy, p.sample) for p in s.points])
         plot_rewards(curves, out / task / "reward.png", title=f"{task}: reward per step")
         plot_reward_kl(paths, out / task / "reward_kl.png", result.target_kl, title=task)
-    variance = {task: conditions.stored(out / task) for task in stored}
     ctx = ReportContext(command=command, commit=machine.code_version(), configs=configs, overrides=overrides,
                         variance=variance)
     (out / "results.md").write_text(render_markdown(results, ctx))

@@ -70,3 +70,18 @@ def test_stored_records_are_read_base_first_and_the_report_says_when_none_exist(
         (tmp_path / f"variance-{label}.json").write_text(json.dumps({"policy": {"label": label}}))
     assert [r["policy"]["label"] for r in conditions.stored(tmp_path)] == ["base", "trained"]
     assert "not measured yet" in "\n".join(variance_section([]))
+
+
+def test_a_task_measured_but_not_trained_yet_gets_its_variance_section(tmp_path):
+    from test_variance_report import _record
+
+    from remax_ray.repro.runner import write_report
+
+    (tmp_path / "steered-sentiment").mkdir()
+    (tmp_path / "steered-sentiment" / "variance-base.json").write_text(json.dumps(_record("steered-sentiment", 0.0)))
+    write_report(tmp_path, command="remax-ray repro --report-only")
+    md = (tmp_path / "results.md").read_text()
+    assert "## Task: steered-sentiment\n\nNo training run of this task is stored yet." in md
+    assert "#### Gradient variance" in md and "| steered-sentiment | base | 0 |" in md
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["variance_only_tasks"]["steered-sentiment"][0]["task"] == "steered-sentiment"
