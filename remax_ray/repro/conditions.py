@@ -32,11 +32,6 @@ class Condition:
     out: Path
 
 
-def trained_run(runs_seeds: list[int]) -> int | None:
-    """The seed whose ReMax checkpoint is kept: the smallest planned one."""
-    return min(runs_seeds) if runs_seeds else None
-
-
 def conditions(task: str, base: Config, out_dir: str | Path, seed: int | None) -> list[Condition]:
     task_dir = Path(out_dir) / task
     found = []
