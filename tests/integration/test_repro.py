@@ -18,6 +18,7 @@ ALGOS = ("remax", "ppo")
 
 def argv(out, tiny_model, prompt_file, *extra):
     return ["repro", "--tasks", "sentiment", "--algos", ",".join(ALGOS), "--seeds", "0,1", "--out", str(out),
+            "--variance-prompts", "4", "--variance-draws", "3",
             f"model.path={tiny_model}", f"run.dataset={prompt_file}", "run.steps=2",
             "run.eval_every=0", "run.prompts_per_step=4", "run.eval_prompts=8", "run.eval_samples=2",
             "learner.micro_batch_size=4", "rollout.max_new_tokens=12", "rollout.max_prompt_tokens=32",
@@ -42,7 +43,9 @@ def test_repro_stores_runs_reports_and_resumes(ray_session, tmp_path, tiny_model
             meta = json.loads((run / "summary.json").read_text())
             assert meta["algo"] == algo and meta["seed"] == seed and meta["eval_prompts"] == 8
             assert 0.0 <= meta["other_load"] <= 1.0 and meta["commit"]
-            assert not (run / "checkpoints").exists()  # only metrics are kept by default
+            # Only metrics are kept by default, except ReMax's first seed: the variance stage's
+            # trained policy.
+            assert (run / "checkpoints").exists() == ((algo, seed) == ("remax", 0)), (algo, seed)
             # The generators are shared, yet each run's generator serves that run's own learner from
             # step 0: vLLM's log-probs match the learner's (a previous run's weights would differ by ~1e-3).
             lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -64,6 +67,11 @@ def test_repro_stores_runs_reports_and_resumes(ray_session, tmp_path, tiny_model
     for seed in (0, 1):  # held-out prompts and base policy are the same for every algorithm
         assert len({r["eval_before"] for r in doc["runs"] if r["seed"] == seed}) == 1, doc["runs"]
     md = (out / "results.md").read_text()
+    # The variance stage measured the base and the trained policy, on the same draws for each estimator.
+    for label in ("base", "trained"):
+        rec = json.loads((task / f"variance-{label}.json").read_text())
+        assert rec["policy"]["label"] == label and (rec["prompts"], rec["draws"]) == (4, 3)
+    assert "### The paper's condition at fixed parameters" in md and "| sentiment | trained | 0 |" in md
     assert "## Provenance" in md and "| ReMax >= PPO (margin 0.2) |" in md and "--algos remax,ppo" in md
     assert "**Evaluation below the repro's minimum**" in md  # 8 prompts x 2 samples here
 
@@ -72,7 +80,8 @@ def test_repro_stores_runs_reports_and_resumes(ray_session, tmp_path, tiny_model
     (task / "ppo-seed1" / "summary.json").unlink()
     capsys.readouterr()
     assert main(argv(out, tiny_model, prompt_file)) == 0
-    assert "1 of 4 planned runs to make (3 stored)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 of 4 planned runs to make (3 stored)" in err
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert (task / "ppo-seed1" / "summary.json").exists()
     lines = (task / "ppo-seed1" / "metrics.jsonl").read_text().splitlines()
