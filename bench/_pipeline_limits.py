@@ -1,9 +1,11 @@
-"""The limits bench/pipeline.py sets next to each phase: the same work done plainly, in-process.
+"""The limits bench/pipeline.py sets next to each phase: the same work done plainly.
 
 Each function takes the batch captured from the trainer's last step and returns the median seconds
 of ``reps`` timed runs after one warm-up run (the first call of each pays one-off costs: allocator
-page faults, oneDNN kernel creation, the tokenizer's caches). Run them one after the other, after
-the trainer's actors are gone, so they neither share cores nor memory with Ray.
+page faults, oneDNN kernel creation, the tokenizer's caches). bench/pipeline.py runs each in a
+fresh process of its own (``python bench/_pipeline_limits.py KIND SPEC.json``), after the
+trainer's actors are gone: no Ray, no other engine or model in the process, and no core or memory
+shared with Ray.
 """
 
 from __future__ import annotations
@@ -91,13 +93,15 @@ def torch_step(model_path: str, batch: Batch, *, lr: float, betas: tuple[float, 
                max_grad_norm: float, micro_batch_size: int, kl_coef: float, temperature: float,
                pad_id: int, reps: int) -> tuple[float, torch.nn.Module]:
     """One ReMax update written plainly: per micro-batch (sequences sorted by length) a reference
-    forward and a policy forward/backward, KL (k1) in the reward, token-mean loss; then grad-norm
-    clipping and AdamW. Returns the seconds and the policy (for the copy limit)."""
+    forward and a policy forward/backward, the LM head only where a response token is predicted,
+    KL (k1) in the reward, token-mean loss; then grad-norm clipping and fused AdamW. Returns the
+    seconds and the policy (for the copy limit)."""
     from transformers import AutoModelForCausalLM
 
     policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    # fused: torch's one-kernel AdamW (the per-tensor loop is its CPU default, and slower).
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
     seqs = [(p, s, a) for p, ss, aa in zip(batch.prompt_ids, batch.samples, batch.advantages)
             for s, a in zip(ss, aa) if s]
     seqs.sort(key=lambda x: len(x[0]) + len(x[1]))
@@ -135,15 +139,12 @@ def torch_step(model_path: str, batch: Batch, *, lr: float, betas: tuple[float, 
     return seconds, policy
 
 
-def reward_alone(cfg, model_path: str, batch: Batch, reps: int) -> float:
-    """The RewardScorer in-process on the step's (prompt, response) pairs, in one call."""
+def reward_alone(reward: dict, batch: Batch, reps: int) -> float:
+    """The RewardScorer in-process on the step's (prompt, response) pairs, in one call.
+    ``reward``: the scorer's arguments (``kind`` and its keywords), as the reward actor gets them."""
     from remax_ray.reward.scorer import RewardScorer
 
-    r = cfg.reward
-    scorer = RewardScorer(r.kind, function=r.function, model_path=model_path, template=r.template,
-                          max_length=r.max_length, batch_size=r.batch_size,
-                          score_response_only=r.blanks_prompt, on_invalid=r.on_invalid,
-                          trust_remote_code=r.trust_remote_code)
+    scorer = RewardScorer(**reward)
     prompts = [p for p, texts in zip(batch.prompts, batch.texts) for _ in texts]
     responses = [t for texts in batch.texts for t in texts]
     try:
@@ -171,3 +172,32 @@ def plain_copy(model: torch.nn.Module, dtype: torch.dtype, copies: int, reps: in
                 off += n
 
     return timed(copy, reps), nbytes
+
+
+def main() -> None:
+    """One limit, in this fresh process; prints ``LIMIT {json}``."""
+    import json
+    import sys
+
+    kind, spec_path = sys.argv[1:3]
+    spec = json.loads(open(spec_path).read())
+    batch, kw, reps = Batch(**spec["batch"]), spec[kind], spec["reps"]
+    torch.set_num_threads(spec["threads"])
+    if kind == "generate":
+        out = {"seconds": vllm_alone(spec["model_path"], batch, reps=reps, **kw)}
+    elif kind == "learn":
+        kw["betas"] = tuple(kw["betas"])  # a list after JSON
+        out = {"seconds": torch_step(spec["model_path"], batch, reps=reps, **kw)[0]}
+    elif kind == "score":
+        out = {"seconds": reward_alone(kw, batch, reps)}
+    else:  # sync
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(spec["model_path"], dtype=torch.float32)
+        seconds, nbytes = plain_copy(model, getattr(torch, kw["dtype"]), kw["copies"], reps)
+        out = {"seconds": seconds, "bytes": nbytes}
+    print("LIMIT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":  # vLLM's engine subprocesses re-import this module
+    main()

@@ -6,8 +6,8 @@ Usage (after `remax-ray assets`; REMAX_RAY_HOME as for training):
 1. The real Trainer (Ray actors, vLLM engine, reward actor, learner) runs ``--steps`` steps of the
    config (default: the embedded default, SmolLM2 on CPU); the first step is a warm-up, the others
    are measured (median per phase). The last step's batch is kept.
-2. The actors and Ray are shut down, then each phase's limit is measured in this process on that
-   batch (bench/_pipeline_limits.py): (a) ``vllm.LLM`` alone on the same requests, with the same
+2. The actors and Ray are shut down, then each phase's limit is measured on that batch, each in a
+   fresh process of its own (bench/_pipeline_limits.py): (a) ``vllm.LLM`` alone on the same requests, with the same
    settings and token counts; (b) a plain torch ReMax step on the same sequences (reference forward,
    policy forward/backward, AdamW); (c) the RewardScorer alone on the same texts; (d) a memcpy of
    the synced bytes. The phases are the trainer's own (Ray's calls included in each); "other" is
@@ -26,14 +26,16 @@ import statistics
 import tempfile
 import time
 
+from _memory import PeakSampler
+from _memory import report as memory_report
+
 PHASES = ("generate", "score", "learn", "sync")
 
 
 def _capture(trainer, rollouts, step: int):
     """The step's batch, in the plain form the limits need."""
-    from remax_ray.rollout.seeds import sample_seed
-
     from _pipeline_limits import Batch  # bench/ is on sys.path: this script's folder
+    from remax_ray.rollout.seeds import sample_seed
 
     seed = trainer.cfg.run.seed
     return Batch(
@@ -78,30 +80,48 @@ def run_trainer(cfg, steps: int):
 
 
 def measure_limits(cfg, batch, info: dict, reps: int) -> dict[str, float]:
-    import torch
+    """Each limit in a fresh process of its own (bench/_pipeline_limits.py), one after the other."""
+    import dataclasses
+    import subprocess
+    import sys
 
-    import _pipeline_limits as lim
-
-    threads = cfg.cluster.threads_per_actor or os.cpu_count() or 1
-    # As in the generator actor (remax_ray/cluster/actors.py): every core for the engine, same KV cache.
-    os.environ.update(OMP_NUM_THREADS=str(threads), VLLM_CPU_NUM_OF_RESERVED_CPU="0",
-                      VLLM_CPU_KVCACHE_SPACE=str(max(1, round(cfg.rollout.kv_cache_gib))))
-    ro, le, al = cfg.rollout, cfg.learner, cfg.algo
-    out = {"generate": lim.vllm_alone(info["model_path"], batch, dtype=info["dtype"], temperature=ro.temperature,
-                                      top_p=ro.top_p, max_prompt_tokens=ro.max_prompt_tokens,
-                                      max_new_tokens=ro.max_new_tokens, seed=cfg.run.seed, reps=reps)}
-    torch.set_num_threads(threads)
     from transformers import AutoTokenizer
 
+    from remax_ray.cluster.actors import reward_kwargs
+
+    threads = cfg.cluster.threads_per_actor or os.cpu_count() or 1
+    ro, le, al, rw = cfg.rollout, cfg.learner, cfg.algo, cfg.reward
     tok = AutoTokenizer.from_pretrained(info["model_path"])
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out["learn"], policy = lim.torch_step(
-        info["model_path"], batch, lr=le.lr, betas=(le.beta1, le.beta2), weight_decay=le.weight_decay,
-        max_grad_norm=le.max_grad_norm or float("inf"), micro_batch_size=le.micro_batch_size,
-        kl_coef=al.kl_coef, temperature=ro.temperature, pad_id=pad, reps=reps)
-    out["sync"], out["sync_bytes"] = lim.plain_copy(policy, getattr(torch, info["dtype"]), info["generators"], reps)
-    del policy
-    out["score"] = lim.reward_alone(cfg, info["reward_model_path"], batch, reps)
+    spec = {
+        "batch": dataclasses.asdict(batch), "model_path": info["model_path"], "reps": reps, "threads": threads,
+        "generate": {"dtype": info["dtype"], "temperature": ro.temperature, "top_p": ro.top_p,
+                     "max_prompt_tokens": ro.max_prompt_tokens, "max_new_tokens": ro.max_new_tokens,
+                     "seed": cfg.run.seed},
+        "learn": {"lr": le.lr, "betas": [le.beta1, le.beta2], "weight_decay": le.weight_decay,
+                  "max_grad_norm": le.max_grad_norm or float("inf"), "micro_batch_size": le.micro_batch_size,
+                  "kl_coef": al.kl_coef, "temperature": ro.temperature,
+                  "pad_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id},
+        "score": {"kind": rw.kind, **reward_kwargs(cfg)},
+        "sync": {"dtype": info["dtype"], "copies": info["generators"]},
+    }
+    path = os.path.join(tempfile.mkdtemp(prefix="remax-limits-"), "spec.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    # As in the actors (remax_ray/cluster/actors.py): every core, vLLM-CPU reserving none, the same KV cache.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(ro.kv_cache_gib))),
+           "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pipeline_limits.py")
+    out: dict[str, float] = {}
+    for kind in ("generate", "learn", "score", "sync"):
+        done = subprocess.run([sys.executable, script, kind, path], env=env, capture_output=True, text=True)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("LIMIT ")), None)
+        if line is None:
+            raise RuntimeError(f"the {kind} limit failed:\n{done.stderr[-3000:]}")
+        result = json.loads(line.removeprefix("LIMIT "))
+        out[kind] = result["seconds"]
+        if kind == "sync":
+            out["sync_bytes"] = result["bytes"]
     return out
 
 
@@ -115,7 +135,8 @@ def report(records: list[dict], batch, limits: dict[str, float]) -> dict:
     work = {"generate": (gen_tok, "tok/s"), "score": (gen_tok, "tok/s"), "learn": (learn_tok, "tok/s"),
             "sync": (sync_bytes / 1e6, "MB/s")}
     limit_total = sum(limits[k] for k in PHASES)
-    print(f"\n{len(records)} measured steps (median); limits: median of the in-process runs on the last step's batch")
+    print(f"\n{len(records)} measured steps (median); limits: median of --reps runs each, in fresh "
+          "processes, on the last step's batch")
     print(f"{'phase':9s} {'seconds':>8s} {'rate':>14s} {'limit s':>8s} {'limit rate':>14s} {'ratio':>6s}")
     for k in PHASES:
         amount, unit = work[k]
@@ -137,6 +158,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="trainer steps; the first is a warm-up")
     p.add_argument("--reps", type=int, default=3, help="timed runs of each limit (after one warm-up)")
     p.add_argument("--config", default=None, help="a YAML config (default: the embedded default)")
+    p.add_argument("--memory", action="store_true",
+                   help="instead of timing: the peak PSS summed over every process of the run, by role "
+                        "(sampled twice a second, which would disturb the timings)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.samples_per_prompt=2")
     args = p.parse_args()
     if args.steps < 2:
@@ -149,6 +173,12 @@ def main() -> None:
     cfg = load_config(args.config, [*args.overrides, f"run.output_dir={out_dir}", "run.progress=false"])
     console.quiet_actors(False)
     prepare_builtins_for_config(cfg)
+    if args.memory:  # this process, Ray's and the actors' (all its descendants); no limits, no timing
+        with PeakSampler(os.getpid()) as memory:
+            run_trainer(cfg, args.steps)
+        memory_report(memory.peak, "whole pipeline (driver, Ray, actors, vLLM engine)")
+        print("MEMORY " + json.dumps({"peak_pss_bytes": memory.peak}))
+        return
     records, batch, info = run_trainer(cfg, args.steps)
     report(records, batch, measure_limits(cfg, batch, info, args.reps))
 

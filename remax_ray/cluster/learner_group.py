@@ -74,9 +74,9 @@ class LearnerGroup:
             return _Method(lambda: _first.remote(*self._joining))
         if name == "train_step":
             return _Method(self._train_step)
-        if name in ("export_bucket", "broadcast_weights"):
+        if name in ("export_bucket", "export_bucket_shared", "broadcast_weights"):
             return _Method(lambda *a: self._rank0_or_all(name, *a))
-        if name in ("weight_buckets", "collective_address", "init_collective", "weight_layouts"):
+        if name in ("weight_buckets", "collective_address", "init_collective", "weight_layouts", "node_id"):
             return _Method(lambda *a, **k: getattr(self.ranks[0], name).remote(*a, **k))
         return _Method(lambda *a, **k: self._all(name, None, *a, **k))  # save, __ray_ready__, ...
 

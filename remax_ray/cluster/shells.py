@@ -19,10 +19,17 @@ from remax_ray.sync.collective import (
     listen_socket,
     plan_layouts,
 )
-from remax_ray.sync.cpu import WeightBuckets
+from remax_ray.sync.cpu import SharedArena, SharedBucket, WeightBuckets
+
+
+def node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
 
 
 class GeneratorShell(Generator):
+    def node_id(self) -> str:
+        return node_id()
+
     def load_weight_refs(self, refs: list[ray.ObjectRef], version: int | None = None, first_bucket: int = 0,
                          buckets_in_sync: int = 1) -> dict[str, float]:
         # One bucket at a time, each mapped from the object store without a copy (numpy arrays):
@@ -31,8 +38,8 @@ class GeneratorShell(Generator):
 
 
 class LearnerShell(Learner):
-    """One learner rank, and the learner's side of both weight transports: CPU buckets through
-    the object store, or rank 0 of a collective group.
+    """One learner rank, and the learner's side of the weight transports: CPU buckets through shared
+    memory (one node) or the object store, or rank 0 of a collective group.
 
     With ``world_size`` > 1 the constructor only keeps its arguments: the ranks first meet
     (:meth:`open_store` on rank 0, then :meth:`join` on every rank), and only then build the
@@ -78,6 +85,17 @@ class LearnerShell(Learner):
         # alone ships it.
         bucket = self._buckets(bucket_mb, dtype)[index]
         return bucket if self.rank == 0 else None
+
+    def export_bucket_shared(self, index: int, bucket_mb: int, dtype: str) -> SharedBucket | None:
+        """Bucket ``index`` written into shared memory that the generators' vLLM workers on this
+        node map: one copy from the parameters, nothing through the object store. Two arenas
+        alternate: the driver asks for bucket k + 1 only once bucket k - 1 is loaded everywhere, so
+        the workers still reading bucket k are never overwritten."""
+        arenas = self.__dict__.setdefault("_sync_arenas", (SharedArena(), SharedArena()))
+        return self._buckets(bucket_mb, dtype).write(index, arenas[index % 2] if self.rank == 0 else None)
+
+    def node_id(self) -> str:
+        return node_id()
 
     def collective_address(self) -> tuple[str, int]:
         """This node's IP and the port of the group's rendezvous store (hosted by rank 0). The port

@@ -51,6 +51,7 @@ from remax_ray.config.train import (
     describe_fields,
     dump_yaml,
     load_config,
+    resolve_overlap,
     to_yaml,
     validate,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "RewardConfig",
     "RewardModelConfig",
     "RolloutConfig",
+    "resolve_overlap",
     "RunConfig",
     "SECTIONS",
     "SYNC_TRANSPORTS",

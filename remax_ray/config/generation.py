@@ -75,18 +75,21 @@ class RolloutConfig:
         "truncated text) | skip (drop it) | error (refuse to start).",
     )
     kv_cache_gib: float = _field(
-        1.0, "KV-cache size in GiB per generator on CPU (sets VLLM_CPU_KVCACHE_SPACE)."
-    )
+        0.0, "KV-cache size in GiB per generator on CPU; 0: sized to the run (every sequence of a "
+             "generator's largest call, a step's or an evaluation's, at full length).")
     gpu_memory_utilization: float = _field(
         0.3, "Fraction of GPU memory each vLLM engine may use, in (0, 1]."
     )
     enforce_eager: bool = _field(True, "Disable CUDA graphs in vLLM (faster start-up, slower decoding).")
-    overlap: bool = _field(
-        False,
+    overlap: AutoBool = _field(
+        AUTO,
         "One-step-off: the generators sample step t+1 (with the weights one update behind) while the "
         "learner trains on step t; the learner corrects with truncated importance weights "
-        "(algo.importance_cap). Only for the estimators without PPO's ratio (remax, reinforce, "
-        "reinforce_mean, rloo, grpo), and with algo.kl_placement=reward.")
+        "(algo.importance_cap). true | false | auto. auto turns it on only where it can pay: the "
+        "learner and the generators on devices of their own (GPUs), or on cores of their own "
+        "(cluster.threads_per_actor x actors within the node's cores); on shared cores the two take "
+        "turns anyway and measured slower (docs/PERFORMANCE.md). Only for the estimators without "
+        "PPO's ratio (remax, reinforce, reinforce_mean, rloo, grpo), and with algo.kl_placement=reward.")
     num_cpus_per_generator: float = _field(1.0, "Ray CPUs reserved per generator actor.")
 
 

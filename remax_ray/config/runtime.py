@@ -7,7 +7,7 @@ from remax_ray.config.base import _field
 __all__ = ["LEARNER_DEVICES", "PLACEMENT_MODES", "PLACEMENT_STRATEGIES", "SYNC_TRANSPORTS", "ClusterConfig",
            "RunConfig"]
 
-SYNC_TRANSPORTS = ("auto", "cpu", "nccl", "gloo")
+SYNC_TRANSPORTS = ("auto", "cpu", "shm", "objects", "nccl", "gloo")
 PLACEMENT_MODES = ("disaggregated", "colocated")
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 LEARNER_DEVICES = ("auto", "cpu", "cuda")
@@ -61,10 +61,12 @@ class ClusterConfig:
     num_cpus: int = _field(0, "CPUs for a local Ray instance (0 = all); ignored when connecting to a cluster.")
     sync_transport: str = _field(
         "auto",
-        "Learner-to-generator weight transport: auto | cpu | nccl | gloo. cpu: raw tensor buckets "
-        "(whole decoder layers) streamed through the Ray object store into a shared-memory arena the "
-        "vLLM worker maps; nccl/gloo: broadcast over a stateless process group (nccl needs "
-        "a CUDA learner). auto picks nccl when the learner is on CUDA, else cpu.",
+        "Learner-to-generator weight transport: auto | cpu | shm | objects | nccl | gloo. cpu: raw "
+        "tensor buckets (whole decoder layers), streamed: shm when the learner and every generator "
+        "share a node, else objects. shm: the learner writes each bucket into shared memory the vLLM "
+        "workers map (one copy). objects: through the Ray object store into a shared-memory arena "
+        "the generator keeps. nccl/gloo: broadcast over a stateless process group (nccl needs a "
+        "CUDA learner). auto picks nccl when the learner is on CUDA, else cpu.",
     )
     sync_bucket_mb: int = _field(64, "Weights are sent in buckets of about this many MiB.")
     sync_timeout_s: float = _field(

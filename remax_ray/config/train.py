@@ -143,7 +143,7 @@ _RANGES: list[Range] = [
     ("rollout.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("rollout.max_new_tokens", lambda v: v >= 1, ">= 1"),
     ("rollout.max_prompt_tokens", lambda v: v >= 1, ">= 1"),
-    ("rollout.kv_cache_gib", lambda v: v > 0, "> 0"),
+    ("rollout.kv_cache_gib", lambda v: v >= 0, ">= 0"),
     ("rollout.gpu_memory_utilization", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("rollout.num_cpus_per_generator", lambda v: v >= 0, ">= 0"),
     ("reward.max_length", lambda v: v >= 1, ">= 1"),
@@ -190,6 +190,36 @@ _RANGES: list[Range] = [
 _NON_EMPTY = ("model.path", "run.dataset", "run.prompt_key", "run.output_dir")
 
 _FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def resolve_overlap(cfg: Config, device: str, cores: int | None = None) -> tuple[bool, str]:
+    """``rollout.overlap`` resolved for a learner on ``device``: (on?, why, in words).
+
+    auto is on only where sampling and learning can run at once: on GPUs (each generator and each
+    learner rank holds a device of its own), or on CPU when ``cluster.threads_per_actor`` gives
+    every generator and learner rank cores of its own within the node's ``cores``. With the default
+    threads (every actor uses every core) the phases would share the cores: no gain, and it
+    measured slower (docs/PERFORMANCE.md). It is also off for what overlap cannot correct (PPO's
+    ratio, the KL in the loss)."""
+    from remax_ray.algo import ESTIMATORS
+
+    ro, al, cl = cfg.rollout, cfg.algo, cfg.cluster
+    if ro.overlap != common.AUTO:
+        return bool(ro.overlap), f"rollout.overlap={str(ro.overlap).lower()}"
+    if ESTIMATORS[al.estimator].uses_ratio:
+        return False, f"rollout.overlap=auto: off, {al.estimator}'s ratio needs samples of the learner's own policy"
+    if al.kl_placement == "loss" and al.kl_coef > 0:
+        return False, "rollout.overlap=auto: off, the KL in the loss would be taken on stale samples"
+    if device == "cuda":
+        return True, "rollout.overlap=auto: on, the generators and the learner hold GPUs of their own"
+    cores = cores or os.cpu_count() or 1
+    actors = ro.num_generators + cfg.learner.num_workers
+    if cl.threads_per_actor and cl.threads_per_actor * actors <= cores:
+        return True, (f"rollout.overlap=auto: on, {actors} actors x {cl.threads_per_actor} threads "
+                      f"(cluster.threads_per_actor) fit the node's {cores} cores")
+    used = f"{cl.threads_per_actor} threads each" if cl.threads_per_actor else "every core (cluster.threads_per_actor=0)"
+    return False, (f"rollout.overlap=auto: off, the generators and the learner would share the node's "
+                   f"{cores} cores ({actors} actors, {used}): they would take turns anyway")
 
 
 def validate(config: Config) -> None:
@@ -294,7 +324,7 @@ def validate(config: Config) -> None:
             f"learner.mini_batch_size ({mini}) must divide the step's batch ({batch}) and be a "
             f"multiple of learner.micro_batch_size ({ln.micro_batch_size})"
         )
-    if ro.overlap and al.kl_placement == "loss" and al.kl_coef > 0:
+    if ro.overlap is True and al.kl_placement == "loss" and al.kl_coef > 0:
         # The KL-in-loss gradient is an expectation under the learner's policy (see algo/kl.py); the
         # overlapped batch was sampled by the policy one update behind, and the importance weights
         # correct only the reward term. KL in the reward is inside the weighted returns.
@@ -303,7 +333,7 @@ def validate(config: Config) -> None:
             "KL-in-loss gradient would be taken on samples of the policy one update behind, "
             "uncorrected; use algo.kl_placement=reward (its penalty is importance-weighted with the "
             "reward) or rollout.overlap=false")
-    if ro.overlap and spec.uses_ratio:
+    if ro.overlap is True and spec.uses_ratio:
         raise ConfigError(
             f"rollout.overlap supports the on-policy estimators (remax, reinforce, reinforce_mean, rloo, grpo), not "
             f"algo.estimator={al.estimator}: its clipped ratio is taken against the learner's own old "

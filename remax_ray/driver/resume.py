@@ -24,10 +24,10 @@ _RUN_FILES = ("metrics.jsonl", "checkpoints", "tensorboard", COUNTED_FILE, sampl
 
 
 def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_from: Path | None,
-                  overwrite: bool) -> RunState:
+                  overwrite: bool, *, overlap: bool) -> RunState:
+    """``overlap``: rollout.overlap as resolved for this run's placement (``resolve_overlap``)."""
     out = Path(cfg.run.output_dir)
-    order = data_order(cfg.run.seed, cfg.run.prompts_per_step, cfg.run.dataset, len(splits.train),
-                       cfg.rollout.overlap)
+    order = data_order(cfg.run.seed, cfg.run.prompts_per_step, cfg.run.dataset, len(splits.train), overlap)
     if resume_from is not None:
         return _resumed(out, resume_from, order)
     used = [name for name in _RUN_FILES if (out / name).exists()]

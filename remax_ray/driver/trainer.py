@@ -14,7 +14,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from remax_ray.algo import get_estimator
 from remax_ray.cluster.actors import Actors, connect, resolve_device, start_actors
-from remax_ray.config import Config, ConfigError, dump_yaml, to_yaml
+from remax_ray.config import Config, ConfigError, dump_yaml, resolve_overlap, to_yaml
 from remax_ray.data.prompts import batch_indices
 from remax_ray.data.rollouts import PromptRollout
 from remax_ray.driver import actor_calls
@@ -36,10 +36,13 @@ class RunFailed(RuntimeError):
 
 
 def resolve_transport(cfg: Config, device: str) -> str:
-    """cpu (object store), or the collective backend: nccl (CUDA learner) or gloo."""
+    """cpu (buckets through shared memory or the object store: :meth:`Trainer._one_node`), or the
+    collective backend: nccl (CUDA learner) or gloo."""
     transport = cfg.cluster.sync_transport
     if transport == "auto":
         return "nccl" if device == "cuda" else "cpu"
+    if transport in ("shm", "objects"):
+        return "cpu"
     if transport == "nccl" and device != "cuda":
         raise ConfigError("cluster.sync_transport=nccl needs the learner on CUDA; use cpu or gloo")
     return transport
@@ -59,9 +62,13 @@ class Trainer:
         self.model_path, self.splits = preflight(cfg)
         self.out = Path(cfg.run.output_dir)
         self.resumed_from = checkpoint.resolve(resume, self.out) if resume else None
-        self.state = initial_state(cfg, self.model_path, self.splits, self.resumed_from, overwrite)
         connect(cfg, include_dashboard)
-        self.transport = resolve_transport(cfg, actors.device if actors else resolve_device(cfg))
+        device = actors.device if actors else resolve_device(cfg)
+        self.overlap, why = resolve_overlap(cfg, device)
+        log.info(why)
+        self.state = initial_state(cfg, self.model_path, self.splits, self.resumed_from, overwrite,
+                                   overlap=self.overlap)
+        self.transport = resolve_transport(cfg, device)
         self.actors = actors or start_actors(cfg, self.model_path, reference_path=self.state.reference_path,
                                              resume_from=self.resumed_from)
         dump_yaml(cfg, self.out / "config.yaml")
@@ -143,7 +150,7 @@ class Trainer:
         """rollout.overlap: start step k's generation now (futures), with the engines' current
         weights (the sync whose number comes along), which are one update behind the learner's by
         the time step k trains on them."""
-        if not self.cfg.rollout.overlap or k >= self.cfg.run.steps:
+        if not self.overlap or k >= self.cfg.run.steps:
             return None
         return self._weights_version, self._generate_async(
             self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy)
@@ -268,19 +275,37 @@ class Trainer:
         deadline = time.monotonic() + timeout
         args = (self.cfg.cluster.sync_bucket_mb, self.actors.dtype)
         count, version = ray.get(learner.weight_buckets.remote(*args), timeout=timeout), self._weights_version
+        # One node: the learner writes each bucket into memory the workers map; else the object store.
+        export = learner.export_bucket_shared if self._one_node(timeout) else learner.export_bucket
         loading: deque[list] = deque()
         loaded: list[list[dict[str, float]]] = []
         for k in range(count):
             # The learner builds bucket k while the generators load bucket k - 1. Waiting for k - 1
-            # before asking for k + 1 keeps at most two buckets in the object store, never the model.
+            # before asking for k + 1 keeps at most two buckets in flight (in the object store, or
+            # the learner's two shared arenas), never the model.
             # The ref goes in a list so that the generator, not Ray, fetches it (one at a time).
-            bucket = learner.export_bucket.remote(k, *args)
+            bucket = export.remote(k, *args)
             loading.append([g.load_weight_refs.remote([bucket], version, k, count) for g in gens])
             if len(loading) > 1:
                 loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
         while loading:
             loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
         return {"sync_bytes": sum(per_gen[0]["sync_bytes"] for per_gen in loaded), "sync_buckets": float(count)}
+
+    def _one_node(self, timeout: float) -> bool:
+        """Whether this sync goes through shared memory: the learner's rank 0 and every generator
+        on one node (asked at every sync: Ray may restart a generator elsewhere)."""
+        mode = self.cfg.cluster.sync_transport
+        if mode == "objects":
+            return False
+        gens = self.actors.generators
+        nodes = ray.get([self.actors.learner.node_id.remote(), *(g.node_id.remote() for g in gens)],
+                        timeout=timeout)
+        if mode == "shm" and len(set(nodes)) > 1:
+            raise RuntimeError(f"cluster.sync_transport=shm needs the learner and every generator on one node; "
+                               f"they are on {len(set(nodes))} nodes (use cpu: shared memory where it can, "
+                               "else the object store)")
+        return len(set(nodes)) == 1
 
     def _sync_collective(self) -> dict[str, float]:
         learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s

@@ -26,7 +26,11 @@ GROUP_ALGOS = {"rloo": 2, "grpo": 2}
 # of the 0.2 difference the verdicts are sized for (claims.EFFECT_OF_INTEREST).
 MIN_EVAL_PROMPTS = 64
 MIN_EVAL_SAMPLES = 4
-REPRO_DEFAULTS = (f"run.eval_prompts={MIN_EVAL_PROMPTS}", f"run.eval_samples={MIN_EVAL_SAMPLES}")
+# Every arm samples on-policy (overlap would add a one-step lag to some arms' runs and not others'),
+# and the KV cache stays the fixed 1 GiB the stored runs were made with: a cache sized to the run
+# would batch the evaluation's 320 sequences differently, and stored runs would no longer match.
+REPRO_DEFAULTS = (f"run.eval_prompts={MIN_EVAL_PROMPTS}", f"run.eval_samples={MIN_EVAL_SAMPLES}",
+                  "rollout.overlap=false", "rollout.kv_cache_gib=1.0")
 
 
 @dataclass(frozen=True)

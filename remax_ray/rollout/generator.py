@@ -7,7 +7,6 @@ vLLM, hence one request per response.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -21,7 +20,7 @@ EXTENSION = "remax_ray.rollout.worker_ext.WeightReloadExtension"
 
 def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, dtype: str, seed: int,
                gpu_memory_utilization: float, enforce_eager: bool,
-               trust_remote_code: bool = False) -> dict[str, Any]:
+               trust_remote_code: bool = False, kv_cache_bytes: int | None = None) -> dict[str, Any]:
     """Everything passed to ``vllm.LLM``, as a function so tests can check it without an engine.
 
     vLLM loads the tokenizer from these too (``llm.get_tokenizer()``), so trust_remote_code reaches
@@ -44,6 +43,9 @@ def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, 
         # CPU generators cannot do. A batch of more prompt tokens than one step's budget does that
         # (64 held-out prompts x 5 requests of the steered task), so on CPU a prompt is never split.
         **({"enable_chunked_prefill": False} if current_platform.is_cpu() else {}),
+        # A fixed KV cache on CPU (remax_ray/rollout/kv_cache.py); GPUs size it from
+        # gpu_memory_utilization.
+        **({"kv_cache_memory_bytes": kv_cache_bytes} if kv_cache_bytes and current_platform.is_cpu() else {}),
         **hf_kwargs(trust_remote_code),
     )
 
@@ -86,23 +88,37 @@ class Generator:
         top_p: float = 1.0,
         dtype: str = "float32",
         seed: int = 0,
-        kv_cache_gib: float = 1.0,
+        kv_cache_gib: float = 0.0,
+        kv_sequences: int = 64,
         gpu_memory_utilization: float = 0.3,
         enforce_eager: bool = True,
         trust_remote_code: bool = False,
     ) -> None:
-        # Read by vLLM's CPU backend at engine start; a no-op on GPU.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
+        """``kv_cache_gib``: the KV cache on CPU, 0 for room for ``kv_sequences`` full-length
+        sequences (remax_ray/rollout/kv_cache.py). A VLLM_CPU_KVCACHE_SPACE set in the environment
+        still overrides both (vLLM reads it at engine start)."""
         from vllm import LLM
 
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
+        if kv_cache_gib > 0:
+            kv_bytes = int(kv_cache_gib * 2**30)
+        else:
+            import torch
+            from transformers import AutoConfig
+
+            from remax_ray.rollout.kv_cache import kv_bytes_per_token, kv_cache_bytes
+
+            per_token = kv_bytes_per_token(AutoConfig.from_pretrained(model_path, **hf_kwargs(trust_remote_code)),
+                                           getattr(torch, dtype).itemsize)
+            kv_bytes = kv_cache_bytes(per_token, sequences=kv_sequences,
+                                      max_model_len=max_prompt_tokens + max_new_tokens)
         self.llm = LLM(**llm_kwargs(
             model_path, max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens,
             dtype=dtype, seed=seed, gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager, trust_remote_code=trust_remote_code))
+            enforce_eager=enforce_eager, trust_remote_code=trust_remote_code, kv_cache_bytes=kv_bytes))
         self.tokenizer = self.llm.get_tokenizer()
         # Counted here, where the cost is paid: an estimator without a greedy baseline must not
         # generate one (the time comparison against PPO would be unfair otherwise).
@@ -171,17 +187,21 @@ class Generator:
     def load_weights(self, buckets: Iterable[Any], version: int | None = None, first_bucket: int = 0,
                      buckets_in_sync: int = 1) -> dict[str, float]:
         """In-place reload of ``remax_ray.sync.cpu.Bucket``s, one RPC per bucket: each is copied into
-        a shared arena that vLLM's worker maps, so only names and offsets cross the RPC.
+        a shared arena that vLLM's worker maps, so only names and offsets cross the RPC. A
+        ``SharedBucket`` is already in shared memory (the learner wrote it, on this node): only
+        its description is passed on.
 
         ``version``: the driver's number for this sync, of which these are buckets ``first_bucket``,
         ``first_bucket + 1``, ... of ``buckets_in_sync`` (see :class:`WeightVersion`)."""
-        from remax_ray.sync.cpu import SharedArena
+        from remax_ray.sync.cpu import SharedArena, SharedBucket
 
         start, nbytes, ntensors = time.perf_counter(), 0, 0
-        arena = self.__dict__.setdefault("_weight_arena", SharedArena())  # kept: its pages stay faulted in
         self.weights.version = WeightVersion.MIXED  # until a whole sync is in (a reload may fail midway)
         for index, bucket in enumerate(buckets, start=first_bucket):
-            where = arena.write(bucket.arrays)
+            if isinstance(bucket, SharedBucket):
+                where = bucket.where
+            else:  # kept: its pages stay faulted in
+                where = self.__dict__.setdefault("_weight_arena", SharedArena()).write(bucket.arrays)
             nbytes += bucket.nbytes
             ntensors += sum(self.llm.collective_rpc("remax_reload_arena", args=(
                 where.path, where.capacity, where.generation, where.offsets, bucket.names, bucket.dtypes,

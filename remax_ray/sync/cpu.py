@@ -8,8 +8,12 @@ at a time, with no disk and no serialisation format in between.
   into the object store once (pickle5 out-of-band buffers), and ``ray.get`` in the generator maps
   them back without a copy. The safetensors blobs this replaces cost a ``save`` (two copies), a
   ``bytes`` pickled in-band by Ray and a second ``load``.
-- The generator copies the bucket into a :class:`SharedArena`, a memfd that vLLM's worker process
-  maps, and sends the worker only names, dtypes, shapes and offsets. Sending the bytes themselves
+- **One node** (the learner's rank 0 and every generator): the learner writes the bucket straight
+  into a :class:`SharedArena` of its own, a memfd that vLLM's worker maps (:meth:`WeightBuckets.write`,
+  one copy, the cast to the generators' dtype included), and only names, dtypes, shapes and offsets
+  travel. Two arenas alternate, so the learner writes bucket k + 1 while the workers read bucket k.
+- **Across nodes** the generator copies the bucket it got from the object store into an arena of its
+  own, and sends the worker the same small description. Sending the bytes themselves
   through ``collective_rpc`` crosses two processes (engine core, then worker) by msgpack and costs
   more than the reload (docs/PERFORMANCE.md). The arena is kept between syncs, so its pages are
   faulted in once rather than on every sync.
@@ -17,6 +21,7 @@ at a time, with no disk and no serialisation format in between.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import re
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+_GENERATIONS = itertools.count(1)
 _LAYER = re.compile(r"^(.*?layers\.\d+)\.")
 ALIGN = 64
 """Byte alignment of every tensor in the arena: a multiple of any dtype's size (and a cache line),
@@ -92,15 +98,37 @@ class WeightBuckets(Sequence):
         return Bucket(names, [str(t.dtype).removeprefix("torch.") for t in tensors],
                       [tuple(t.shape) for t in tensors], [_raw(t) for t in tensors])
 
+    def write(self, index: int, arena: SharedArena | None) -> SharedBucket | None:
+        """Bucket ``index`` written straight into ``arena``: each tensor is cast and copied in one
+        pass from the parameter (on any device) into the shared pages. ``arena`` None: a rank that
+        only joins the gathers of sharded (FSDP2) tensors, in the same order as rank 0."""
+        names = self._plan[index]
+        if arena is None:
+            for n in names:
+                _whole(self._tensors[n])
+            return None
+        dtypes = [sent_dtype(self._tensors[n], self._dtype) for n in names]
+        shapes = [tuple(self._tensors[n].shape) for n in names]
+        sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in zip(shapes, dtypes)]
+        where, dest = arena.reserve(sizes)
+        for n, d, shape, off, size in zip(names, dtypes, shapes, where.offsets, sizes):
+            with torch.no_grad():
+                dest[off : off + size].view(d).view(shape).copy_(_whole(self._tensors[n]))
+        return SharedBucket(where, names, [str(d).removeprefix("torch.") for d in dtypes], shapes)
+
 
 def sent_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
     return dtype if dtype is not None and t.is_floating_point() else t.dtype
 
 
-def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+def _whole(t: torch.Tensor) -> torch.Tensor:
     if hasattr(t, "full_tensor"):  # sharded across learner ranks (FSDP2): gathered whole, by all ranks
         t = t.full_tensor()
-    t = t.detach()
+    return t.detach()
+
+
+def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    t = _whole(t)
     if dtype is not None and t.is_floating_point():
         t = t.to(dtype)  # a no-op (no copy) when the dtype already matches
     return t.to("cpu").contiguous()
@@ -139,6 +167,21 @@ class ArenaSlice:
     offsets: list[int]
 
 
+@dataclass
+class SharedBucket:
+    """A bucket already in shared memory: where it lies, and what each tensor is."""
+
+    where: ArenaSlice
+    names: list[str]
+    dtypes: list[str]
+    shapes: list[tuple[int, ...]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(np.prod(s, dtype=np.int64)) * getattr(torch, d).itemsize
+                   for d, s in zip(self.dtypes, self.shapes))
+
+
 class SharedArena:
     """A memfd-backed buffer, grown to the largest bucket and reused across syncs.
 
@@ -152,12 +195,19 @@ class SharedArena:
         self.generation = 0
 
     def write(self, arrays: Sequence[np.ndarray]) -> ArenaSlice:
-        offsets, total = arena_layout([a.nbytes for a in arrays])
-        self._reserve(total)
-        dest = np.frombuffer(self._map, dtype=np.uint8, count=total)
-        for a, off in zip(arrays, offsets):
+        where, dest = self.reserve([a.nbytes for a in arrays])
+        dest = dest.numpy()  # the same pages; numpy takes the (read-only) object-store arrays as they are
+        for a, off in zip(arrays, where.offsets):
             dest[off : off + a.nbytes] = a
-        return ArenaSlice(f"/proc/{os.getpid()}/fd/{self._fd}", self.capacity, self.generation, offsets)
+        return where
+
+    def reserve(self, sizes: Sequence[int]) -> tuple[ArenaSlice, torch.Tensor]:
+        """Room for tensors of ``sizes`` bytes: where they will lie, and the arena as a uint8 tensor
+        to write them into (valid until the next ``reserve``)."""
+        offsets, total = arena_layout(sizes)
+        self._reserve(total)
+        dest = torch.frombuffer(self._map, dtype=torch.uint8, count=total) if total else torch.empty(0, dtype=torch.uint8)
+        return ArenaSlice(f"/proc/{os.getpid()}/fd/{self._fd}", self.capacity, self.generation, offsets), dest
 
     def _reserve(self, nbytes: int) -> None:
         if nbytes <= self.capacity:
@@ -167,42 +217,51 @@ class SharedArena:
         self._fd = os.memfd_create("remax-weights")
         os.ftruncate(self._fd, self.capacity)
         self._map = mmap.mmap(self._fd, self.capacity)
-        self.generation += 1
-
-    def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            os.close(self._fd)
-        self._map, self._fd, self.capacity = None, -1, 0
-
-
-class ArenaReader:
-    """The worker's side: maps the generator's arena (once per generation) and views tensors in it."""
-
-    def __init__(self) -> None:
-        self._key: tuple[str, int, int] | None = None
-        self._map: mmap.mmap | None = None
-
-    def tensors(self, where: ArenaSlice, names: Sequence[str], dtypes: Sequence[str],
-                shapes: Sequence[Sequence[int]]) -> list[tuple[str, torch.Tensor]]:
-        """(name, tensor) views of the arena: valid until the generator writes the next bucket."""
-        key = (where.path, where.capacity, where.generation)
-        if key != self._key:
-            self.close()
-            fd = os.open(where.path, os.O_RDWR)
-            try:
-                self._map = mmap.mmap(fd, where.capacity)
-            finally:
-                os.close(fd)
-            self._key = key
-        sizes = [int(np.prod(s, dtype=np.int64)) * getattr(torch, d).itemsize for d, s in zip(dtypes, shapes)]
-        buffers = [memoryview(self._map)[off : off + size] for off, size in zip(where.offsets, sizes)]
-        return list(zip(names, _views(buffers, dtypes, shapes)))
+        # Process-wide, so two arenas never share (path, generation) even when a closed one's fd
+        # number is reused: a worker would keep the old file's mapping.
+        self.generation = next(_GENERATIONS)
 
     def close(self) -> None:
         if self._map is not None:
             try:
                 self._map.close()
+            except BufferError:  # a view of it is still alive: the mapping goes with its last view
+                pass
+            os.close(self._fd)
+        self._map, self._fd, self.capacity = None, -1, 0
+
+
+class ArenaReader:
+    """The worker's side: maps each arena it is sent (once per path and generation; the learner
+    alternates two) and views tensors in it."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, tuple[tuple[int, int], mmap.mmap]] = {}
+
+    def tensors(self, where: ArenaSlice, names: Sequence[str], dtypes: Sequence[str],
+                shapes: Sequence[Sequence[int]]) -> list[tuple[str, torch.Tensor]]:
+        """(name, tensor) views of the arena: valid until its owner writes the next bucket there."""
+        key = (where.capacity, where.generation)
+        if where.path not in self._maps or self._maps[where.path][0] != key:
+            self._drop(where.path)
+            fd = os.open(where.path, os.O_RDWR)
+            try:
+                self._maps[where.path] = (key, mmap.mmap(fd, where.capacity))
+            finally:
+                os.close(fd)
+        view = memoryview(self._maps[where.path][1])
+        sizes = [int(np.prod(s, dtype=np.int64)) * getattr(torch, d).itemsize for d, s in zip(dtypes, shapes)]
+        buffers = [view[off : off + size] for off, size in zip(where.offsets, sizes)]
+        return list(zip(names, _views(buffers, dtypes, shapes)))
+
+    def _drop(self, path: str) -> None:
+        _, old = self._maps.pop(path, (None, None))
+        if old is not None:
+            try:
+                old.close()
             except BufferError:  # a caller still holds a view: the mapping goes with its last view
                 pass
-        self._map, self._key = None, None
+
+    def close(self) -> None:
+        for path in list(self._maps):
+            self._drop(path)

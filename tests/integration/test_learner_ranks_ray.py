@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 # FSDP2 only here (its export is the collective one: every rank joins each bucket's gathers); DDP
 # exports from rank 0 alone, as one learner does, and its update is checked in tests/unit/test_learner_ranks.py.
 @pytest.mark.parametrize("strategy", ["fsdp"])
-@pytest.mark.parametrize("transport", ["cpu", "gloo"])  # the object-store arena, the collective broadcast
+# The learner's shared memory (one node), the object store into the generator's arena, the broadcast.
+@pytest.mark.parametrize("transport", ["shm", "objects", "gloo"])
 def test_two_learner_ranks_train_sync_and_checkpoint(strategy, transport, ray_session, tmp_path, tiny_model,
                                                      prompt_file):
     from test_service import make_trainer  # the module's config for the tiny model

@@ -143,11 +143,12 @@ def test_generator_passes_llm_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:
             return None
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM))
-    Generator("/m", max_prompt_tokens=8, max_new_tokens=4)
-    Generator("/m", max_prompt_tokens=8, max_new_tokens=4, trust_remote_code=True)
+    Generator("/m", max_prompt_tokens=8, max_new_tokens=4, kv_cache_gib=0.5)
+    Generator("/m", max_prompt_tokens=8, max_new_tokens=4, kv_cache_gib=0.5, trust_remote_code=True)
     assert "trust_remote_code" not in seen[0]
     assert seen[1]["trust_remote_code"] is True
     assert {k: v for k, v in seen[1].items() if k != "trust_remote_code"} == seen[0]
+    assert seen[0]["kv_cache_memory_bytes"] == 2**29  # a set rollout.kv_cache_gib, in bytes (CPU)
 
 
 @pytest.fixture

@@ -34,10 +34,10 @@ EXPECTED_DEFAULTS = {
         "max_new_tokens": 24,
         "max_prompt_tokens": 64,
         "long_prompts": "truncate",
-        "kv_cache_gib": 1.0,
+        "kv_cache_gib": 0.0,
         "gpu_memory_utilization": 0.3,
         "enforce_eager": True,
-        "overlap": False,
+        "overlap": "auto",
         "num_cpus_per_generator": 1.0,
     },
     "reward": {

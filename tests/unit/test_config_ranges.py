@@ -24,7 +24,7 @@ def _raises(message: str):
         (["rollout.max_new_tokens=0"], "rollout.max_new_tokens: must be >= 1"),
         (["rollout.max_prompt_tokens=0"], "rollout.max_prompt_tokens: must be >= 1"),
         (["rollout.num_generators=0"], "rollout.num_generators: must be >= 1"),
-        (["rollout.kv_cache_gib=0"], "rollout.kv_cache_gib: must be > 0"),
+        (["rollout.kv_cache_gib=-1"], "rollout.kv_cache_gib: must be >= 0"),
         (["rollout.gpu_memory_utilization=0"], "rollout.gpu_memory_utilization: must be in (0, 1]"),
         (["rollout.gpu_memory_utilization=1.01"], "rollout.gpu_memory_utilization: must be in (0, 1]"),
         (["rollout.num_cpus_per_generator=-1"], "rollout.num_cpus_per_generator: must be >= 0"),
@@ -56,7 +56,7 @@ def _raises(message: str):
         (["cluster.sync_bucket_mb=0"], "cluster.sync_bucket_mb: must be >= 1"),
         (["model.dtype=fp16"], "model.dtype: unknown dtype 'fp16'; choices: auto, float32, bfloat16"),
         (["model.dtype=bfloat61"], "model.dtype: unknown dtype 'bfloat61'; did you mean 'bfloat16'?"),
-        (["cluster.sync_transport=mpi"], "cluster.sync_transport: unknown transport 'mpi'; choices: auto, cpu, nccl, gloo"),
+        (["cluster.sync_transport=mpi"], "cluster.sync_transport: unknown transport 'mpi'; choices: auto, cpu, shm, objects, nccl, gloo"),
         (["cluster.device=gpu"], "cluster.device: unknown device 'gpu'; did you mean 'cuda'? choices: auto, cpu, cuda"),
         (["cluster.device=tpu"], "cluster.device: unknown device 'tpu'"),
         (["model.dtype=bf16"], "model.dtype: unknown dtype 'bf16'; did you mean 'bfloat16'?"),
@@ -170,3 +170,27 @@ def test_overlap_refuses_the_kl_penalty_in_the_loss(estimator):
         load_config(overrides=keys)
     load_config(overrides=[*keys, "algo.kl_coef=0"])  # no penalty, nothing off-policy to refuse
     load_config(overrides=["rollout.overlap=true", "algo.kl_placement=reward"])  # corrected by the weights
+
+
+@pytest.mark.parametrize("overrides, device, cores, on, why", [
+    ([], "cpu", 2, False, "share the node's 2 cores (2 actors, every core (cluster.threads_per_actor=0))"),
+    (["cluster.threads_per_actor=1"], "cpu", 2, True, "2 actors x 1 threads"),
+    (["cluster.threads_per_actor=2"], "cpu", 2, False, "share the node's 2 cores (2 actors, 2 threads each)"),
+    (["cluster.threads_per_actor=2", "rollout.num_generators=2"], "cpu", 8, True, "3 actors x 2 threads"),
+    ([], "cuda", 2, True, "GPUs of their own"),
+    (["algo.estimator=ppo"], "cuda", 2, False, "ppo's ratio"),
+    (["algo.kl_placement=loss", "algo.kl_estimator=k3"], "cuda", 2, False, "KL in the loss"),
+    (["rollout.overlap=false"], "cuda", 2, False, "rollout.overlap=false"),
+    (["rollout.overlap=true"], "cpu", 2, True, "rollout.overlap=true"),
+])
+def test_overlap_auto_is_on_only_where_the_phases_can_run_at_once(overrides, device, cores, on, why):
+    from remax_ray.config import resolve_overlap
+
+    got, reason = resolve_overlap(load_config(overrides=overrides), device, cores)
+    assert got is on and why in reason, reason
+
+
+def test_overlap_auto_accepts_what_explicit_overlap_refuses():
+    # auto turns itself off for PPO and the KL in the loss instead of refusing the config.
+    load_config(overrides=["algo.estimator=ppo"])
+    load_config(overrides=["algo.kl_placement=loss", "algo.kl_estimator=k3"])

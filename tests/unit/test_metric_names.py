@@ -82,11 +82,12 @@ def _run_records(tmp_path, monkeypatch, tiny_model, prompt_file, *overrides: str
                              "run.prompts_per_step=2", "run.eval_prompts=2", "run.progress=false",
                              "learner.micro_batch_size=2", "algo.kl_coef=0.05", *overrides])
     real = Learner(str(tiny_model), cfg.learner, cfg.algo, seed=0)
-    learner = _InProcess("learner", train_step=real.train_step, weight_buckets=lambda mb, dtype: 1,
+    learner = _InProcess("learner", train_step=real.train_step, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
                          export_bucket=lambda k, mb, dtype: b"w",
                          save=lambda folder, state, cfg_yaml, keep: folder)
     engine = _Engine()
-    gen = _InProcess("generator", generate=engine.generate, load_weight_refs=engine.load_weight_refs)
+    gen = _InProcess("generator", generate=engine.generate, load_weight_refs=engine.load_weight_refs,
+                  node_id=lambda: "generator-node")
     reward = _InProcess("reward", score=lambda prompts, responses: [len(r) / 10 for r in responses])
     t = trainer_module.Trainer(cfg, actors=Actors([gen], reward, learner, "cpu", "float32"))
     t.fit()
@@ -201,7 +202,7 @@ def test_an_overwritten_run_counts_from_scratch(tmp_path, monkeypatch, tiny_mode
     sink.truncate(1)  # a resume: steps up to 2 were counted, metrics_counted.json says so
     assert (tmp_path / metrics_module.COUNTED_FILE).exists()
     cfg = load_config(None, [f"model.path={tiny_model}", f"run.dataset={prompt_file}", f"run.output_dir={tmp_path}"])
-    initial_state(cfg, str(tiny_model), SimpleNamespace(train=["p"] * 8), None, overwrite=True)
+    initial_state(cfg, str(tiny_model), SimpleNamespace(train=["p"] * 8), None, overwrite=True, overlap=False)
     assert not (tmp_path / metrics_module.COUNTED_FILE).exists()
     fresh = MetricsSink(tmp_path, run_name="r", tensorboard=False)
     fresh.log(0, _step(0, 0.0))

@@ -158,3 +158,54 @@ def test_the_arena_is_memory_shared_with_the_reader() -> None:
         del got
         reader.close()
         arena.close()
+
+
+# ---------------------------------------------------------------- the learner writes into shared memory
+
+
+def test_the_learner_writes_a_bucket_straight_into_the_arena() -> None:
+    # One node: WeightBuckets.write copies each parameter into the arena (cast included) and the
+    # worker reads the same values the object-store path would have carried.
+    tensors = _tensors()
+    named = list(tensors.items())
+    arena, reader = SharedArena(), ArenaReader()
+    try:
+        for dtype in (None, torch.bfloat16):
+            buckets = WeightBuckets(named, 1 << 30, dtype)
+            shared = buckets.write(0, arena)
+            assert shared.names == buckets[0].names and shared.dtypes == buckets[0].dtypes
+            assert shared.shapes == buckets[0].shapes and shared.nbytes == buckets[0].nbytes
+            got = dict(reader.tensors(shared.where, shared.names, shared.dtypes, [list(s) for s in shared.shapes]))
+            for name, t in tensors.items():
+                want = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+                assert got[name].dtype == want.dtype and torch.equal(got[name], want), name
+            del got
+    finally:
+        reader.close()
+        arena.close()
+
+
+def test_a_rank_without_an_arena_only_joins_the_gathers() -> None:
+    assert WeightBuckets([("w", torch.ones(3))], 1 << 20).write(0, None) is None
+
+
+def test_two_alternating_arenas_stay_mapped_and_never_share_a_generation() -> None:
+    # The learner alternates two arenas (bucket k in arena k % 2); the worker keeps both mapped.
+    arenas, reader = (SharedArena(), SharedArena()), ArenaReader()
+    named = [(f"model.layers.{i}.w", torch.full((4,), float(i))) for i in range(4)]
+    buckets = WeightBuckets(named, 16)  # one layer per bucket
+    try:
+        seen = []
+        for k in range(len(buckets)):
+            shared = buckets.write(k, arenas[k % 2])
+            (name, t), = reader.tensors(shared.where, shared.names, shared.dtypes, [list(s) for s in shared.shapes])
+            assert name == f"model.layers.{k}.w" and t.tolist() == [float(k)] * 4
+            seen.append((shared.where.path, shared.where.generation))
+            del t
+        assert seen[0] == seen[2] and seen[1] == seen[3] and seen[0] != seen[1]
+        assert arenas[0].generation != arenas[1].generation
+        assert len(reader._maps) == 2
+    finally:
+        reader.close()
+        for a in arenas:
+            a.close()
