@@ -9,7 +9,6 @@ of its descendants and keeps the largest total it saw, with that sample's split 
 from __future__ import annotations
 
 import threading
-import time
 
 import psutil
 
@@ -95,3 +94,21 @@ def report(peak: dict[str, int], title: str) -> None:
     print(f"\n{title}: peak PSS {total / 2**30:.2f} GiB")
     for name, size in sorted(peak.items(), key=lambda kv: -kv[1]):
         print(f"  {name:36s} {size / 2**30:6.2f} GiB")
+
+
+def tree_cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each role's processes under ``root``; the
+    difference of two readings is what each role used in between (a process that exited in between
+    drops out)."""
+    out: dict[str, float] = {}
+    try:
+        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return out
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[role(p, root)] = out.get(role(p, root), 0.0) + t.user + t.system
+        except psutil.Error:
+            pass
+    return out

@@ -10,7 +10,6 @@ shared with Ray.
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -74,11 +73,14 @@ def vllm_alone(model_path: str, batch: Batch, *, dtype: str, temperature: float,
             n = max(len(greedy), 1)
             requests.append(TokensPrompt(prompt_token_ids=ids))
             params.append(SamplingParams(temperature=0.0, max_tokens=n, min_tokens=n, ignore_eos=True))
-    try:
-        return timed(lambda: llm.generate(requests, params, use_tqdm=False), reps)
-    finally:
-        del llm
-        gc.collect()
+
+    def generate() -> None:
+        # The trainer's engine starts every step with an empty prefix cache (each sync resets it:
+        # the cached KV came from the old weights); repeated runs here would find their prompts cached.
+        llm.reset_prefix_cache()
+        llm.generate(requests, params, use_tqdm=False)
+
+    return timed(generate, reps)  # each limit runs in a process of its own: no clean-up needed
 
 
 def _response_logp(model: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor, rows: torch.Tensor,
@@ -134,8 +136,6 @@ def torch_step(model_path: str, batch: Batch, *, lr: float, betas: tuple[float, 
         opt.step()
 
     seconds = timed(step, reps)
-    del ref, opt
-    gc.collect()
     return seconds, policy
 
 
@@ -147,11 +147,7 @@ def reward_alone(reward: dict, batch: Batch, reps: int) -> float:
     scorer = RewardScorer(**reward)
     prompts = [p for p, texts in zip(batch.prompts, batch.texts) for _ in texts]
     responses = [t for texts in batch.texts for t in texts]
-    try:
-        return timed(lambda: scorer.score(prompts, responses), reps)
-    finally:
-        del scorer
-        gc.collect()
+    return timed(lambda: scorer.score(prompts, responses), reps)
 
 
 def plain_copy(model: torch.nn.Module, dtype: torch.dtype, copies: int, reps: int) -> tuple[float, int]:

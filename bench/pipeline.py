@@ -26,7 +26,7 @@ import statistics
 import tempfile
 import time
 
-from _memory import PeakSampler
+from _memory import PeakSampler, tree_cpu_seconds
 from _memory import report as memory_report
 
 PHASES = ("generate", "score", "learn", "sync")
@@ -34,8 +34,9 @@ PHASES = ("generate", "score", "learn", "sync")
 
 def _capture(trainer, rollouts, step: int):
     """The step's batch, in the plain form the limits need."""
-    from _pipeline_limits import Batch  # bench/ is on sys.path: this script's folder
     from remax_ray.rollout.seeds import sample_seed
+
+    from _pipeline_limits import Batch  # bench/ is on sys.path: this script's folder
 
     seed = trainer.cfg.run.seed
     return Batch(
@@ -65,13 +66,20 @@ def run_trainer(cfg, steps: int):
     trainer = CapturingTrainer(cfg, overwrite=True)
     try:
         records = []
-        for _ in range(steps):
+        for k in range(steps):
+            if k == 1:  # after the warm-up: what each process uses during the measured steps
+                cpu_before, wall_before = tree_cpu_seconds(os.getpid()), time.perf_counter()
             start = time.perf_counter()
             record = trainer.step()
             # The phases tile step_s exactly; what the driver does around them (metrics sinks, the
             # checkpoint cursor) shows only in the call's own wall time.
             records.append({**record, "wall_s": time.perf_counter() - start})
-        info = {"model_path": trainer.model_path, "dtype": trainer.actors.dtype,
+        cpu_after, wall = tree_cpu_seconds(os.getpid()), time.perf_counter() - wall_before
+        cpu = {k: (v - cpu_before.get(k, 0.0)) / wall for k, v in cpu_after.items()}
+        print("\ncores busy during the measured steps, by process role (2 = both cores of this machine):")
+        for name, busy in sorted(cpu.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:36s} {busy:5.2f}")
+        info = {"cpu_busy": cpu, "model_path": trainer.model_path, "dtype": trainer.actors.dtype,
                 "reward_model_path": reward_model_path(cfg), "generators": len(trainer.actors.generators)}
         return records[1:], trainer.captured, info
     finally:

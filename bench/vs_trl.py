@@ -87,11 +87,13 @@ def run_remax(samples: int, steps: int) -> dict:
     with PeakSampler(os.getpid()) as memory:
         trainer = Trainer(cfg, overwrite=True)
         try:
-            times = [trainer.step()["step_s"] for _ in range(steps)]
+            records = [trainer.step() for _ in range(steps)]
         finally:
             trainer.shutdown()
             ray.shutdown()
-    return {"step_s": statistics.median(times[1:]), "steps": times, "peak_pss_bytes": memory.peak}
+    phases = {k: statistics.median(r[f"{k}_s"] for r in records[1:]) for k in ("generate", "score", "learn", "sync")}
+    times = [r["step_s"] for r in records]
+    return {"step_s": statistics.median(times[1:]), "steps": times, "phases": phases, "peak_pss_bytes": memory.peak}
 
 
 def main() -> None:
@@ -115,10 +117,10 @@ def main() -> None:
     equal_trained = run_remax(2, args.steps)
     print(f"\nseconds per step (median of steps 2..{args.steps}); same machine, back to back")
     print(f"  TRL {TRL} RLOOTrainer, 2 generations per prompt:  {trl['step_s']:.2f} s")
-    print(f"  remax-ray, 1 sample + 1 greedy (equal generations): {equal_generations['step_s']:.2f} s   "
-          f"ratio {equal_generations['step_s'] / trl['step_s']:.2f}")
-    print(f"  remax-ray, 2 samples + 1 greedy (equal trained):    {equal_trained['step_s']:.2f} s   "
-          f"ratio {equal_trained['step_s'] / trl['step_s']:.2f}")
+    for name, run in (("1 sample + 1 greedy (equal generations)", equal_generations),
+                      ("2 samples + 1 greedy (equal trained)", equal_trained)):
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in run["phases"].items())
+        print(f"  remax-ray, {name}: {run['step_s']:.2f} s   ratio {run['step_s'] / trl['step_s']:.2f}   ({phases})")
     memory_report(trl["peak_pss_bytes"], "TRL (one process)")
     memory_report(equal_generations["peak_pss_bytes"], "remax-ray, 1 sample + 1 greedy (all processes)")
     print("RESULT " + json.dumps({
