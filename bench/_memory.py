@@ -48,19 +48,24 @@ def pss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_pss(root: int) -> dict[str, int]:
-    """PSS per role over ``root`` and all its descendants, now."""
-    out: dict[str, int] = {}
+def _by_role(root: int, measure) -> dict[str, float]:
+    """``measure(process)`` summed by role over ``root`` and all its descendants, now."""
+    out: dict[str, float] = {}
     try:
         procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
     except psutil.Error:
         return out
     for p in procs:
         try:
-            out[role(p, root)] = out.get(role(p, root), 0) + pss_bytes(p.pid)
+            out[role(p, root)] = out.get(role(p, root), 0) + measure(p)
         except (OSError, psutil.Error):  # exited between the listing and the read
             pass
     return out
+
+
+def tree_pss(root: int) -> dict[str, int]:
+    """PSS per role over ``root`` and all its descendants, now."""
+    return _by_role(root, lambda p: pss_bytes(p.pid))
 
 
 class PeakSampler:
@@ -100,15 +105,4 @@ def tree_cpu_seconds(root: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each role's processes under ``root``; the
     difference of two readings is what each role used in between (a process that exited in between
     drops out)."""
-    out: dict[str, float] = {}
-    try:
-        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
-    except psutil.Error:
-        return out
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            out[role(p, root)] = out.get(role(p, root), 0.0) + t.user + t.system
-        except psutil.Error:
-            pass
-    return out
+    return _by_role(root, lambda p: sum(p.cpu_times()[:2]))
