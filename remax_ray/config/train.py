@@ -217,7 +217,8 @@ def resolve_overlap(cfg: Config, device: str, cores: int | None = None) -> tuple
     if cl.threads_per_actor and cl.threads_per_actor * actors <= cores:
         return True, (f"rollout.overlap=auto: on, {actors} actors x {cl.threads_per_actor} threads "
                       f"(cluster.threads_per_actor) fit the node's {cores} cores")
-    used = f"{cl.threads_per_actor} threads each" if cl.threads_per_actor else "every core (cluster.threads_per_actor=0)"
+    used = (f"{cl.threads_per_actor} threads each" if cl.threads_per_actor
+            else "every core (cluster.threads_per_actor=0)")
     return False, (f"rollout.overlap=auto: off, the generators and the learner would share the node's "
                    f"{cores} cores ({actors} actors, {used}): they would take turns anyway")
 

@@ -206,7 +206,8 @@ class SharedArena:
         to write them into (valid until the next ``reserve``)."""
         offsets, total = arena_layout(sizes)
         self._reserve(total)
-        dest = torch.frombuffer(self._map, dtype=torch.uint8, count=total) if total else torch.empty(0, dtype=torch.uint8)
+        dest = (torch.frombuffer(self._map, dtype=torch.uint8, count=total) if total
+                else torch.empty(0, dtype=torch.uint8))
         return ArenaSlice(f"/proc/{os.getpid()}/fd/{self._fd}", self.capacity, self.generation, offsets), dest
 
     def _reserve(self, nbytes: int) -> None:

@@ -82,7 +82,8 @@ def _run_records(tmp_path, monkeypatch, tiny_model, prompt_file, *overrides: str
                              "run.prompts_per_step=2", "run.eval_prompts=2", "run.progress=false",
                              "learner.micro_batch_size=2", "algo.kl_coef=0.05", *overrides])
     real = Learner(str(tiny_model), cfg.learner, cfg.algo, seed=0)
-    learner = _InProcess("learner", train_step=real.train_step, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
+    learner = _InProcess("learner", train_step=real.train_step, weight_buckets=lambda mb, dtype: 1,
+                         node_id=lambda: "learner-node",
                          export_bucket=lambda k, mb, dtype: b"w",
                          save=lambda folder, state, cfg_yaml, keep: folder)
     engine = _Engine()

@@ -189,7 +189,8 @@ def test_a_run_writes_samples_at_every_evaluation_and_rewards_see_the_rows(
         scored.append((prompts, rows))
         return [float(r["answer"] == str(2 * int(p.split()[2]))) for p, r in zip(prompts, rows)]
 
-    learner = _Actor(train_step=lambda rollouts: {"loss": 0.5}, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
+    learner = _Actor(train_step=lambda rollouts: {"loss": 0.5}, weight_buckets=lambda mb, dtype: 1,
+                     node_id=lambda: "learner-node",
                      export_bucket=lambda k, mb, dtype: b"w", save=lambda folder, state, cfg_yaml, keep: folder)
     gen = _Actor(generate=generate, load_weight_refs=load_weight_refs, node_id=lambda: "generator-node")
     cfg = load_config(None, [f"model.path={tiny_model}", f"run.dataset={data}", f"run.output_dir={tmp_path / 'run'}",

@@ -98,7 +98,8 @@ def make(tmp_path, tiny_model, prompt_file, monkeypatch):
                                  "run.prompts_per_step=4", "run.eval_prompts=4", "run.progress=false", "learner.micro_batch_size=2",
                                  *overrides])
         learner = FakeActor("learner", train_step=lambda rollouts: {"loss": 0.5, "trained": float(len(rollouts))},
-                            weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node", export_bucket=lambda k, mb, dtype: b"w",
+                            weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
+                            export_bucket=lambda k, mb, dtype: b"w",
                             save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
         engine = FakeEngine()
         gen = FakeActor("generator", generate=engine.generate, load_weight_refs=engine.load_weight_refs,
