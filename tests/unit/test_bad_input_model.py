@@ -214,3 +214,23 @@ def test_reward_tokenizer_without_pad_or_eos(padless_rm: Path, tmp_path: Path) -
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="has neither a pad nor an eos token"):
         RewardScorer("hf", model_path=str(folder))
+
+
+def test_generator_sizes_the_kv_cache_to_its_largest_call(monkeypatch: pytest.MonkeyPatch, tiny_model) -> None:
+    from transformers import AutoConfig
+
+    from remax_ray.rollout.kv_cache import kv_bytes_per_token, kv_cache_bytes
+
+    seen: list[dict] = []
+
+    class FakeLLM:
+        def __init__(self, **kwargs) -> None:
+            seen.append(kwargs)
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM))
+    Generator(str(tiny_model), max_prompt_tokens=8, max_new_tokens=4, kv_sequences=3)  # kv_cache_gib=0: auto
+    per_token = kv_bytes_per_token(AutoConfig.from_pretrained(tiny_model), 4)
+    assert seen[0]["kv_cache_memory_bytes"] == kv_cache_bytes(per_token, sequences=3, max_model_len=12) > 0
