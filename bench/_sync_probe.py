@@ -78,6 +78,7 @@ class ProbeExtension(WeightReloadExtension):
 
 PROFILED = {
     "oneDNN weight packing": ("create_onednn_mm_handler", "tottime"),
+    "direct route (planning and packing)": ("direct_reload", "cumtime"),
     "tensor copies": ("method 'copy_'", "tottime"),
     "prepare (layers to meta)": ("initialize_layerwise_reload", "cumtime"),
     "finalize (layers back)": ("finalize_layerwise_processing", "cumtime"),

@@ -11,7 +11,10 @@ generator: it fetches each bucket from the object store and hands it to an in-pr
   - safetensors: the former path (safetensors blobs, bytes through collective_rpc, whole-model
     reload_weights, tied head re-packed);
   - arena, whole: raw buckets through the shared arena, still with the whole-model reload;
-  - arena: the current path (reload scoped to the bucket's modules, head shares the new handle).
+  - arena, scoped: vLLM's layer-wise reload scoped to the bucket's modules, head shares the new handle
+    (the path before rollout/direct_reload.py, and still the path for architectures it does not know);
+  - arena, direct: the current path (rollout/direct_reload.py: arena views packed straight into
+    the engine's GEMM buffers).
 Every bucket is loaded one after the other (the pieces do not overlap); the median over rounds of
 each piece, summed over buckets, is printed. The last line is the current path pipelined the way
 ``Trainer.sync`` runs it (bucket k + 1 exported while bucket k loads). ``--profile`` adds one pass
@@ -59,10 +62,23 @@ class Exporter:
 
         return len(WeightBuckets(self.model.named_parameters(), bucket_bytes))
 
+    def total_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
     def bucket(self, k: int, bucket_bytes: int):
         from remax_ray.sync.cpu import WeightBuckets
 
         return WeightBuckets(self.model.named_parameters(), bucket_bytes)[k]
+
+
+def _memcpy_s(nbytes: int) -> float:
+    """A plain copy of the synced bytes into a buffer touched beforehand (the pipeline bench's limit)."""
+    import torch
+
+    src, dst = torch.ones(nbytes, dtype=torch.uint8), torch.zeros(nbytes, dtype=torch.uint8)
+    start = time.perf_counter()
+    dst.copy_(src)
+    return time.perf_counter() - start
 
 
 def _rpc(llm, method: str, *args) -> tuple[float, dict[str, float]]:
@@ -99,7 +115,11 @@ def safetensors_path(ray, exporter, llm, bucket_bytes: int) -> dict[str, float]:
     return t
 
 
-def arena_path(ray, exporter, llm, arena, bucket_bytes: int, whole_model: bool) -> dict[str, float]:
+def arena_path(ray, exporter, llm, arena, bucket_bytes: int, mode: str) -> dict[str, float]:
+    """``mode``: whole (vLLM's whole-model reload), scoped (its reload over the bucket's modules) or
+    direct (rollout/direct_reload.py)."""
+    whole_model = mode == "whole"
+    llm.collective_rpc("remax_allow_direct", args=(mode == "direct",))
     t: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
     for k in range(ray.get(exporter.bucket_count.remote(bucket_bytes))):
@@ -121,7 +141,9 @@ def arena_path(ray, exporter, llm, arena, bucket_bytes: int, whole_model: bool) 
     return t
 
 
-def profiled(ray, exporter, llm, arena, bucket_bytes: int, whole_model: bool) -> dict[str, float]:
+def profiled(ray, exporter, llm, arena, bucket_bytes: int, mode: str) -> dict[str, float]:
+    whole_model = mode == "whole"
+    llm.collective_rpc("remax_allow_direct", args=(mode == "direct",))
     total: dict[str, float] = defaultdict(float)
     for k in range(ray.get(exporter.bucket_count.remote(bucket_bytes))):
         bucket = ray.get(exporter.bucket.remote(k, bucket_bytes))
@@ -133,8 +155,9 @@ def profiled(ray, exporter, llm, arena, bucket_bytes: int, whole_model: bool) ->
     return total
 
 
-def arena_pipelined(ray, exporter, llm, arena, bucket_bytes: int) -> float:
+def arena_pipelined(ray, exporter, llm, arena, bucket_bytes: int, direct: bool) -> float:
     """Bucket k + 1 is exported (learner process) while bucket k loads (here and in the worker)."""
+    llm.collective_rpc("remax_allow_direct", args=(direct,))
     start = time.perf_counter()
     n = ray.get(exporter.bucket_count.remote(bucket_bytes))
     ahead = exporter.bucket.remote(0, bucket_bytes)
@@ -178,26 +201,35 @@ def main() -> None:
     arena = SharedArena()
     for mb in args.bucket_mb:
         bucket_bytes = mb * 2**20
-        runs: dict[str, list[dict[str, float]]] = {"safetensors": [], "arena, whole": [], "arena": []}
-        pipelined = []
+        runs: dict[str, list[dict[str, float]]] = {"safetensors": [], "arena, whole": [], "arena, scoped": [],
+                                                   "arena, direct": []}
+        pipelined: dict[bool, list[float]] = {False: [], True: []}
+        copies = []
+        nbytes = ray.get(exporter.total_bytes.remote())
         for _ in range(args.rounds + 1):  # the first round warms every path up and is dropped
             runs["safetensors"].append(safetensors_path(ray, exporter, llm, bucket_bytes))
-            runs["arena, whole"].append(arena_path(ray, exporter, llm, arena, bucket_bytes, True))
-            runs["arena"].append(arena_path(ray, exporter, llm, arena, bucket_bytes, False))
-            pipelined.append(arena_pipelined(ray, exporter, llm, arena, bucket_bytes))
+            for mode in ("whole", "scoped", "direct"):
+                runs[f"arena, {mode}"].append(arena_path(ray, exporter, llm, arena, bucket_bytes, mode))
+            for direct in (False, True):
+                pipelined[direct].append(arena_pipelined(ray, exporter, llm, arena, bucket_bytes, direct))
+            copies.append(_memcpy_s(nbytes))
         n = ray.get(exporter.bucket_count.remote(bucket_bytes))
         print(f"\nbucket {mb} MiB ({n} buckets), median of {args.rounds} rounds, seconds summed over buckets")
         print(f"{'piece':22s} " + " ".join(f"{path:>13s}" for path in runs))
         for piece in [*PIECES, "total"]:
             cells = (statistics.median(r.get(piece, 0.0) for r in runs[path][1:]) for path in runs)
             print(f"{piece:22s} " + " ".join(f"{c:13.3f}" for c in cells))
-        print(f"{'arena, pipelined':22s} {'':27s} {statistics.median(pipelined[1:]):13.3f}")
+        copy = statistics.median(copies[1:])
+        for direct in (False, True):
+            took = statistics.median(pipelined[direct][1:])
+            print(f"{'pipelined, ' + ('direct' if direct else 'scoped'):22s} {took:13.3f} s = "
+                  f"{took / copy:5.1f} x a memcpy of the {nbytes / 1e6:.0f} MB ({copy:.3f} s)")
         if args.profile:
             print("one more arena pass of each reload under cProfile (seconds summed over buckets):")
-            for whole_model in (True, False):
-                print(("  whole-model reload: " if whole_model else "  scoped reload:      ")
-                      + ", ".join(f"{k} {v:.3f}" for k, v in profiled(ray, exporter, llm, arena, bucket_bytes,
-                                                                         whole_model).items()))
+            for mode in ("whole", "scoped", "direct"):
+                print(f"  {mode + ' reload:':15s} " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in profiled(ray, exporter, llm, arena, bucket_bytes, mode).items()))
+    llm.collective_rpc("remax_allow_direct", args=(True,))
     arena.close()
     ray.shutdown()
 

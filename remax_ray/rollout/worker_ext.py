@@ -4,9 +4,10 @@ learner's collective broadcast (no disk).
 vLLM instantiates this mixin inside each worker process (``LLM(worker_extension_cls=...)``) and we
 reach it through ``llm.collective_rpc``. Calling the model's ``load_weights`` directly fails on CPU
 after start-up (repacked params lose ``weight_loader``); vLLM's layer-wise reload re-runs the
-loader's processing, so it works on CPU and GPU alike. We run it over the bucket's own modules only
-(``_reload_in_scope``), and fall back to vLLM's whole-model ``reload_weights`` when a checkpoint name
-is not a module path of vLLM's model.
+loader's processing, so it works on CPU and GPU alike. On vLLM-CPU, for the architectures it knows,
+``direct_reload`` skips it and packs the arena's tensors straight into the engine's GEMM buffers;
+otherwise we run vLLM's reload over the bucket's own modules only (``_reload_in_scope``), and fall
+back to its whole-model ``reload_weights`` when a checkpoint name is not a module path of vLLM's model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from remax_ray.rollout.direct_reload import direct_reload
 from remax_ray.sync.cpu import ArenaReader, ArenaSlice, layer_group
 
 # In the whole-model fallback, one reload call per bucket means every layer outside the bucket is
@@ -41,6 +43,16 @@ class WeightReloadExtension:
         reader = self.__dict__.setdefault("_remax_arena", ArenaReader())
         named = reader.tensors(ArenaSlice(path, capacity, generation, offsets), names, dtypes, shapes)
         return self._remax_reload(named)
+
+    def remax_last_reload_direct(self) -> bool:
+        """Whether the last bucket took ``direct_reload`` (tests and benches check the path)."""
+        return bool(getattr(self, "remax_direct", False))
+
+    def remax_allow_direct(self, allowed: bool) -> bool:
+        """Turn ``direct_reload`` off (or back on) in this worker, so that tests and benches can
+        compare it with vLLM's reload on one engine."""
+        self.remax_direct_allowed = bool(allowed)
+        return self.remax_direct_allowed
 
     def remax_worker_rank(self) -> int:
         """This worker's rank inside its engine (0 .. tensor x pipeline parallel - 1)."""
@@ -72,16 +84,20 @@ class WeightReloadExtension:
         named = list(named)
         model = self.model_runner.get_model()
         start = time.perf_counter()
-        module_names = {name for name, _ in model.named_modules()}
-        scope = reload_scope([name for name, _ in named], module_names.__contains__)
-        if scope is None:  # names that do not map onto vLLM's modules: its whole-model reload
-            self.reload_weights(weights_iterator=iter(named))
-        else:
-            _reload_in_scope(self, model, scope, named)
+        # vLLM-CPU: straight into the engine's packed GEMM buffers, no re-materialised parameters.
+        direct = getattr(self, "remax_direct_allowed", True) and direct_reload(model, named)
+        if not direct:
+            module_names = {name for name, _ in model.named_modules()}
+            scope = reload_scope([name for name, _ in named], module_names.__contains__)
+            if scope is None:  # names that do not map onto vLLM's modules: its whole-model reload
+                self.reload_weights(weights_iterator=iter(named))
+            else:
+                _reload_in_scope(self, model, scope, named)
         reloaded = time.perf_counter()
         if any("embed_tokens" in name for name, _ in named):
             _retie_lm_head(model)
         self.remax_timing = {"reload": reloaded - start, "retie": time.perf_counter() - reloaded}
+        self.remax_direct = direct
         return len(named)
 
 

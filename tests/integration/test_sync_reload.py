@@ -96,3 +96,54 @@ def test_collective_buckets_over_gloo_serve_the_new_weights(engine, tiny_model):
             assert sending.result(timeout=120) == sum(layout.nbytes for layout in layouts)
             assert stats["sync_tensors"] == len(list(model.parameters()))
             assert _max_abs_diff(engine.sequence_logprobs(sequences), want) < 1e-5
+
+
+def _perturbed(tiny_model, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_direct_reload_serves_what_vllms_reload_serves_bit_for_bit(engine, tiny_model):
+    """The direct route (``rollout/direct_reload.py``) against vLLM's own layer-wise reload of the
+    same buckets into the same engine: identical log-probs, and the route was taken."""
+    model = _perturbed(tiny_model, seed=2)
+    g = torch.Generator().manual_seed(3)
+    sequences = [torch.randint(1, model.config.vocab_size, (n,), generator=g).tolist() for n in (12, 20, 7)]
+    served = {}
+    try:
+        for direct in (False, True, False):
+            engine.llm.collective_rpc("remax_allow_direct", args=(direct,))
+            engine.load_weights(WeightBuckets(model.named_parameters(), bucket_bytes=1))
+            assert engine.llm.collective_rpc("remax_last_reload_direct") == [direct]
+            served.setdefault(direct, []).append(engine.sequence_logprobs(sequences))
+    finally:
+        engine.llm.collective_rpc("remax_allow_direct", args=(True,))
+    assert served[True][0] == served[False][0] == served[False][1]
+    assert _max_abs_diff(served[True][0], _reference_logprobs(model, sequences)) < 1e-5
+
+
+def test_direct_reload_keeps_no_reference_to_the_arena(engine, tiny_model):
+    """The packed weights are the engine's own: the learner rewrites the arena at the next sync, so
+    garbage written there after a reload must not change what the engine serves."""
+    from remax_ray.sync.cpu import SharedArena
+
+    model = _perturbed(tiny_model, seed=4)
+    g = torch.Generator().manual_seed(5)
+    sequences = [torch.randint(1, model.config.vocab_size, (n,), generator=g).tolist() for n in (12, 20)]
+    buckets = WeightBuckets(model.named_parameters(), bucket_bytes=2**40)  # one bucket: one arena region
+    assert len(buckets) == 1
+    arena = SharedArena()
+    shared = buckets.write(0, arena)
+    engine.load_weights([shared])
+    assert engine.llm.collective_rpc("remax_last_reload_direct") == [True]
+    before = engine.sequence_logprobs(sequences)
+    _, dest = arena.reserve([shared.nbytes])
+    dest.fill_(0x7F)  # every float becomes ~3.4e38
+    assert engine.sequence_logprobs(sequences) == before
+    assert _max_abs_diff(before, _reference_logprobs(model, sequences)) < 1e-5
