@@ -6,15 +6,18 @@ Usage (after `remax-ray assets`; REMAX_RAY_HOME as for training):
 1. The real Trainer (Ray actors, vLLM engine, reward actor, learner) runs ``--steps`` steps of the
    config (default: the embedded default, SmolLM2 on CPU); the first step is a warm-up, the others
    are measured (median per phase). The last step's batch is kept.
-2. The actors and Ray are shut down, then each phase's limit is measured on that batch, each in a
-   fresh process of its own (bench/_pipeline_limits.py): (a) ``vllm.LLM`` alone on the same requests, with the same
+2. The actors and Ray are shut down, then each phase's limit is measured on that batch (and on
+   the batches of the ``--limit-steps`` last steps), each in a fresh process of its own (bench/_pipeline_limits.py): (a) ``vllm.LLM`` alone on the same requests, with the same
    settings and token counts; (b) a plain torch ReMax step on the same sequences (reference forward,
    policy forward/backward, AdamW); (c) the RewardScorer alone on the same texts; (d) a memcpy of
    the synced bytes. The phases are the trainer's own (Ray's calls included in each); "other" is
    the rest of the ``step()`` call (the driver's metrics sinks) and has a limit of 0.
 
 It prints seconds and throughput per phase, the ratio to the limit, step / sum of the limits and
-sync / step, then one ``RESULT {json}`` line with every number.
+sync / step, then the same ratios on the same batches (each of the last ``--limit-steps`` steps
+against the limits of its own batch: a limit moves by several percent with the batch it is taken
+on, so a median step against the last step's limit is only a rough ratio), then one
+``RESULT {json}`` line with every number.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def _capture(trainer, rollouts, step: int):
 
 
 def run_trainer(cfg, steps: int):
-    """``steps`` real steps; returns the per-step records after the first, the last batch, and
+    """``steps`` real steps; returns the per-step records after the first, their batches, and
     what the limits need to know about the run (model path, generators' dtype, reward model)."""
     import ray
 
@@ -61,7 +64,8 @@ def run_trainer(cfg, steps: int):
     class CapturingTrainer(Trainer):
         def score(self, rollouts, columns=None):  # scores are filled in place; keep the scored batch
             super().score(rollouts, columns)
-            self.captured = _capture(self, rollouts, self.state.step)
+            # By step: a step that is retried scores again, and its last batch is what it trained on.
+            self.__dict__.setdefault("captured", {})[self.state.step] = _capture(self, rollouts, self.state.step)
 
     trainer = CapturingTrainer(cfg, overwrite=True)
     try:
@@ -81,7 +85,8 @@ def run_trainer(cfg, steps: int):
             print(f"  {name:36s} {busy:5.2f}")
         info = {"cpu_busy": cpu, "model_path": trainer.model_path, "dtype": trainer.actors.dtype,
                 "reward_model_path": reward_model_path(cfg), "generators": len(trainer.actors.generators)}
-        return records[1:], trainer.captured, info
+        batches = [trainer.captured[k] for k in sorted(trainer.captured)]
+        return records[1:], batches[1:], info
     finally:
         trainer.shutdown()
         ray.shutdown()
@@ -133,7 +138,17 @@ def measure_limits(cfg, batch, info: dict, reps: int) -> dict[str, float]:
     return out
 
 
-def report(records: list[dict], batch, limits: dict[str, float]) -> dict:
+def same_batches(records: list[dict], limits: list[dict[str, float]]) -> dict[str, float]:
+    """Each of the last len(limits) steps against the limits of its own batch: sums over those steps
+    of each phase's seconds, over the sums of its limits (and the step's wall time over the limits'
+    total)."""
+    steps = records[-len(limits):]
+    out = {k: sum(r[f"{k}_s"] for r in steps) / sum(lim[k] for lim in limits) for k in PHASES}
+    out["step"] = sum(r["wall_s"] for r in steps) / sum(lim[k] for lim in limits for k in PHASES)
+    return out
+
+
+def report(records: list[dict], batch, limits: dict[str, float], paired: dict[str, float]) -> dict:
     med = {k: statistics.median(r[f"{k}_s"] for r in records) for k in PHASES}
     med["step"] = statistics.median(r["wall_s"] for r in records)
     # Per step, then the median (a difference of medians can come out negative).
@@ -154,7 +169,10 @@ def report(records: list[dict], batch, limits: dict[str, float]) -> dict:
     print(f"{'step':9s} {med['step']:8.2f} {'':14s} {limit_total:8.2f} {'':14s} {med['step'] / limit_total:6.2f}")
     print(f"step / limit = {med['step'] / limit_total:.2f}   sync / step = {med['sync'] / med['step']:.3f}   "
           f"({gen_tok} generated tokens, {learn_tok} trained tokens, {sync_bytes / 1e6:.0f} MB synced)")
+    print(f"same batches ({paired.pop('steps'):.0f} last steps, each against its own batch's limits): "
+          + "   ".join(f"{k} {paired[k]:.2f}" for k in (*PHASES, "step")))
     result = {"measured": med, "limits": limits, "step_over_limit": med["step"] / limit_total,
+              "same_batches": paired,
               "sync_over_step": med["sync"] / med["step"], "generated_tokens": gen_tok,
               "trained_tokens": learn_tok, "sync_bytes": sync_bytes, "steps": records}
     print("RESULT " + json.dumps(result))
@@ -165,6 +183,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=4, help="trainer steps; the first is a warm-up")
     p.add_argument("--reps", type=int, default=3, help="timed runs of each limit (after one warm-up)")
+    p.add_argument("--limit-steps", type=int, default=3,
+                   help="the last steps whose own batches get limits, for the same-batch ratios")
     p.add_argument("--config", default=None, help="a YAML config (default: the embedded default)")
     p.add_argument("--memory", action="store_true",
                    help="instead of timing: the peak PSS summed over every process of the run, by role "
@@ -187,8 +207,10 @@ def main() -> None:
         memory_report(memory.peak, "whole pipeline (driver, Ray, actors, vLLM engine)")
         print("MEMORY " + json.dumps({"peak_pss_bytes": memory.peak}))
         return
-    records, batch, info = run_trainer(cfg, args.steps)
-    report(records, batch, measure_limits(cfg, batch, info, args.reps))
+    records, batches, info = run_trainer(cfg, args.steps)
+    n = max(1, min(args.limit_steps, len(records)))
+    limits = [measure_limits(cfg, b, info, args.reps) for b in batches[-n:]]
+    report(records, batches[-1], limits[-1], {**same_batches(records, limits), "steps": n})
 
 
 if __name__ == "__main__":  # vLLM's engine subprocesses re-import this module
