@@ -367,7 +367,7 @@ class Trainer:
             data = self.splits  # what preflight skipped or cut, once per run, next to the first eval
             self.log({**before, "dataset_lines_skipped": float(data.skipped),
                       "prompts_too_long": float(data.too_long), "prompts_truncated": float(data.truncated)})
-        bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc="remax",
+        bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc=self.cfg.algo.estimator,
                    disable=not (run.progress if progress is None else progress))
         while self.state.step < run.steps:
             rec = self.step()
