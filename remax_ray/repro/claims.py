@@ -21,6 +21,16 @@ reward has another scale they stand for another effect size (the per-arm interva
 
 Each interval is a two-sided 95% t-interval (a 2.5% one-sided test per direction). A comparison
 needs two seeds of both arms; with fewer it is "inconclusive (n<2)", never a guess.
+
+- PLANNED_SEEDS = 5 paired seeds, the issue's minimum, is when a comparison is judged. The table is
+  built up over sittings, and reading a verdict off every partial table is optional stopping: with 2
+  seeds the sd rests on one degree of freedom, and two differences that happen to agree give a
+  narrow interval (seeds 0-1 of steered-sentiment did exactly that). Below it the interval is shown
+  and the verdict reads "inconclusive (k of 5 planned seeds)".
+- One verdict per claim over the four measures (final and matched-KL, greedy and sampled): supported
+  only when every measure supports it at 95% (an intersection-union test keeps the 5% level);
+  contradicted when any one measure contradicts it at 1 - 0.05/4 (Bonferroni over the four looks);
+  inconclusive otherwise. The per-measure rows stay, each at 95%.
 """
 
 from __future__ import annotations
@@ -30,10 +40,22 @@ from dataclasses import dataclass
 
 from remax_ray.repro.arms import MEASURES, TaskResult
 from remax_ray.repro.paper import MEMORY_FIGURES, SPEED_FIGURES
-from remax_ray.repro.stats import Interval, mean_interval, noninferiority, paired_differences, seeds_needed, superiority
+from remax_ray.repro.stats import (
+    CONFIDENCE,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    SUPPORTED,
+    Interval,
+    mean_interval,
+    noninferiority,
+    paired_differences,
+    seeds_needed,
+    superiority,
+)
 
 EFFECT_OF_INTEREST = 0.2
 NONINFERIORITY_MARGIN = 0.2
+PLANNED_SEEDS = 5
 ALL_MEASURES = "all"
 
 
@@ -68,25 +90,70 @@ class Verdict:
     verdict: str
 
 
-def judge(spec: ClaimSpec, diff: Interval) -> str:
+def judge(spec: ClaimSpec, diff: Interval, planned: int = PLANNED_SEEDS) -> str:
+    if 2 <= diff.n < planned:
+        return f"{INCONCLUSIVE} ({diff.n} of {planned} planned seeds)"
     return noninferiority(diff, NONINFERIORITY_MARGIN) if spec.kind == "noninferiority" else superiority(diff)
 
 
-def reward_verdicts(result: TaskResult) -> list[Verdict]:
-    remax = result.arm("remax")
+def _paired(spec: ClaimSpec, result: TaskResult) -> dict[str, dict[int, float]] | str:
+    """ReMax - other per measure and seed, or why there is nothing to pair."""
+    remax, other = result.arm("remax"), result.arm(spec.other)
+    if remax is None or other is None:
+        return f"{INCONCLUSIVE} (no {'remax' if remax is None else spec.other} runs)"
+    return {m: paired_differences(remax.values[m], other.values[m]) for m in MEASURES}
+
+
+def reward_verdicts(result: TaskResult, planned: int = PLANNED_SEEDS) -> list[Verdict]:
     out = []
     for spec in CLAIMS:
-        other = result.arm(spec.other)
-        if remax is None or other is None:  # one row for every measure
-            missing = "remax" if remax is None else spec.other
-            out.append(Verdict(spec.text, spec.paper, ALL_MEASURES, [], mean_interval([]), None,
-                               f"inconclusive (no {missing} runs)"))
+        paired = _paired(spec, result)
+        if isinstance(paired, str):  # one row for every measure
+            out.append(Verdict(spec.text, spec.paper, ALL_MEASURES, [], mean_interval([]), None, paired))
             continue
-        for measure in MEASURES:
-            diffs = paired_differences(remax.values[measure], other.values[measure])
+        for measure, diffs in paired.items():
             iv = mean_interval(diffs.values())
             out.append(Verdict(spec.text, spec.paper, measure, list(diffs), iv,
-                               seeds_needed(iv.sd, EFFECT_OF_INTEREST), judge(spec, iv)))
+                               seeds_needed(iv.sd, EFFECT_OF_INTEREST), judge(spec, iv, planned)))
+    return out
+
+
+@dataclass
+class ClaimVerdict:
+    claim: str
+    paper: bool
+    seeds: list[int]
+    """Seeds paired on every measure."""
+    verdict: str
+    why: str
+
+
+def claim_verdicts(result: TaskResult, planned: int = PLANNED_SEEDS) -> list[ClaimVerdict]:
+    """One verdict per claim over the four measures (module docstring): all supported at 95%, or one
+    contradicted at the Bonferroni level, else inconclusive."""
+    out = []
+    for spec in CLAIMS:
+        paired = _paired(spec, result)
+        if isinstance(paired, str):
+            out.append(ClaimVerdict(spec.text, spec.paper, [], paired, "-"))
+            continue
+        seeds = sorted(set.intersection(*(set(d) for d in paired.values())))
+        if len(seeds) < planned:
+            out.append(ClaimVerdict(spec.text, spec.paper, seeds,
+                                    f"{INCONCLUSIVE} ({len(seeds)} of {planned} planned seeds)", "too few seeds"))
+            continue
+        strict = 1 - (1 - CONFIDENCE) / len(paired)
+        at95 = {m: judge(spec, mean_interval(d.values()), planned) for m, d in paired.items()}
+        strict_v = {m: judge(spec, mean_interval(d.values(), strict), planned) for m, d in paired.items()}
+        against = [MEASURES[m] for m, v in strict_v.items() if v == CONTRADICTED]
+        if against:
+            verdict, why = CONTRADICTED, f"contradicted at {strict:.2%} on: {'; '.join(against)}"
+        elif all(v == SUPPORTED for v in at95.values()):
+            verdict, why = SUPPORTED, "supported at 95% on every measure"
+        else:
+            verdict = INCONCLUSIVE
+            why = f"supported at 95% on {sum(v == SUPPORTED for v in at95.values())} of {len(at95)} measures"
+        out.append(ClaimVerdict(spec.text, spec.paper, seeds, verdict, why))
     return out
 
 

@@ -16,8 +16,11 @@ from remax_ray.repro.arms import MEASURES, ArmRow, TaskResult
 from remax_ray.repro.claims import (
     EFFECT_OF_INTEREST,
     NONINFERIORITY_MARGIN,
+    PLANNED_SEEDS,
+    ClaimVerdict,
     ResourceRow,
     Verdict,
+    claim_verdicts,
     resource_rows,
     reward_verdicts,
     variance_ratio,
@@ -88,6 +91,14 @@ def verdict_table(verdicts: list[Verdict]) -> str:
     return "\n".join(lines)
 
 
+def claim_table(claims: list[ClaimVerdict]) -> str:
+    lines = ["| claim | seeds paired on every measure | verdict | why |", "|---|---|---|---|"]
+    for c in claims:
+        claim = c.claim if c.paper else f"{c.claim} (control)"
+        lines.append(f"| {claim} | {','.join(map(str, c.seeds)) or '-'} | **{c.verdict}** | {c.why} |")
+    return "\n".join(lines)
+
+
 def resources_table(rows: list[ResourceRow]) -> str:
     lines = ["| measure | ours | measured | the paper (quoted) |", "|---|---|---|---|"]
     for r in rows:
@@ -140,7 +151,10 @@ def task_section(result: TaskResult, ctx: ReportContext) -> list[str]:
         reward_table(result), "",
         "### Verdicts", "",
         f"Paired by seed (same prompts, held-out set and initial policy). Non-inferiority margin "
-        f"{NONINFERIORITY_MARGIN:g}; superiority against 0; see *Margins* below.", "",
+        f"{NONINFERIORITY_MARGIN:g}; superiority against 0; judged at {PLANNED_SEEDS} paired seeds; see "
+        "*Margins* below. One verdict per claim over the four measures:", "",
+        claim_table(claim_verdicts(result)), "",
+        "Each measure on its own (95% intervals):", "",
         verdict_table(verdicts), "",
         "### Memory and speed beside the paper's figures", "",
         f"Ratios only; no threshold of ours. Seconds and measured memory come from quiet runs only (other "
@@ -200,8 +214,12 @@ MARGINS = f"""\
 - Effect of interest {EFFECT_OF_INTEREST:g} reward units; non-inferiority margin {NONINFERIORITY_MARGIN:g}
   (`remax_ray/repro/claims.py`, fixed before any run, with the reasons). "ReMax >= PPO": supported when
   the 95% interval of ReMax − PPO lies above −{NONINFERIORITY_MARGIN:g}, contradicted when it lies below.
-  "ReMax > X": supported above 0, contradicted below 0. Anything else, or fewer than two paired seeds,
-  is inconclusive.
+  "ReMax > X": supported above 0, contradicted below 0. Anything else, or fewer than
+  {PLANNED_SEEDS} paired seeds (the planned number: judging every partial table would be optional
+  stopping), is inconclusive; the interval is shown from two seeds on.
+- A claim's verdict over the four measures: supported when every measure supports it at 95%;
+  contradicted when one measure contradicts it at 98.75% (Bonferroni over the four); else
+  inconclusive.
 - seeds needed: the pairs a two-sided paired t-test (α = 0.05, power 0.8) would need to detect a
   difference of {EFFECT_OF_INTEREST:g} at the observed sd of the differences.
 - KL: the training step's `kl` (mean per-token estimate on that step's samples) of the policy each
@@ -233,10 +251,12 @@ def _jsonable(x: Any) -> Any:
 def results_json(results: list[TaskResult], ctx: ReportContext) -> str:
     doc = {"command": ctx.command, "commit": ctx.commit, "quiet_load": QUIET_LOAD,
            "effect_of_interest": EFFECT_OF_INTEREST, "noninferiority_margin": NONINFERIORITY_MARGIN,
+           "planned_seeds": PLANNED_SEEDS,
            "tasks": {res.task: {"target_kl": res.target_kl, "config": ctx.configs.get(res.task),
                                 "overrides": ctx.overrides.get(res.task),
                                 "arms": [dataclasses.asdict(a) for a in res.arms],
                                 "verdicts": [dataclasses.asdict(v) for v in reward_verdicts(res)],
+                                "claims": [dataclasses.asdict(c) for c in claim_verdicts(res)],
                                 "resources": [dataclasses.asdict(r) for r in resource_rows(res)],
                                 "variance_ratio": variance_ratio(res),
                                 "variance_conditions": ctx.variance.get(res.task, []),

@@ -8,7 +8,14 @@ import math
 import pytest
 
 from remax_ray.repro.arms import task_result
-from remax_ray.repro.claims import NONINFERIORITY_MARGIN, resource_rows, reward_verdicts, variance_ratio
+from remax_ray.repro.claims import (
+    NONINFERIORITY_MARGIN,
+    PLANNED_SEEDS,
+    claim_verdicts,
+    resource_rows,
+    reward_verdicts,
+    variance_ratio,
+)
 from remax_ray.repro.summary import summarize_run
 
 from repro_fakes import records
@@ -35,8 +42,8 @@ def result():
     return task_result("sentiment", runs)
 
 
-def verdicts():
-    return {(v.claim.split(" (")[0], v.measure): v for v in reward_verdicts(result())}
+def verdicts(planned=3):  # the hand-made table has 3 seeds; judged as if 3 were planned
+    return {(v.claim.split(" (")[0], v.measure): v for v in reward_verdicts(result(), planned)}
 
 
 def test_arms_have_intervals_and_the_common_kl():
@@ -70,6 +77,38 @@ def test_verdicts_by_hand():
     assert rloo.verdict == "contradicted" and not rloo.paper  # -0.3 every seed
     missing = v["ReMax > REINFORCE with a batch-mean baseline", "all"]  # one row, not one per measure
     assert missing.verdict == "inconclusive (no reinforce_mean runs)" and missing.seeds == []
+
+
+def test_before_the_planned_seeds_the_interval_shows_but_nothing_is_judged():
+    assert PLANNED_SEEDS == 5
+    ppo = {v.measure: v for v in reward_verdicts(result()) if v.claim.startswith("ReMax >= PPO")}["final_greedy"]
+    assert ppo.diff.lo == pytest.approx(-0.0484, abs=1e-4)  # the same interval as when judged
+    assert ppo.verdict == "inconclusive (3 of 5 planned seeds)"
+    claims = {c.claim.split(" (")[0]: c for c in claim_verdicts(result())}
+    assert claims["ReMax >= PPO"].verdict == "inconclusive (3 of 5 planned seeds)"
+
+
+def test_one_verdict_per_claim_over_the_four_measures():
+    claims = {c.claim.split(" (")[0]: c for c in claim_verdicts(result(), planned=3)}
+    assert claims["ReMax >= PPO"].verdict == "supported" and claims["ReMax >= PPO"].seeds == [0, 1, 2]
+    assert claims["ReMax > REINFORCE"].verdict == "supported"  # +0.3, +0.3, +0.3 on every measure
+    rloo = claims["ReMax > RLOO"]  # -0.3 on every seed and measure: below 0 at any level
+    assert rloo.verdict == "contradicted" and "98.75%" in rloo.why and not rloo.paper
+    assert claims["ReMax > REINFORCE with a batch-mean baseline"].verdict == "inconclusive (no reinforce_mean runs)"
+
+
+def test_a_claim_is_contradicted_only_past_the_bonferroni_level():
+    # ReMax - REINFORCE = -0.1, -0.2, -0.3, -0.4, -0.05 on every measure: mean -0.21, sd 0.1432.
+    # 95%: -0.21 + 2.776 * 0.1432 / sqrt(5) = -0.032 < 0, so each measure alone reads "contradicted";
+    # at 98.75% (t_{0.99375, 4} = 4.315) the upper end is +0.066, so the claim over four looks is not.
+    diffs = (-0.1, -0.2, -0.3, -0.4, -0.05)
+    res = task_result("t", [run("remax", s, 0.5) for s in range(5)] +
+                      [run("reinforce", s, 0.5 - d) for s, d in enumerate(diffs)])
+    rows = [v for v in reward_verdicts(res) if v.claim == "ReMax > REINFORCE"]
+    assert {v.verdict for v in rows} == {"contradicted"}
+    assert rows[0].diff.hi == pytest.approx(-0.0322, abs=1e-3)
+    claim = next(c for c in claim_verdicts(res) if c.claim == "ReMax > REINFORCE")
+    assert claim.verdict == "inconclusive" and claim.why == "supported at 95% on 0 of 4 measures"
 
 
 def test_one_seed_is_inconclusive_not_a_guess():
