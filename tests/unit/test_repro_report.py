@@ -39,11 +39,14 @@ def test_report_from_stored_runs(tmp_path):
         assert needed in md, needed
     # Two seeds, identical spread in both arms: the paired differences are exact, the interval a point.
     assert "| ReMax >= PPO (margin 0.2) | held-out greedy reward, final | 0,1 | +0.100 [+0.100, +0.100] |" in md
+    # ... and still not judged: the per-claim table waits for the planned 5 seeds.
+    assert "| ReMax >= PPO (margin 0.2) | 0,1 | **inconclusive (2 of 5 planned seeds)** | too few seeds |" in md
     doc = json.loads((tmp_path / "results.json").read_text(),
                      parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # strict: no NaN
     task = doc["tasks"]["sentiment"]
     assert [a["algo"] for a in task["arms"]] == ["remax", "ppo", "rloo"] and task["target_kl"] == 0.06
     assert len(task["runs"]) == 6 and task["runs"][0]["points"][0]["kl"] == 0.0
+    assert doc["planned_seeds"] == 5 and task["claims"][0]["verdict"] == "inconclusive (2 of 5 planned seeds)"
     for name in ("reward.png", "reward_kl.png"):
         assert (tmp_path / "sentiment" / name).read_bytes()[:8] == PNG_MAGIC
 
