@@ -13,6 +13,8 @@ parameters after a step of lr 1e-3 (AdamW's first step moves each weight by at m
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,17 @@ def _rank_main(rank: int, world: int, port: int, model: str, strategy: str, esti
         torch.save({"grad": grad, "metrics": metrics, "params": params}, out)
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+    _end_rank()
+
+
+def _end_rank() -> None:
+    """Ends a rank's process without tearing its objects down. Freeing DDP's reducer at the end of
+    the rank's function can deadlock: its gloo group's destructor joins a worker thread that waits
+    for the GIL the destructor holds (seen once in CI as a rank that never exited). What the test
+    reads is on disk, and every rank has passed the barrier."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path, prompts: int = 6) -> dict:
@@ -168,6 +181,7 @@ def _resume_main(rank: int, world: int, port: int, model: str, strategy: str, ph
         torch.save(params, out)
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+    _end_rank()
 
 
 def _spawn(target, world: int, *args) -> None:
