@@ -75,7 +75,7 @@ def _rank_main(rank: int, world: int, port: int, model: str, strategy: str, esti
 def _end_rank() -> None:
     """Ends a rank's process without tearing its objects down. Freeing DDP's reducer at the end of
     the rank's function can deadlock: its gloo group's destructor joins a worker thread that waits
-    for the GIL the destructor holds (seen once in CI as a rank that never exited). What the test
+    for the GIL the destructor holds (seen once in a full suite run: a rank that never exited). What the test
     reads is on disk, and every rank has passed the barrier."""
     sys.stdout.flush()
     sys.stderr.flush()
