@@ -7,8 +7,12 @@ optimizer step, and the parameters after one.
 Tolerance: both runs compute every sequence's log-probs with the same fp32 kernels on the same
 micro-batch shapes where they can, but the gradient is summed in a different order (per rank, then
 across ranks) and micro-batches are padded to different lengths, so results agree to float32
-rounding of sums of ~10^2 terms: an absolute 1e-5 on gradients of magnitude ~1e-2, and 1e-6 on
-parameters after a step of lr 1e-3 (AdamW's first step moves each weight by at most lr)."""
+rounding of sums of ~10^2 terms: an absolute 1e-5 on gradients of magnitude ~1e-2. After one step
+the parameters agree to 1e-6 beyond what AdamW's first step makes of those gradient differences: it
+moves a weight by lr * g / (|g| + eps), whose slope lr * eps / (|g| + eps)^2 reaches lr / eps = 1e5
+where |g| is near eps (1e-8). A few of the tiny model's weights have such gradients, and there a
+float32 rounding difference of 1e-10 in g moves the weight by ~1e-6 (seen on an AMD EPYC machine:
+g = -1.857e-8 against -1.848e-8 gave 1.15e-6)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,10 @@ from helpers import free_ports, policy_gradient, toy_rollouts
 
 GRAD_ATOL = 1e-5
 PARAM_ATOL = 1e-6
+# Two steps, the first of which already carries the eps amplification above (1.5e-6 seen). A resume
+# that loses AdamW's state lands far outside it: 91% of the tiny model's weights more than 1e-5 off
+# the uninterrupted run, the worst by 1.7e-3 (measured by resuming from the weights alone).
+RESUME_ATOL = 1e-5
 
 
 def test_split_by_tokens_keeps_prompts_whole_and_balances_tokens() -> None:
@@ -109,6 +117,31 @@ def single(tiny_model, tmp_path_factory) -> dict[str, dict]:
     return out
 
 
+def _first_adamw_step(grad: torch.Tensor, grad_norm: float, cfg: LearnerConfig, eps: float = 1e-8) -> torch.Tensor:
+    """How far AdamW's first step moves each weight (no weight decay), after clipping to max_grad_norm:
+    its bias-corrected moments are g and g^2, so the move is lr * g / (|g| + eps)."""
+    g = grad * min(1.0, cfg.max_grad_norm / (grad_norm + 1e-6)) if cfg.max_grad_norm > 0 else grad
+    return cfg.lr * g / (g.abs() + eps)
+
+
+def _assert_same_first_step(two: dict, one: dict) -> float:
+    """The parameters after one step agree to PARAM_ATOL beyond the difference AdamW's first step
+    makes of the two runs' measured gradients (module docstring)."""
+    cfg, _ = _configs("ddp", 1, "remax")
+    assert cfg.weight_decay == 0.0  # _first_adamw_step leaves it out
+    names = list(one["params"])
+    delta = torch.cat([(two["params"][n] - one["params"][n]).reshape(-1) for n in names]).abs()
+    assert delta.numel() == one["grad"].numel()  # the flat gradient follows the same parameter order
+    allowed = PARAM_ATOL + (_first_adamw_step(two["grad"], two["metrics"]["grad_norm"], cfg)
+                            - _first_adamw_step(one["grad"], one["metrics"]["grad_norm"], cfg)).abs()
+    excess = delta - allowed
+    i = int(excess.argmax())
+    assert excess[i] <= 0, (f"param K=2 - param K=1 = {delta[i]:.3g} at flat index {i} (gradient "
+                            f"{one['grad'][i]:.3g}), allowed {allowed[i]:.3g}")
+    assert delta.max() < cfg.lr / 10  # however small the gradients, no weight is a tenth of a step off
+    return delta.max().item()
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 @pytest.mark.parametrize("estimator", ["remax", "ppo"])
 def test_two_ranks_equal_one_learner(strategy, estimator, single, tiny_model, tmp_path) -> None:
@@ -122,8 +155,7 @@ def test_two_ranks_equal_one_learner(strategy, estimator, single, tiny_model, tm
         keys += ["value_loss", "critic_grad_norm", "value_mean", "clip_frac"]
     for key in keys:
         assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5, abs=1e-6), key
-    worst = max((two["params"][n] - p).abs().max().item() for n, p in one["params"].items())
-    assert worst < PARAM_ATOL, f"max |param K=2 - param K=1| after one step = {worst:.3g}"
+    worst = _assert_same_first_step(two, one)
     # The memory model (docs/memory.md) against the exact bytes rank 0 holds: AdamW's per-tensor step
     # counters and FSDP2's padding of uneven shards are the only terms it leaves out.
     n = sum(p.numel() for p in one["params"].values())
@@ -228,7 +260,7 @@ def test_a_two_rank_checkpoint_is_an_hf_folder_and_resumes_with_one_rank(tiny_mo
     assert _max_diff(dict(loaded.named_parameters()), after_first) == 0.0
     resumed = _single(str(tiny_model), resume=str(ckpt), steps=("second",))
     diff = _max_diff(resumed, uninterrupted)
-    assert diff < 2 * PARAM_ATOL, f"K=2 -> K=1 resume differs from uninterrupted K=1 by {diff:.3g}"
+    assert diff < RESUME_ATOL, f"K=2 -> K=1 resume differs from uninterrupted K=1 by {diff:.3g}"
     print(f"K=2 -> K=1 resume: max param diff {diff:.3g}")
 
 
@@ -238,7 +270,7 @@ def test_a_one_rank_checkpoint_resumes_with_two_ranks(strategy, tiny_model, unin
     _single(str(tiny_model), save=str(ckpt), steps=("first",))
     _spawn(_resume_main, 2, str(tiny_model), strategy, "second", str(ckpt), str(out))
     diff = _max_diff(torch.load(out), uninterrupted)
-    assert diff < 2 * PARAM_ATOL, f"K=1 -> K=2 ({strategy}) resume differs from uninterrupted K=1 by {diff:.3g}"
+    assert diff < RESUME_ATOL, f"K=1 -> K=2 ({strategy}) resume differs from uninterrupted K=1 by {diff:.3g}"
     print(f"K=1 -> K=2 {strategy} resume: max param diff {diff:.3g}")
 
 
