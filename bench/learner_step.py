@@ -34,7 +34,7 @@ import torch
 from remax_ray.algo import token_logprobs
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.data.rollouts import Completion, PromptRollout
-from remax_ray.learner.batch import SequenceBatch, build_batch
+from remax_ray.learner.batch import SequenceBatch
 from remax_ray.learner.learner import Learner
 
 # The plain entropy the old code path used lives with the tests now (tests/helpers.py).
@@ -64,12 +64,11 @@ class BenchLearner(Learner):
         logp = token_logprobs(logits, mb.targets, self.temperature)
         return logp, reference_entropy(logits.detach(), self.temperature) if entropy else None
 
-    def _micro_batches(self, items, scores):
+    def _micro_batch_rows(self, items):
         if not self.unsorted:
-            return super()._micro_batches(items, scores)
+            return super()._micro_batch_rows(items)
         size = self.cfg.micro_batch_size
-        return [build_batch(items[lo : lo + size], scores[lo : lo + size], self.eos_ids, self.pad_id)
-                for lo in range(0, len(items), size)]
+        return [list(range(lo, min(lo + size, len(items)))) for lo in range(0, len(items), size)]
 
     def _optimizer_step(self) -> float:
         start = time.perf_counter()

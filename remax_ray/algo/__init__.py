@@ -23,6 +23,7 @@ from remax_ray.algo.advantages import (
 )
 from remax_ray.algo.kl import KL_ESTIMATORS, KL_PLACEMENTS, kl_estimate, kl_loss
 from remax_ray.algo.logprobs import response_mask, token_logprobs
+from remax_ray.algo.moments import Moments, masked_moments_of, merge_all
 from remax_ray.algo.losses import (
     AGG_MODES,
     aggregate,
@@ -39,6 +40,7 @@ __all__ = [
     "ESTIMATORS",
     "KL_ESTIMATORS",
     "KL_PLACEMENTS",
+    "Moments",
     "EstimatorSpec",
     "aggregate",
     "bradley_terry_loss",
@@ -50,6 +52,8 @@ __all__ = [
     "kl_loss",
     "masked_mean",
     "masked_moments",
+    "masked_moments_of",
+    "merge_all",
     "masked_whiten",
     "masked_sum",
     "outcome_advantages",

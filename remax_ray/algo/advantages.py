@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from remax_ray.algo.moments import masked_moments_of
+
 
 def _check_scores(scores: Tensor, min_samples: int, name: str) -> None:
     """Raise ValueError unless scores is [B, n] with n >= min_samples."""
@@ -286,11 +288,7 @@ def masked_whiten(values: Tensor, mask: Tensor, mean: float, std: float, eps: fl
 
 
 def masked_moments(pairs: list[tuple[Tensor, Tensor]]) -> tuple[float, float]:
-    """Mean and population std of the masked entries of several (values, mask) pairs together."""
-    total = sum(float((v * m).sum()) for v, m in pairs)
-    count = sum(float(m.sum()) for _, m in pairs)
-    if count == 0:
-        return 0.0, 1.0
-    mean = total / count
-    var = sum(float((((v - mean) ** 2) * m).sum()) for v, m in pairs) / count
-    return mean, var**0.5
+    """Mean and population std of the masked entries of several (values, mask) pairs together
+    ((0, 1) when no entry is on a mask); see ``algo.moments`` for why they merge as (count, mean, M2)."""
+    moments = masked_moments_of(pairs)
+    return (moments.mean, moments.std) if moments.count else (0.0, 1.0)

@@ -84,7 +84,7 @@ class LearnerGroup:
         from remax_ray.learner.shard import shard_rollouts
 
         shards = shard_rollouts(rollouts, self.world_size)
-        return self._all("train_step", lambda r: (shards[r],))
+        return self._all("train_step", lambda r: shards[r])
 
     def kill(self) -> None:
         for a in self.ranks:

@@ -73,26 +73,28 @@ def build_batch(items: list[tuple[list[int], list[int], list[float] | None]], sc
     return SequenceBatch(input_ids, attention, input_ids[:, 1:], mask, score_adv.float(), gen_lp, have_lp)
 
 
-def micro_batches(items: list[tuple[list[int], list[int], list[float] | None]], score_adv: torch.Tensor,
-                  size: int, eos_token_ids: list[int], pad_id: int, sort_by_length: bool = False
-                  ) -> list[SequenceBatch]:
-    """Split ``items`` (with their [len(items)] ``score_adv``) into micro-batches of ``size``.
+def micro_batch_rows(items: list[tuple[list[int], list[int], list[float] | None]], size: int,
+                     sort_by_length: bool = False) -> list[list[int]]:
+    """Which of ``items`` share each micro-batch of ``size``: in order, or with ``sort_by_length``
+    first ordered by prompt + response length (stable, so equal lengths keep their order).
 
-    Each micro-batch is padded to its own longest sequence, so with ``sort_by_length`` the items are
-    first ordered by prompt + response length (stable, so equal lengths keep their order): similar
-    lengths share a micro-batch and less padding is computed. The losses are normalised by counts
-    over the whole batch, so the accumulated gradient is the same sum whatever the grouping (up to
-    float rounding). Only valid where the grouping carries no meaning, i.e. when the whole batch makes
-    one optimizer step: PPO's mini-batches are built from micro-batches and should stay random draws.
-    """
+    Each micro-batch is padded to its own longest sequence, so sorting puts similar lengths together
+    and less padding is computed. The losses are normalised by counts over the whole optimizer step,
+    so the accumulated gradient is the same sum whatever the grouping (up to float rounding); which
+    sequences share an optimizer step (PPO's mini-batches) is decided elsewhere (``minibatch.py``)."""
     order = list(range(len(items)))
     if sort_by_length:
         order.sort(key=lambda i: len(items[i][0]) + len(items[i][1]))
-    out = []
-    for lo in range(0, len(order), size):
-        chunk = order[lo : lo + size]
-        out.append(build_batch([items[i] for i in chunk], score_adv[chunk], eos_token_ids, pad_id))
-    return out
+    return [order[lo : lo + size] for lo in range(0, len(order), size)]
+
+
+def micro_batches(items: list[tuple[list[int], list[int], list[float] | None]], score_adv: torch.Tensor,
+                  size: int, eos_token_ids: list[int], pad_id: int, sort_by_length: bool = False
+                  ) -> list[SequenceBatch]:
+    """``items`` (with their [len(items)] ``score_adv``) padded into the micro-batches of
+    :func:`micro_batch_rows`."""
+    return [build_batch([items[i] for i in rows], score_adv[rows], eos_token_ids, pad_id)
+            for rows in micro_batch_rows(items, size, sort_by_length)]
 
 
 def empty_batch(pad_id: int, eos_token_ids: list[int]) -> SequenceBatch:

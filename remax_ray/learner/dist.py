@@ -6,19 +6,26 @@ identity, so the single learner runs exactly the code it ran before ranks existe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from remax_ray.algo import Moments, merge_all
 
-def join(store: dist.Store, rank: int, world_size: int, device: torch.device, timeout_s: float) -> None:
+
+def join(store: dist.Store, rank: int, world_size: int, device: torch.device, timeout_s: float,
+         cpu_tensors: bool = False) -> None:
     """Join the ranks' default process group through ``store`` (rank 0 hosts it).
 
     ``timeout_s`` bounds every collective: a rank that died leaves the others waiting in one, and
-    without the bound gloo would wait 30 minutes before the step fails."""
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    without the bound gloo would wait 30 minutes before the step fails. ``cpu_tensors``: a CUDA
+    learner whose collectives also see CPU tensors (FSDP2's CPU offload gathers its shards in CPU
+    memory) gets gloo beside nccl, since nccl takes only CUDA tensors."""
+    backend = "gloo"
+    if device.type == "cuda":
+        backend = "cpu:gloo,cuda:nccl" if cpu_tensors else "nccl"
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
 
@@ -56,6 +63,15 @@ def all_keys(keys: list[str]) -> list[str]:
     return sorted({k for ks in gathered for k in ks})
 
 
+def all_lists(items: list) -> list[list]:
+    """Every rank's ``items`` (picklable), in rank order; ``[items]`` for one rank."""
+    if not active():
+        return [items]
+    gathered: list[list | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(items))
+    return [g or [] for g in gathered]
+
+
 def max_int(value: int, device: torch.device) -> int:
     return int(max_float(value, device))
 
@@ -66,6 +82,41 @@ def max_float(value: float, device: torch.device) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
+
+
+def all_moments(local: Moments, device: torch.device) -> Moments:
+    """Every rank's (count, mean, M2) merged (see ``algo.moments``): one all-gather of three numbers."""
+    if not active():
+        return local
+    mine = torch.tensor([local.count, local.mean, local.m2], dtype=torch.float64, device=device)
+    parts = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, mine)
+    return merge_all(Moments(*p.tolist()) for p in parts)
+
+
+def agree(check: Callable[[], None]) -> None:
+    """Run ``check`` on every rank; if it raised on any rank, raise on every rank, with the first
+    failing rank's error. A check that fails on one rank only would otherwise leave the others
+    waiting in the next collective until the process group's timeout (minutes), which then reports
+    a timeout instead of the error. Costs one small all-gather."""
+    error: BaseException | None = None
+    try:
+        check()
+    except Exception as err:  # noqa: BLE001 - every rank must reach the all-gather below
+        error = err
+    if not active():
+        if error is not None:
+            raise error
+        return
+    messages: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(messages, None if error is None else f"{type(error).__name__}: {error}")
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if not failed:
+        return
+    if error is not None:
+        raise error
+    rank, message = failed[0]
+    raise ValueError(f"learner rank {rank} refused this step's batch: {message}")
 
 
 def barrier() -> None:

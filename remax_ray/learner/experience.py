@@ -53,6 +53,8 @@ class MicroExperience:
     """The critic's regression targets."""
     padding: bool = False
     """An empty micro-batch that only keeps this learner rank in step with the others."""
+    rows: list[int] = field(default_factory=list)
+    """Which of the rank's flattened samples (``flatten_samples`` order) its rows are."""
 
 
 @dataclass
@@ -61,6 +63,9 @@ class Experience:
     num_tokens: float
     num_seqs: float
     stats: dict[str, float] = field(default_factory=dict)
+    keys_by_rank: list[list[tuple[int, int]]] | None = None
+    """Every rank's sequence keys (``minibatch.sequence_keys``), where the update draws mini-batches
+    over the whole batch; None where one optimizer step takes the whole batch."""
 
 
 def pooled_scores(spec: EstimatorSpec, rollouts: list[PromptRollout], score_clip: float,

@@ -19,6 +19,7 @@ from remax_ray.algo import (
     ppo_clip_loss,
     token_returns,
 )
+from remax_ray.algo.moments import masked_moments_of
 from remax_ray.algo.offpolicy import truncated_importance_weights
 from remax_ray.assets.hf import hf_kwargs
 from remax_ray.config import AlgoConfig, LearnerConfig
@@ -26,10 +27,11 @@ from remax_ray.data.rollouts import PromptRollout
 from remax_ray.learner import dist
 from remax_ray.learner.batch import (
     SequenceBatch,
+    build_batch,
     check_behaviour_logprobs,
     empty_batch,
     flatten_samples,
-    micro_batches,
+    micro_batch_rows,
 )
 from remax_ray.learner.critic import Critic
 from remax_ray.learner.experience import (
@@ -43,6 +45,7 @@ from remax_ray.learner.experience import (
     sequence_scores,
 )
 from remax_ray.learner.memory import memory_stats
+from remax_ray.learner.minibatch import gather_rows, mini_batch_plan, micro_runs, padding_like, sequence_keys
 from remax_ray.learner.optim import adamw, clip_and_step
 from remax_ray.learner.parallel import wrap
 from remax_ray.learner.response_logp import ResponseLogits, response_logprobs
@@ -145,16 +148,17 @@ class Learner:
             return contextlib.nullcontext()
         return self.policy_logits.no_sync()
 
-    def _micro_batches(self, items: list, scores: torch.Tensor) -> list[SequenceBatch]:
-        # Length-sorted grouping only where one optimizer step sees the whole batch (see micro_batches).
-        whole = not self.cfg.mini_batch_size or self.cfg.mini_batch_size >= len(items)
-        return micro_batches(items, scores, self.cfg.micro_batch_size, self.eos_ids, self.pad_id,
-                             sort_by_length=whole)
+    def _micro_batch_rows(self, items: list) -> list[list[int]]:
+        # Length-sorted: the experience stage's grouping carries no meaning (each sequence's tensors
+        # are its own), and PPO's mini-batches are drawn per sequence in the update (minibatch.py).
+        return micro_batch_rows(items, self.cfg.micro_batch_size, sort_by_length=True)
 
-    def train_step(self, rollouts: list[PromptRollout]) -> dict[str, float]:
-        """One update on a step's rollouts (scores already attached); returns metrics."""
+    def train_step(self, rollouts: list[PromptRollout], prompt_index: list[int] | None = None) -> dict[str, float]:
+        """One update on a step's rollouts (scores already attached); returns metrics.
+        ``prompt_index``: each rollout's position in the step's whole batch, where this rank holds a
+        share of it (None: ``rollouts`` is the whole batch)."""
         start = time.perf_counter()
-        experience = self.make_experience(rollouts)
+        experience = self.make_experience(rollouts, prompt_index)
         metrics = {**experience.stats, **self.update(experience)}
         per_seq = experience.num_tokens / experience.num_seqs
         models = [self.policy, self.reference] + ([self.critic.backbone, self.critic.head] if self.critic else [])
@@ -165,16 +169,18 @@ class Learner:
                 "learner_compute_s": time.perf_counter() - start}
 
     @torch.no_grad()
-    def make_experience(self, rollouts: list[PromptRollout]) -> Experience:
+    def make_experience(self, rollouts: list[PromptRollout], prompt_index: list[int] | None = None) -> Experience:
         """Reference log-probs; for PPO also old log-probs, values, then GAE for the whole batch."""
         items = flatten_samples(rollouts)
-        if self.importance_cap:  # before any forward: a batch it cannot correct is refused whole
-            check_behaviour_logprobs(items)
+        # Before any forward, and agreed by every rank: a batch one rank cannot train is refused on
+        # all of them at once, with that rank's reason (not a collective timeout minutes later).
+        dist.agree(lambda: self._check_batch(items, rollouts, prompt_index))
         pooled = pooled_scores(self.spec, rollouts, self.algo.score_clip, self.device)  # every rank calls it
         scores, stats = sequence_scores(self.spec, self.algo.estimator, rollouts, self.algo.score_clip,
                                         pooled) if rollouts else (None, {})
         stats = global_stats(stats, len(items), self.device)
-        batches = self._micro_batches(items, scores) if items else []
+        rows = self._micro_batch_rows(items) if items else []
+        batches = [build_batch([items[i] for i in r], scores[r], self.eos_ids, self.pad_id) for r in rows]
         # Every rank runs the same number of micro-batches (each collective is matched on every
         # rank), so a rank with fewer (fewer tokens, or prompts dropped by reward.on_invalid=skip)
         # runs empty ones: no token on their mask, so they add nothing to a loss or a count.
@@ -186,37 +192,55 @@ class Learner:
                 mb, ref_logp=self._logp(self.reference, mb) if self.measures_kl else None,
                 old_logp=self._logp(self.policy, mb) if self.spec.uses_ratio else None,
                 old_values=self.critic.values(mb) if self.critic else None,
-                padding=i >= len(batches) - padding))
+                padding=i >= len(batches) - padding, rows=rows[i] if i < len(rows) else []))
         if self.critic:
             stats |= assign_gae(micro, self.algo, moments=self._global_moments)
         counts = dist.sum_floats({"tokens": sum(m.batch.mask.sum().item() for m in micro),
                                   "seqs": float(len(items))}, self.device)
-        return Experience(micro, counts["tokens"] or 1.0, counts["seqs"], stats)
+        keys = None
+        if self.cfg.mini_batch_size and self.cfg.mini_batch_size < counts["seqs"]:
+            keys = dist.all_lists(sequence_keys(rollouts, prompt_index))
+        return Experience(micro, counts["tokens"] or 1.0, counts["seqs"], stats, keys)
+
+    def _check_batch(self, items: list, rollouts: list[PromptRollout], prompt_index: list[int] | None) -> None:
+        """ValueError for a batch this rank cannot train (see ``make_experience``)."""
+        if self.importance_cap:  # a batch the importance weights cannot correct is refused whole
+            check_behaviour_logprobs(items)
+        sequence_keys(rollouts, prompt_index)  # one position per rollout
 
     def _global_moments(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
-        """Mean and population std of the masked values of every rank's pairs together."""
-        sums = dist.sum_floats({"n": sum(float(m.sum()) for _, m in pairs),
-                                "s": sum(float((v * m).sum()) for v, m in pairs),
-                                "ss": sum(float((v * v * m).sum()) for v, m in pairs)}, self.device)
-        if sums["n"] == 0:
-            return 0.0, 1.0
-        mean = sums["s"] / sums["n"]
-        return mean, max(sums["ss"] / sums["n"] - mean * mean, 0.0) ** 0.5
+        """Mean and population std of the masked values of every rank's pairs together ((0, 1)
+        where no value is on a mask), merged as (count, mean, M2): see ``algo.moments``."""
+        moments = dist.all_moments(masked_moments_of(pairs), self.device)
+        return (moments.mean, moments.std) if moments.count else (0.0, 1.0)
+
+    def _optimizer_groups(self, exp: Experience, epoch: int) -> list[list[MicroExperience]]:
+        """One epoch's optimizer steps, each a list of this rank's micro-batches. The whole batch in
+        one step (in a seeded order per epoch where there are several), or PPO's mini-batches drawn
+        per sequence over every rank's share (``minibatch.py``), so K ranks take one learner's steps."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.steps_done * 101 + epoch)
+        if exp.keys_by_rank is None:
+            order = torch.randperm(len(exp.micro), generator=g).tolist() if self.algo.epochs > 1 \
+                else range(len(exp.micro))
+            return [[exp.micro[i] for i in order]]
+        where = {row: (me, j) for me in exp.micro for j, row in enumerate(me.rows)}
+        size, groups = self.cfg.micro_batch_size, []
+        for shares in mini_batch_plan(exp.keys_by_rank, self.cfg.mini_batch_size, g):
+            mine = sorted(shares[self.rank], key=lambda row: int(where[row][0].batch.attention_mask[where[row][1]].sum()))
+            group = [gather_rows([where[row] for row in mine[lo : lo + size]], self.pad_id)
+                     for lo in range(0, len(mine), size)]
+            runs = micro_runs([len(s) for s in shares], size)
+            group += [padding_like(exp.micro[0], self.pad_id, self.eos_ids) for _ in range(runs - len(group))]
+            groups.append(group)
+        return groups
 
     def update(self, exp: Experience) -> dict[str, float]:
         """``algo.epochs`` passes; each splits the batch into mini-batches (one optimizer step each)
         of micro-batches whose losses are normalised by the mini-batch's counts."""
-        per_mini = (self.cfg.mini_batch_size or len(exp.micro) * self.cfg.micro_batch_size) \
-            // self.cfg.micro_batch_size
         totals = dict.fromkeys(_SUMMED, 0.0)
         norms, critic_norms = [], []
         for epoch in range(self.algo.epochs):
-            order = list(range(len(exp.micro)))
-            if self.algo.epochs > 1 or per_mini < len(order):  # reshuffle (seeded) between passes
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.steps_done * 101 + epoch)
-                order = torch.randperm(len(order), generator=g).tolist()
-            for lo in range(0, len(order), per_mini):
-                group = [exp.micro[i] for i in order[lo : lo + per_mini]]
+            for group in self._optimizer_groups(exp, epoch):
                 counts = dist.sum_floats({"tokens": sum(m.batch.mask.sum().item() for m in group),
                                           "seqs": float(sum(len(m.batch) for m in group if not m.padding))},
                                          self.device)
@@ -280,7 +304,8 @@ class Learner:
                      agg: dict, totals: dict) -> torch.Tensor:
         if self.spec.uses_ratio:  # PPO: clipped ratio against the log-probs recorded before the update
             loss, clip_frac = ppo_clip_loss(logp, me.old_logp, me.advantages, mask, self.algo.clip_eps, **agg)
-            totals["clip_frac"] += clip_frac.item() * len(me.batch) / agg["num_seqs"]
+            # The share of the optimizer step's tokens, whatever micro-batches (or ranks) hold them.
+            totals["clip_frac"] += clip_frac.item() * mask.sum().item() / agg["num_tokens"]
             note_loss_weights(totals, me.advantages, mask)
             return loss
         # One optimizer step per batch: this forward's log-probs are the policy's before the step,
@@ -294,6 +319,8 @@ class Learner:
                                                           self.importance_cap)
             returns = returns * weights
             tokens = mask.sum().item()
+            if not tokens:  # a padding micro-batch: its (masked-off) ratios are no sample's
+                return policy_gradient_loss(logp, returns, mask, **agg)
             totals["is_tokens"] = totals.get("is_tokens", 0.0) + tokens
             totals["is_ratio"] = totals.get("is_ratio", 0.0) + stats["is_ratio_mean"] * tokens
             totals["is_clip"] = totals.get("is_clip", 0.0) + stats["is_clip_frac"] * tokens

@@ -29,5 +29,7 @@ def split_by_tokens(token_counts: list[int], ranks: int) -> list[list[int]]:
     return [sorted(s) for s in shards]
 
 
-def shard_rollouts(rollouts: list[PromptRollout], ranks: int) -> list[list[PromptRollout]]:
-    return [[rollouts[i] for i in idx] for idx in split_by_tokens([rollout_tokens(r) for r in rollouts], ranks)]
+def shard_rollouts(rollouts: list[PromptRollout], ranks: int) -> list[tuple[list[PromptRollout], list[int]]]:
+    """Per rank: its rollouts and their positions in ``rollouts`` (what ``Learner.train_step`` takes:
+    PPO's mini-batches are drawn over the whole batch by position)."""
+    return [([rollouts[i] for i in idx], idx) for idx in split_by_tokens([rollout_tokens(r) for r in rollouts], ranks)]

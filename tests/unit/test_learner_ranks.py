@@ -27,6 +27,7 @@ import torch
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.learner import Learner
 from remax_ray.learner.memory import modelled_state_bytes
+from remax_ray.learner.parallel import full
 from remax_ray.learner.shard import shard_rollouts, split_by_tokens
 
 from helpers import free_ports, policy_gradient, toy_rollouts
@@ -57,24 +58,41 @@ def _rollouts(prompts: int = 6):
     return toy_rollouts(prompts, 2, seed=3, response_len=lambda i, j: 2 + (i * 3 + j) % 5, greedy_score=0.3)
 
 
-def _configs(strategy: str, world: int, estimator: str) -> tuple[LearnerConfig, AlgoConfig]:
-    return (LearnerConfig(lr=1e-3, micro_batch_size=2, num_workers=world, strategy=strategy),
-            AlgoConfig(estimator=estimator, kl_coef=0.05))
+def _configs(strategy: str, world: int, estimator: str, mini: int = 0, epochs: int = 1
+             ) -> tuple[LearnerConfig, AlgoConfig]:
+    return (LearnerConfig(lr=1e-3, micro_batch_size=2, mini_batch_size=mini, num_workers=world, strategy=strategy),
+            AlgoConfig(estimator=estimator, kl_coef=0.05, epochs=epochs))
+
+
+def _record_step_gradients(learner: Learner) -> list[torch.Tensor]:
+    """The flat policy gradient at each optimizer step, gathered whole (every rank calls this in step)."""
+    steps: list[torch.Tensor] = []
+    take_step = learner._optimizer_step
+
+    def recording() -> float:
+        params = [p for p in learner.policy.parameters() if p.requires_grad]
+        steps.append(torch.cat([full(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                for p in params]).detach().clone())
+        return take_step()
+
+    learner._optimizer_step = recording
+    return steps
 
 
 def _rank_main(rank: int, world: int, port: int, model: str, strategy: str, estimator: str, out: str,
-               prompts: int = 6) -> None:
+               prompts: int = 6, mini: int = 0, epochs: int = 1) -> None:
     torch.set_num_threads(1)
     store = torch.distributed.TCPStore("127.0.0.1", port, world, is_master=rank == 0)
-    learner_cfg, algo = _configs(strategy, world, estimator)
+    learner_cfg, algo = _configs(strategy, world, estimator, mini, epochs)
     learner = Learner(model, learner_cfg, algo, seed=0, rank=rank, world_size=world, store=store)
-    shard = shard_rollouts(_rollouts(prompts), world)[rank]
+    shard, index = shard_rollouts(_rollouts(prompts), world)[rank]
     grad = policy_gradient(learner, shard)
-    metrics = learner.train_step(shard)
+    steps = _record_step_gradients(learner)
+    metrics = learner.train_step(shard, index)
     params = {n: torch.as_tensor(p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone()
               for n, p in learner.policy.named_parameters()}
     if rank == 0:
-        torch.save({"grad": grad, "metrics": metrics, "params": params}, out)
+        torch.save({"grad": grad, "metrics": metrics, "params": params, "steps": steps}, out)
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
     _end_rank()
@@ -90,10 +108,12 @@ def _end_rank() -> None:
     os._exit(0)
 
 
-def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path, prompts: int = 6) -> dict:
+def _run_ranks(world: int, model: str, strategy: str, estimator: str, out: Path, prompts: int = 6,
+               mini: int = 0, epochs: int = 1) -> dict:
     ctx = mp.get_context("spawn")
     port, = free_ports(1)
-    procs = [ctx.Process(target=_rank_main, args=(r, world, port, model, strategy, estimator, str(out), prompts))
+    procs = [ctx.Process(target=_rank_main, args=(r, world, port, model, strategy, estimator, str(out), prompts,
+                                                  mini, epochs))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -171,6 +191,34 @@ def test_two_ranks_equal_one_learner(strategy, estimator, single, tiny_model, tm
           f"{modelled_state_bytes(n, ranks=2, strategy=strategy, critic_params=critic):.0f})")
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_ppo_mini_batches_count_the_whole_batch_on_two_ranks(strategy, tiny_model, tmp_path) -> None:
+    """learner.mini_batch_size counts sequences of the whole step: 12 sequences, mini-batches of 4,
+    2 epochs = 6 optimizer steps on one learner and on two ranks, each step on the same sequences
+    (so the same gradient, to float rounding), hence the same parameters after them. Counted per
+    rank, two ranks took 4 steps of about 6 sequences each."""
+    mini, epochs = 4, 2
+    two = _run_ranks(2, str(tiny_model), strategy, "ppo", tmp_path / "rank0.pt", mini=mini, epochs=epochs)
+    learner_cfg, algo = _configs(strategy, 1, "ppo", mini, epochs)
+    learner = Learner(str(tiny_model), learner_cfg, algo, seed=0)
+    steps = _record_step_gradients(learner)
+    one = {"metrics": learner.train_step(_rollouts()), "steps": steps,
+           "params": {n: p.detach().clone() for n, p in learner.policy.named_parameters()}}
+    assert one["metrics"]["optimizer_steps"] == 6 == len(one["steps"])
+    assert two["metrics"]["optimizer_steps"] == 6 == len(two["steps"])
+    for i, (g2, g1) in enumerate(zip(two["steps"], one["steps"])):
+        assert g1.abs().max() > 1e-3
+        diff = (g2 - g1).abs().max().item()
+        # Later steps start from parameters that already differ by AdamW's amplified rounding (see
+        # the module docstring), so their gradients may drift a little more than the first's.
+        assert diff < GRAD_ATOL * (1 if i == 0 else 10), f"optimizer step {i}: max |grad diff| = {diff:.3g}"
+    for key in ("loss", "grad_norm", "value_loss", "clip_frac", "kl", "adv_mean", "adv_std"):
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-4, abs=1e-6), key
+    worst = max((two["params"][n] - one["params"][n]).abs().max().item() for n in one["params"])
+    assert worst < learner_cfg.lr / 10, worst  # 6 steps of lr 1e-3 each; a different mini-batch is ~lr off
+    print(f"{strategy}: ppo mini-batches, max param diff after 6 steps {worst:.3g}")
+
+
 def test_a_rank_without_prompts_runs_empty_micro_batches_in_step(tiny_model, tmp_path) -> None:
     """One prompt, two ranks (as when reward.on_invalid=skip dropped the other rank's prompts):
     rank 1 runs empty micro-batches, every collective is matched, and the update is rank 0's alone,
@@ -205,7 +253,7 @@ def _resume_main(rank: int, world: int, port: int, model: str, strategy: str, ph
     learner = Learner(resume or model, learner_cfg, algo, seed=0, rank=rank, world_size=world, store=store,
                       reference_path=model, resume_from=resume)
     batch = _rollouts() if phase == "first" else _second_batch()
-    learner.train_step(shard_rollouts(batch, world)[rank])
+    learner.train_step(*shard_rollouts(batch, world)[rank])
     if phase == "first":
         learner.save(ckpt)
     params = _whole_params(learner)
@@ -286,3 +334,45 @@ def test_two_ranks_share_reinforce_means_batch_baseline(tiny_model, tmp_path) ->
     assert (two["grad"] - grad).abs().max().item() < GRAD_ATOL
     for key in ("grad_norm", "score_adv_mean", "score_adv_std", "adv_mean", "adv_std"):
         assert two["metrics"][key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-6), key
+
+
+# ------------------------------------------------------------------ an error on one rank only
+
+def _refusing_rank_main(rank: int, world: int, port: int, model: str, out: str) -> None:
+    """rollout.overlap's importance weights need the generator's log-probs of every token: rank 0's
+    samples carry them, rank 1's do not. Each rank writes the error it raised."""
+    torch.set_num_threads(1)
+    store = torch.distributed.TCPStore("127.0.0.1", port, world, is_master=rank == 0)
+    learner_cfg, algo = _configs("ddp", world, "remax")
+    # A short process-group timeout: were the ranks not to agree, rank 0 would wait in a collective
+    # for rank 1 and fail with gloo's timeout message instead of rank 1's reason.
+    learner = Learner(model, learner_cfg, algo, seed=0, rank=rank, world_size=world, store=store,
+                      importance_cap=2.0, dist_timeout_s=30)
+    shard, index = shard_rollouts(_rollouts(), world)[rank]
+    if rank == 0:
+        for r in shard:
+            for s in r.samples:
+                s.logprobs = [-1.0] * len(s.token_ids)
+    try:
+        learner.train_step(shard, index)
+        message = "no error"
+    except Exception as err:  # noqa: BLE001 - the test reads what each rank raised
+        message = f"{type(err).__name__}: {err}"
+    Path(out.replace("RANK", str(rank))).write_text(message)
+    _end_rank()
+
+
+def test_a_batch_refused_on_one_rank_is_refused_on_every_rank_with_its_reason(tiny_model, tmp_path) -> None:
+    ctx = mp.get_context("spawn")
+    port, = free_ports(1)
+    out = str(tmp_path / "rankRANK.txt")
+    procs = [ctx.Process(target=_refusing_rank_main, args=(r, 2, port, str(tiny_model), out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    assert [p.exitcode for p in procs] == [0, 0]
+    rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text() for r in range(2))
+    assert rank1.startswith("ValueError: importance correction"), rank1
+    assert rank0.startswith("ValueError: learner rank 1 refused this step's batch: ValueError: importance "
+                            "correction"), rank0

@@ -63,15 +63,14 @@ def _full_logits_score(learner: Learner, model, mb, entropy: bool = False):
     return logp, reference_entropy(logits.detach(), learner.temperature) if entropy else None
 
 
-def _prompt_order_micro_batches(learner: Learner, items, scores):
+def _prompt_order_micro_batches(learner: Learner, items):
     size = learner.cfg.micro_batch_size
-    return [build_batch(items[lo : lo + size], scores[lo : lo + size], learner.eos_ids, learner.pad_id)
-            for lo in range(0, len(items), size)]
+    return [list(range(lo, min(lo + size, len(items)))) for lo in range(0, len(items), size)]
 
 
 def _old_path(learner: Learner) -> Learner:
     learner._score = types.MethodType(_full_logits_score, learner)
-    learner._micro_batches = types.MethodType(_prompt_order_micro_batches, learner)
+    learner._micro_batch_rows = types.MethodType(_prompt_order_micro_batches, learner)
     return learner
 
 
