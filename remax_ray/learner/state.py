@@ -63,7 +63,8 @@ def rng_file(rank: int) -> str:
 def learner_state(learner: Learner) -> dict:
     """Rank 0's share of ``trainer_state.pt``: LR schedule, counters (and PPO's critic)."""
     state = {"scheduler": learner.scheduler.state_dict(), "learner_steps": learner.steps_done,
-             "skipped_updates": learner.skipped_updates, "world_size": learner.world_size}
+             "skipped_updates": learner.skipped_updates, "world_size": learner.world_size,
+             "fresh_optimizers": [name for name, opt in _optimizers(learner) if not opt.state]}
     if learner.critic is not None:  # its weights and AdamW state are in the sharded folder
         state["critic_skipped_updates"] = learner.critic.skipped_updates
     return state
@@ -74,6 +75,22 @@ def _rng_state(device: torch.device) -> dict:
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state()
     return state
+
+
+def _optimizers(learner: Learner) -> list[tuple[str, torch.optim.Optimizer]]:
+    return [("policy", learner.optimizer)] + ([("critic", learner.critic.optimizer)] if learner.critic else [])
+
+
+def _forget_fake_steps(learner: Learner, fresh: list[str]) -> None:
+    """Empty again the state of the optimizers named in ``fresh`` (those that had taken no step).
+
+    torch's ``get_optimizer_state_dict`` fills an optimizer that has no state yet by stepping it once
+    with zero gradients at lr 0: AdamW's step count becomes 1 with zero moments, and the first real
+    step's bias correction then moves the weights by about 0.74x a fresh AdamW's. A checkpoint taken
+    before the first update would change the run that wrote it and the run that resumes it."""
+    for name, opt in _optimizers(learner):
+        if name in fresh:
+            opt.state.clear()
 
 
 def _optimizer_dict(learner: Learner) -> dict:
@@ -98,7 +115,7 @@ def restore_learner_state(learner: Learner, folder: str | Path) -> None:
     folder = Path(folder)
     state = torch.load(folder / checkpoint.LEARNER_STATE, map_location=learner.device, weights_only=True)
     if "optimizer" in state:  # written before the optimizer moved to its own sharded folder
-        learner.optimizer.load_state_dict(state["optimizer"])
+        _restore_single_learner_format(learner, folder, state)
     else:
         if learner.critic is not None and "critic_skipped_updates" not in state:
             raise ValueError(f"{folder}: this checkpoint has no critic state (was it trained with "
@@ -111,6 +128,7 @@ def restore_learner_state(learner: Learner, folder: str | Path) -> None:
             set_model_state_dict(critic.value_model, optim["critic"])
             set_optimizer_state_dict(critic.value_model, critic.optimizer, optim["critic_optim"])
             critic.skipped_updates = state["critic_skipped_updates"]
+        _forget_fake_steps(learner, state.get("fresh_optimizers", []))
     learner.scheduler.load_state_dict(state["scheduler"])
     # This rank's RNG where this rank existed when it was written; otherwise rank 0's.
     rng_path = folder / rng_file(learner.rank)
@@ -121,6 +139,25 @@ def restore_learner_state(learner: Learner, folder: str | Path) -> None:
         torch.cuda.set_rng_state(rng["cuda_rng"].cpu())
     learner.steps_done = state["learner_steps"]
     learner.skipped_updates = state.get("skipped_updates", 0)
+
+
+def _restore_single_learner_format(learner: Learner, folder: Path, state: dict) -> None:
+    """A checkpoint from before learner ranks: whole optimizer state dicts (and PPO's critic: its
+    backbone, head and AdamW state) inside ``trainer_state.pt``. They load into one learner only:
+    FSDP2 shards and DDP replicas take their optimizer state by parameter name (``optimizer/``)."""
+    if learner.world_size > 1:
+        raise ValueError(
+            f"{folder} was written by remax-ray before learner ranks (whole optimizer state in "
+            f"{checkpoint.LEARNER_STATE}); it resumes with learner.num_workers=1 only. Resume it once with "
+            "learner.num_workers=1 and save (run.save_every), then resume that checkpoint with more ranks")
+    if learner.critic is not None and "critic" not in state:
+        raise ValueError(f"{folder}: this checkpoint has no critic state (was it trained with "
+                         "another algo.estimator?)")
+    learner.optimizer.load_state_dict(state["optimizer"])
+    if learner.critic is not None:
+        learner.critic.backbone.load_state_dict(state["critic"]["backbone"])
+        learner.critic.head.load_state_dict(state["critic"]["head"])
+        learner.critic.optimizer.load_state_dict(state["critic"]["optimizer"])
 
 
 def _full_policy_state(learner: Learner) -> dict[str, torch.Tensor] | None:
@@ -155,14 +192,16 @@ def save_checkpoint(learner: Learner, folder: str | Path, run_state: str = "{}",
     tmp = checkpoint.staging_folder(folder, shared=learner.world_size > 1, create=learner.rank == 0)
     dist.barrier()  # the staging folder exists before any rank writes into it
     try:
+        own_state = learner_state(learner)  # before the optimizer state dict fills fresh optimizers
         dcp.save(_optimizer_dict(learner), checkpoint_id=str(tmp / OPTIMIZER_DIR))
+        _forget_fake_steps(learner, own_state["fresh_optimizers"])
         torch.save(_rng_state(learner.device), tmp / rng_file(learner.rank))
         weights = _full_policy_state(learner)
         if learner.rank == 0:
             learner.policy.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
             learner.tokenizer.save_pretrained(tmp)
             portable_tokenizer_config(tmp)
-            torch.save(learner_state(learner), tmp / checkpoint.LEARNER_STATE)
+            torch.save(own_state, tmp / checkpoint.LEARNER_STATE)
             (tmp / checkpoint.RUN_STATE).write_text(run_state)
             if config_yaml:
                 (tmp / checkpoint.CONFIG).write_text(config_yaml)

@@ -50,6 +50,61 @@ def test_a_resumed_learner_continues_bit_identically(tiny, tmp_path, estimator):
         assert all(torch.equal(x, y) for x, y in zip(straight.critic.parameters(), resumed.critic.parameters()))
 
 
+def test_a_checkpoint_before_the_first_update_changes_neither_run(tiny, tmp_path):
+    """Saving reads the optimizer's state dict, which torch fills for an optimizer that has taken
+    no step by stepping it with zero gradients (AdamW's step count 1): the first real step would then
+    be ~0.74x a fresh one's, in the run that saved and in the run that resumes."""
+    algo, cfg = AlgoConfig(kl_coef=0.05), dataclasses.replace(LearnerConfig(), lr=1e-2)
+    plain = Learner(tiny, cfg, algo, seed=0)
+    saving = Learner(tiny, cfg, algo, seed=0)
+    folder = saving.save(tmp_path / "step-000000", json.dumps({"step": 0}))
+    resumed = Learner(str(folder), cfg, algo, seed=0, reference_path=tiny, resume_from=str(folder))
+    for learner in (plain, saving, resumed):
+        learner.train_step(_rollouts(0))
+    want = _params(plain.policy)
+    for learner in (saving, resumed):
+        got = _params(learner.policy)
+        assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def _single_learner_format(learner: Learner, folder) -> None:
+    """Rewrite a checkpoint's learner state as remax-ray wrote it before learner ranks: whole
+    optimizer state dicts and PPO's critic inside trainer_state.pt, no sharded optimizer folder."""
+    import shutil
+
+    from remax_ray.learner.state import OPTIMIZER_DIR
+
+    state = torch.load(folder / "trainer_state.pt", weights_only=True)
+    state = {k: v for k, v in state.items() if k not in ("critic_skipped_updates", "fresh_optimizers")}
+    state["optimizer"] = learner.optimizer.state_dict()
+    if learner.critic is not None:
+        state["critic"] = {"backbone": learner.critic.backbone.state_dict(),
+                           "head": learner.critic.head.state_dict(),
+                           "optimizer": learner.critic.optimizer.state_dict()}
+    torch.save(state, folder / "trainer_state.pt")
+    shutil.rmtree(folder / OPTIMIZER_DIR)
+
+
+def test_a_single_learner_format_ppo_checkpoint_resumes_with_its_critic(tiny, tmp_path):
+    algo = AlgoConfig(estimator="ppo", kl_coef=0.05)
+    cfg = dataclasses.replace(LearnerConfig(), lr=1e-2)
+    straight = Learner(tiny, cfg, algo, seed=0)
+    straight.train_step(_rollouts(0))
+    assert straight.critic.head.weight.abs().sum() > 0  # a trained critic, not its zero start
+    folder = straight.save(tmp_path / "step-000001", json.dumps({"step": 1}))
+    _single_learner_format(straight, folder)
+    resumed = Learner(str(folder), cfg, algo, seed=0, reference_path=tiny, resume_from=str(folder))
+    assert all(torch.equal(x, y) for x, y in zip(straight.critic.parameters(), resumed.critic.parameters()))
+    a, b = straight.train_step(_rollouts(1)), resumed.train_step(_rollouts(1))
+    assert a["loss"] == b["loss"] and a["value_loss"] == b["value_loss"]
+    # More ranks cannot take whole optimizer state dicts: refused, naming the way forward.
+    from remax_ray.learner.state import restore_learner_state
+
+    resumed.world_size = 2
+    with pytest.raises(ValueError, match="learner.num_workers=1"):
+        restore_learner_state(resumed, folder)
+
+
 def test_a_non_finite_gradient_skips_the_optimizer_step(tiny):
     learner = Learner(tiny, dataclasses.replace(LearnerConfig(), lr=1e-2), AlgoConfig(kl_coef=0.0), seed=0)
     before = _params(learner.policy)
