@@ -16,7 +16,7 @@ from remax_ray.cluster import autoscaling, placement
 from remax_ray.cluster.learner_group import LearnerGroup
 from remax_ray.cluster.placement import Placement, Plan, learner_role, plan_for, run_namespace
 from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
-from remax_ray.config import Config, ConfigError, resolve_overlap
+from remax_ray.config import Config, ConfigError, check_for_device, resolve_overlap
 from remax_ray.rollout.kv_cache import largest_call
 
 
@@ -166,6 +166,7 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
     a checkpoint folder may be pruned while they run); on resume the learner starts from the
     checkpoint and the trainer syncs its weights into them."""
     device = resolve_device(cfg)
+    check_for_device(cfg, device)
     growth = autoscaling.read()
     _check_fits(cfg, plan_for(cfg, device), growth)
     where = placement.create(cfg, device, growth)

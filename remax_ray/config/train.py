@@ -223,6 +223,16 @@ def resolve_overlap(cfg: Config, device: str, cores: int | None = None) -> tuple
                    f"{cores} cores ({actors} actors, {used}): they would take turns anyway")
 
 
+def check_for_device(cfg: Config, device: str) -> None:
+    """The rules that need the learner's device (``cluster.device`` resolved): ConfigError before
+    any actor starts."""
+    if cfg.learner.fsdp_offload and device != "cuda":
+        raise ConfigError(
+            "learner.fsdp_offload=true moves FSDP2's shards from GPU memory to CPU memory between "
+            f"uses, but the learner runs on {device}: its shards are in CPU memory already. Set "
+            "learner.fsdp_offload=false (learner.strategy=fsdp alone shards the state across ranks)")
+
+
 def validate(config: Config) -> None:
     """Check value ranges and cross-field rules; raise :class:`ConfigError` on the first problem."""
     if not isinstance(config, Config):

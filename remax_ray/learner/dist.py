@@ -23,11 +23,14 @@ def join(store: dist.Store, rank: int, world_size: int, device: torch.device, ti
     without the bound gloo would wait 30 minutes before the step fails. ``cpu_tensors``: a CUDA
     learner whose collectives also see CPU tensors (FSDP2's CPU offload gathers its shards in CPU
     memory) gets gloo beside nccl, since nccl takes only CUDA tensors."""
-    backend = "gloo"
-    if device.type == "cuda":
-        backend = "cpu:gloo,cuda:nccl" if cpu_tensors else "nccl"
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+    dist.init_process_group(backend_for(device, cpu_tensors), store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
+
+
+def backend_for(device: torch.device, cpu_tensors: bool = False) -> str:
+    if device.type != "cuda":
+        return "gloo"
+    return "cpu:gloo,cuda:nccl" if cpu_tensors else "nccl"
 
 
 def active() -> bool:

@@ -79,7 +79,7 @@ class Learner:
         self.device = torch.device(device)
         self.rank, self.world_size = rank, world_size
         if world_size > 1:
-            dist.join(store, rank, world_size, self.device, dist_timeout_s)
+            dist.join(store, rank, world_size, self.device, dist_timeout_s, cpu_tensors=learner.fsdp_offload)
         self.reference_path = reference_path or model_path
         # > 0 with rollout.overlap: batches come from the generators' policy, one update behind.
         self.importance_cap = importance_cap

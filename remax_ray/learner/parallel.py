@@ -39,6 +39,9 @@ def wrap(module: nn.Module, model: nn.Module, strategy: str, device: torch.devic
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 
+    if offload and device.type != "cuda":  # config.check_for_device says so before any actor starts
+        raise ValueError("learner.fsdp_offload needs a CUDA learner: on the CPU the shards are in CPU memory already")
+    # The ranks' group has gloo beside nccl for the offloaded (CPU) shards: see dist.join.
     kwargs = {"offload_policy": CPUOffloadPolicy()} if offload else {}
     for layer in decoder_layers(model):
         fully_shard(layer, **kwargs)

@@ -91,3 +91,24 @@ def test_top_p_one_and_new_defaults() -> None:
     for policy in ("truncate", "skip", "error"):
         assert load_config(overrides=[f"rollout.long_prompts={policy}"]).rollout.long_prompts == policy
     assert load_config(overrides=["reward.on_invalid=skip"]).reward.on_invalid == "skip"
+
+
+def test_fsdp_offload_is_refused_for_a_cpu_learner_and_gets_gloo_beside_nccl_on_cuda() -> None:
+    """learner.fsdp_offload moves shards from GPU to CPU memory: meaningless on a CPU learner (and
+    torch's default policy would pin its memory), so refused there before any actor starts. On
+    CUDA the offloaded shards are CPU tensors in every gather, which nccl cannot take."""
+    import torch
+
+    from remax_ray.config import check_for_device
+    from remax_ray.learner.dist import backend_for
+    from remax_ray.learner.parallel import wrap
+
+    cfg = load_config(overrides=["learner.num_workers=2", "learner.strategy=fsdp", "learner.fsdp_offload=true"])
+    with pytest.raises(ConfigError, match="learner.fsdp_offload=true .* the learner runs on cpu"):
+        check_for_device(cfg, "cpu")
+    check_for_device(cfg, "cuda")
+    check_for_device(load_config(overrides=["learner.num_workers=2", "learner.strategy=fsdp"]), "cpu")
+    assert backend_for(torch.device("cuda"), cpu_tensors=True) == "cpu:gloo,cuda:nccl"
+    assert backend_for(torch.device("cuda")) == "nccl" and backend_for(torch.device("cpu"), True) == "gloo"
+    with pytest.raises(ValueError, match="needs a CUDA learner"):
+        wrap(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), "fsdp", torch.device("cpu"), trainable=True, offload=True)
