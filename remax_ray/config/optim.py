@@ -40,8 +40,9 @@ class LearnerConfig:
                "model and optimizer; gradients all-reduced) | fsdp (FSDP2: parameters, gradients and "
                "AdamW state sharded per decoder layer; the reference and PPO's critic sharded too).")
     fsdp_offload: bool = _field(
-        False, "strategy=fsdp: keep the sharded parameters, gradients and optimizer state in CPU "
-               "memory between uses (torch's CPUOffloadPolicy); slower, for policies that do not fit.")
+        False, "strategy=fsdp on a CUDA learner: keep the sharded parameters, gradients and optimizer "
+               "state in CPU memory between uses (torch's CPUOffloadPolicy); slower, for policies that "
+               "do not fit. Refused on a CPU learner.")
 
 
 @dataclass(frozen=True)

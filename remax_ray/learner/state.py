@@ -166,9 +166,16 @@ def _full_policy_state(learner: Learner) -> dict[str, torch.Tensor] | None:
     weights are already whole, and ``save_pretrained`` reads them itself."""
     if learner.world_size == 1 or learner.cfg.strategy == "ddp":
         return None
-    out = {}
+    # A tied weight (lm_head = embed_tokens) is one parameter under two names (the state dict holds a
+    # separate DTensor for each): gathered once and kept as one tensor, so save_pretrained sees the
+    # tie and writes it once, as for one learner. Keyed by the parameter, the same on every rank.
+    param_of = {name: id(p) for name, p in learner.policy.named_parameters(remove_duplicate=False)}
+    out, gathered = {}, {}
     for name, t in learner.policy.state_dict().items():
-        whole = full(t).detach().cpu()
+        key = param_of.get(name, name)
+        whole = gathered.get(key)
+        if whole is None:
+            whole = gathered[key] = full(t).detach().cpu()
         if learner.rank == 0:
             out[name] = whole
     return out if learner.rank == 0 else None

@@ -306,6 +306,16 @@ def test_a_two_rank_checkpoint_is_an_hf_folder_and_resumes_with_one_rank(tiny_mo
     loaded = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
     after_first = torch.load(first)
     assert _max_diff(dict(loaded.named_parameters()), after_first) == 0.0
+    # Tensors as the config says, as one learner writes them: a tied head stays tied (the gathered
+    # embedding is not written a second time as lm_head.weight).
+    from safetensors import safe_open
+
+    def names(folder) -> set[str]:
+        with safe_open(str(Path(folder) / "model.safetensors"), "pt") as f:
+            return set(f.keys())
+
+    assert loaded.config.tie_word_embeddings and "lm_head.weight" not in names(ckpt)
+    assert names(ckpt) == names(tiny_model)
     resumed = _single(str(tiny_model), resume=str(ckpt), steps=("second",))
     diff = _max_diff(resumed, uninterrupted)
     assert diff < RESUME_ATOL, f"K=2 -> K=1 resume differs from uninterrupted K=1 by {diff:.3g}"
