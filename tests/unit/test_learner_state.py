@@ -187,3 +187,20 @@ def test_overlap_weights_the_returns_by_truncated_importance_ratios(tiny):
     assert "is_ratio_mean" not in a
     assert b["is_ratio_mean"] > 1.0 and 0.0 < b["is_clip_frac"] < 1.0 and b["is_ratio_max"] > 2.0
     assert a["loss"] != b["loss"]
+
+
+def test_a_padding_micro_batch_adds_nothing_to_the_importance_statistics(tiny):
+    """A rank with fewer micro-batches runs empty ones (no token on the mask); their ratios are no
+    sample's, and a ratio of 1 from them would floor is_ratio_max at 1 on every rank."""
+    from remax_ray.learner.experience import MicroExperience
+    from remax_ray.learner.minibatch import padding_like
+
+    learner = Learner(tiny, LearnerConfig(), AlgoConfig(kl_coef=0.0), seed=0, importance_cap=2.0)
+    pad = padding_like(MicroExperience(None, ref_logp=None), learner.pad_id, learner.eos_ids)
+    pad.batch.has_gen_logprobs = True
+    logp = torch.zeros_like(pad.batch.mask, requires_grad=True)
+    totals: dict[str, float] = {}
+    agg = dict(agg="token-mean", num_tokens=1.0, num_seqs=1.0)
+    loss = learner._policy_loss(pad, logp, None, pad.batch.mask, agg, totals)
+    assert loss.item() == 0.0
+    assert not any(k.startswith("is_") for k in totals), totals
