@@ -36,6 +36,9 @@ class RunState:
     pending: list | None = None
     """rollout.overlap: the next step's rollouts, already sampled (one policy behind). Every checkpoint
     of an overlapped run carries them, the one saved when a step fails too."""
+    pending_lag: float = 1.0
+    """Updates between the policy that sampled ``pending`` and the one that trains on it: 0 where the
+    step it was sampled during made no update."""
     python_rng: list | None = None
     numpy_rng: list | None = None
 

@@ -81,7 +81,7 @@ class Trainer:
         # overlap: the next step's rollouts (sampled one policy behind) and their lag, kept until
         # that step's update is applied; every checkpoint carries them, the one saved on a failure
         # too, so a resumed overlapped run trains on exactly what the original would have.
-        self._pending = (rollouts_from_json(self.state.pending), 1.0) if self.state.pending else None
+        self._pending = (rollouts_from_json(self.state.pending), self.state.pending_lag) if self.state.pending else None
         self._fit_start: float | None = None
         self._phase = "start"
         if actors is not None or self.resumed_from:  # generators start from the original model
@@ -120,7 +120,9 @@ class Trainer:
         self._pending = None
         self._phase = "generate ahead"
         try:
-            self._pending = self._collect(ahead, k + 1)
+            # Sampled during this step's update, so one update behind when trained on; none was made
+            # when every prompt's reward was invalid, and the batch is then the current policy's.
+            self._pending = self._collect(ahead, k + 1, lag=1.0 if rollouts else 0.0)
         except Exception:
             self._finish(record | {"generate_ahead_failed": 1.0})
             raise
@@ -156,7 +158,8 @@ class Trainer:
         return self._weights_version, self._generate_async(
             self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy)
 
-    def _collect(self, ahead: tuple[int, list] | None, k: int) -> tuple[list[PromptRollout], float] | None:
+    def _collect(self, ahead: tuple[int, list] | None, k: int, lag: float = 1.0
+                 ) -> tuple[list[PromptRollout], float] | None:
         if ahead is None:
             return None
         version, futures = ahead
@@ -169,7 +172,7 @@ class Trainer:
             log.warning("step %d: generating ahead failed (%s); regenerating after the restart", k, err)
         else:
             if not self._stale(shards, version, k):
-                return [r for shard in shards for r in shard], 1.0
+                return [r for shard in shards for r in shard], lag
         # Regenerated after the recovery's sync, so with the current weights: no lag this time.
         return self._retrying("generate", lambda: (self._recover(), self._generate_step(k))[1]), 0.0
 
@@ -339,6 +342,7 @@ class Trainer:
         """An atomic checkpoint of the learner and of this driver's state after ``state.step`` steps."""
         self.state.metrics_lines = self.metrics.count()
         self.state.pending = rollouts_to_json(self._pending[0]) if self._pending else None
+        self.state.pending_lag = self._pending[1] if self._pending else 1.0
         self.state.capture_rng()
         folder = checkpoint.step_folder(self.out, self.state.step)
         return Path(ray.get(self.actors.learner.save.remote(str(folder), self.state.to_json(),

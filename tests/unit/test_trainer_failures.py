@@ -370,3 +370,21 @@ def test_every_generator_gets_a_share_of_the_prompts_in_order(make, overlap):
     assert seen == [(0, ["p0", "p1"]), (2, ["p2"]), (3, ["p3"]), (4, ["p4"])]
     assert [r.prompt for r in rollouts] == prompts
 
+
+
+def test_a_batch_sampled_during_a_step_without_update_has_no_lag(make):
+    """rollout.overlap: the batch sampled during step 0 is trained at step 1. Step 0 made no update
+    (every reward invalid), so that batch is the current policy's: policy_lag 0, also after a resume."""
+    calls = {"n": 0}
+
+    def score(prompts, responses):
+        calls["n"] += 1
+        return [math.nan] * len(prompts) if calls["n"] == 1 else [1.0] * len(prompts)
+
+    t = make("rollout.overlap=true", "reward.on_invalid=skip", "run.save_every=1", reward=score)
+    first = t.step()
+    assert "loss" not in first and t._pending[1] == 0.0
+    t.save()
+    resumed = make("rollout.overlap=true", "reward.on_invalid=skip", "run.save_every=1", resume="latest")
+    assert resumed._pending[1] == 0.0
+    assert t.step()["policy_lag"] == 0.0 and t.step()["policy_lag"] == 1.0
