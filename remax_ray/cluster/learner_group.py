@@ -43,11 +43,6 @@ class LearnerGroup:
     def world_size(self) -> int:
         return len(self.ranks)
 
-    @property
-    def _actor_id(self):
-        """Rank 0's id (what a single learner handle offers)."""
-        return self.ranks[0]._actor_id
-
     def owns(self, actor_id_hex: str | None) -> bool:
         """Whether an error's actor is one of the ranks."""
         return actor_id_hex is not None and any(a._actor_id.hex() == actor_id_hex for a in self.ranks)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from remax_ray.algo import get_estimator
 from remax_ray.cluster.actors import Actors, connect, resolve_device, start_actors
@@ -20,12 +18,13 @@ from remax_ray.data.rollouts import PromptRollout
 from remax_ray.driver import actor_calls
 from remax_ray.driver.evaluation import evaluate
 from remax_ray.driver.preflight import preflight
+from remax_ray.driver.recovery import RECOVERABLE, Recovery, StaleWeights
 from remax_ray.driver.resume import initial_state
 from remax_ray.driver.run_state import rollouts_from_json, rollouts_to_json
+from remax_ray.driver.weight_sync import weight_sync
 from remax_ray.learner import checkpoint
 from remax_ray.monitor.metrics import MetricsSink
 from remax_ray.rollout.validity import drop_invalid
-from remax_ray.sync.collective import group_ranks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,7 +35,7 @@ class RunFailed(RuntimeError):
 
 
 def resolve_transport(cfg: Config, device: str) -> str:
-    """cpu (buckets through shared memory or the object store: :meth:`Trainer._one_node`), or the
+    """cpu (buckets through shared memory or the object store: ``weight_sync.CpuSync``), or the
     collective backend: nccl (CUDA learner) or gloo."""
     transport = cfg.cluster.sync_transport
     if transport == "auto":
@@ -74,10 +73,10 @@ class Trainer:
                                              resume_from=self.resumed_from)
         dump_yaml(cfg, self.out / "config.yaml")
         self.metrics = MetricsSink(self.out, run_name=self.out.name)
-        self._weight_meta: list | None = None
-        # The number of the last sync pushed into the generators (0: model.path, which they are
-        # built and restarted from); every response carries the number its engine had loaded.
-        self._weights_version = 0
+        # Every response carries the sync version its engine had loaded (weights.version).
+        self.weights = weight_sync(cfg, self.actors, self.transport)
+        self.recovery = Recovery(cfg, self.actors, self.state.counters, resync=self.sync,
+                                 forget_peers=self.weights.forget_peers, step=lambda: self.state.step)
         # overlap: the next step's rollouts (sampled one policy behind) and their lag, kept until
         # that step's update is applied; every checkpoint carries them, the one saved on a failure
         # too, so a resumed overlapped run trains on exactly what the original would have.
@@ -98,9 +97,11 @@ class Trainer:
         k = self.state.step
         prompts = self._prompts(k)
         t0 = time.perf_counter()
-        rollouts, lag = self._pending or (self._retrying("generate", lambda: self._generate_step(k)), 0.0)
+        self._phase = "generate"
+        rollouts, lag = self._pending or (self._generate_step(k), 0.0)
         t1 = time.perf_counter()
-        self._retrying("score", lambda: self.score(rollouts, self._columns(k)))
+        self._phase = "score"
+        self.recovery.attempt("score", lambda: self.score(rollouts, self._columns(k)))
         generated = sum(len(c.token_ids) for r in rollouts for c in [*r.samples, *([r.greedy] if r.greedy else [])])
         rollouts, dropped = drop_invalid(rollouts)  # non-finite scores get here only with on_invalid=skip
         t2 = time.perf_counter()
@@ -118,23 +119,25 @@ class Trainer:
         # checkpoint a failure saves is labelled k + 1 and a resume does not train step k twice.
         self._count(prompts, dropped, updated=bool(rollouts))
         self._pending = None
-        self._phase = "generate ahead"
-        try:
-            # Sampled during this step's update, so one update behind when trained on; none was made
-            # when every prompt's reward was invalid, and the batch is then the current policy's.
-            self._pending = self._collect(ahead, k + 1, lag=1.0 if rollouts else 0.0)
-        except Exception:
-            self._finish(record | {"generate_ahead_failed": 1.0})
-            raise
+        # Sampled during this step's update, so one update behind when trained on; none was made
+        # when every prompt's reward was invalid, and the batch is then the current policy's.
+        self._pending = self._after_update(record, "generate ahead", lambda: self._collect(
+            ahead, k + 1, lag=1.0 if rollouts else 0.0))
         t4 = time.perf_counter()
         record["generate_s"] += t4 - t3
-        try:
-            record |= self._retrying("sync", self.sync)
-        except Exception:  # the update is applied: record it, so a resume neither repeats nor loses it
-            self._finish(record | {"sync_failed": 1.0})
-            raise
+        record |= self._after_update(record, "sync", lambda: self.recovery.attempt("sync", self.sync))
         t5 = time.perf_counter()
         return self._finish(record | {"sync_s": t5 - t4, "step_s": t5 - t0})
+
+    def _after_update(self, record: dict[str, float], phase: str, call: Callable[[], T]) -> T:
+        """A phase after the update is applied: if it fails, the step is still recorded (flagged
+        ``<phase>_failed``), so a resume neither repeats nor loses it."""
+        self._phase = phase
+        try:
+            return call()
+        except Exception:
+            self._finish(record | {f"{phase.replace(' ', '_')}_failed": 1.0})
+            raise
 
     def _prompts(self, k: int) -> list[str]:
         run = self.cfg.run
@@ -155,7 +158,7 @@ class Trainer:
         the time step k trains on them."""
         if not self.overlap or k >= self.cfg.run.steps:
             return None
-        return self._weights_version, self._generate_async(
+        return self.weights.version, self._generate_async(
             self._prompts(k), n=self.cfg.rollout.samples_per_prompt, step=k, greedy=self.spec.needs_greedy)
 
     def _collect(self, ahead: tuple[int, list] | None, k: int, lag: float = 1.0
@@ -164,27 +167,20 @@ class Trainer:
             return None
         version, futures = ahead
         try:
-            shards = ray.get(futures)
-        except (RayActorError, GetTimeoutError) as err:
-            if self._learner_died(err):
-                raise
-            self.state.counters["actor_retries"] += 1
-            log.warning("step %d: generating ahead failed (%s); regenerating after the restart", k, err)
-        else:
-            if not self._stale(shards, version, k):
-                return [r for shard in shards for r in shard], lag
-        # Regenerated after the recovery's sync, so with the current weights: no lag this time.
-        return self._retrying("generate", lambda: (self._recover(), self._generate_step(k))[1]), 0.0
+            return self._fresh(ray.get(futures), version, k), lag
+        except RECOVERABLE as err:
+            # Regenerated after the recovery's sync, so with the current weights: no lag this time.
+            return self.recovery.attempt("generate", lambda: self._generate_step(k), failed=err), 0.0
 
-    def _stale(self, shards: list[list[PromptRollout]], version: int, step: int) -> bool:
-        """Whether a generator answered from weights other than sync ``version``'s: Ray restarted it
-        (from model.path) since that sync. Counted; the caller re-syncs and samples again."""
+    @staticmethod
+    def _fresh(shards: list[list[PromptRollout]], version: int, step: int) -> list[PromptRollout]:
+        """The shards' rollouts in order, or StaleWeights if a generator answered from weights other
+        than sync ``version``'s: Ray restarted it (from model.path) since that sync."""
         served = sorted({r.weight_version for shard in shards for r in shard} - {version})
         if served:
-            self.state.counters["generator_resyncs"] += 1
-            log.warning("step %d: a generator served weights of sync %s instead of %d (restarted since); "
-                        "re-syncing and sampling again", step, served, version)
-        return bool(served)
+            raise StaleWeights(f"step {step}: a generator served weights of sync {served} instead of "
+                               f"{version} (restarted since); re-syncing and sampling again")
+        return [r for shard in shards for r in shard]
 
     def _count(self, prompts: list[str], dropped: int, updated: bool) -> None:
         counters = self.state.counters
@@ -209,56 +205,15 @@ class Trainer:
     def log(self, record: dict[str, float]) -> None:
         self.metrics.log(self.state.step, self._timed(record))
 
-    def _retrying(self, phase: str, call: Callable[[], T]) -> T:
-        """``call()``; when a generator or the reward actor died, wait for Ray to restart it, push the
-        current weights again (a restarted engine holds the original model) and call again."""
-        self._phase = phase
-        for attempt in range(self.cfg.run.step_retries + 1):
-            try:
-                if attempt:
-                    self._recover()
-                return call()
-            except (RayActorError, GetTimeoutError) as err:
-                if self._learner_died(err) or attempt == self.cfg.run.step_retries:
-                    raise
-                self.state.counters["actor_retries"] += 1
-                log.warning("step %d: %s failed (%s: %s); retry %d of %d after the actors restart",
-                            self.state.step, phase, type(err).__name__, str(err).splitlines()[0],
-                            attempt + 1, self.cfg.run.step_retries)
-        raise AssertionError("unreachable")
-
-    def _learner_died(self, err: Exception) -> bool:
-        actor, learner = getattr(err, "actor_id", None), self.actors.learner
-        if hasattr(learner, "owns"):  # a LearnerGroup: any of its ranks
-            return learner.owns(actor)
-        return actor == learner._actor_id.hex()
-
-    def _recover(self) -> None:
-        others = [*self.actors.generators, self.actors.reward]
-        deadline = time.monotonic() + self.cfg.cluster.restart_timeout_s
-        while True:  # a restarting actor answers "unavailable" at once rather than queueing the call
-            try:
-                ray.get([a.__ray_ready__.remote() for a in others], timeout=max(1.0, deadline - time.monotonic()))
-                break
-            except ActorUnavailableError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
-        self._weight_meta = None  # a restarted worker is not in the old broadcast group
-        self.sync()
-
     def generate(self, prompts: list[str], *, n: int, step: int, greedy: bool = True) -> list[PromptRollout]:
         """Shard prompts across generator replicas (contiguous shares) and return them in order, all
         sampled with the last sync's weights: a batch from a generator restarted since (serving
         model.path) is sampled again, whole, after a re-sync (same seeds, so the same responses)."""
-        for resync in range(self.cfg.run.step_retries + 2):
-            if resync:
-                self._recover()
-            shards = ray.get(self._generate_async(prompts, n=n, step=step, greedy=greedy))
-            if not self._stale(shards, self._weights_version, step):
-                return [r for shard in shards for r in shard]
-        raise RuntimeError(f"step {step}: the generators still serve weights other than sync "
-                           f"{self._weights_version} after {self.cfg.run.step_retries + 1} re-syncs")
+        def once() -> list[PromptRollout]:
+            version = self.weights.version
+            return self._fresh(ray.get(self._generate_async(prompts, n=n, step=step, greedy=greedy)), version, step)
+
+        return self.recovery.attempt("generate", once)
 
     def _generate_async(self, prompts: list[str], *, n: int, step: int, greedy: bool) -> list:
         return actor_calls.generate_async(self.actors.generators, prompts, n=n, step=step,
@@ -270,68 +225,15 @@ class Trainer:
         actor_calls.score(self.actors.reward, rollouts, columns)
 
     def sync(self) -> dict[str, float]:
-        """Push the learner's weights into every generator before the next generate; a sync that
-        outlives ``cluster.sync_timeout_s`` (a dead peer) raises instead of hanging."""
-        self._weights_version += 1
-        if self.transport != "cpu":
-            return self._sync_collective()
-        learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s
-        deadline = time.monotonic() + timeout
-        args = (self.cfg.cluster.sync_bucket_mb, self.actors.dtype)
-        count, version = ray.get(learner.weight_buckets.remote(*args), timeout=timeout), self._weights_version
-        # One node: the learner writes each bucket into memory the workers map; else the object store.
-        export = learner.export_bucket_shared if self._one_node(timeout) else learner.export_bucket
-        loading: deque[list] = deque()
-        loaded: list[list[dict[str, float]]] = []
-        for k in range(count):
-            # The learner builds bucket k while the generators load bucket k - 1. Waiting for k - 1
-            # before asking for k + 1 keeps at most two buckets in flight (in the object store, or
-            # the learner's two shared arenas), never the model.
-            # The ref goes in a list so that the generator, not Ray, fetches it (one at a time).
-            bucket = export.remote(k, *args)
-            loading.append([g.load_weight_refs.remote([bucket], version, k, count) for g in gens])
-            if len(loading) > 1:
-                loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
-        while loading:
-            loaded.append(ray.get(loading.popleft(), timeout=max(deadline - time.monotonic(), 0.0)))
-        return {"sync_bytes": sum(per_gen[0]["sync_bytes"] for per_gen in loaded), "sync_buckets": float(count)}
-
-    def _one_node(self, timeout: float) -> bool:
-        """Whether this sync goes through shared memory: the learner's rank 0 and every generator
-        on one node (asked at every sync: Ray may restart a generator elsewhere)."""
-        mode = self.cfg.cluster.sync_transport
-        if mode == "objects":
-            return False
-        gens = self.actors.generators
-        nodes = ray.get([self.actors.learner.node_id.remote(), *(g.node_id.remote() for g in gens)],
-                        timeout=timeout)
-        if mode == "shm" and len(set(nodes)) > 1:
-            raise RuntimeError(f"cluster.sync_transport=shm needs the learner and every generator on one node; "
-                               f"they are on {len(set(nodes))} nodes (use cpu: shared memory where it can, "
-                               "else the object store)")
-        return len(set(nodes)) == 1
-
-    def _sync_collective(self) -> dict[str, float]:
-        learner, gens, timeout = self.actors.learner, self.actors.generators, self.cfg.cluster.sync_timeout_s
-        if self._weight_meta is None:  # first sync: form the group (every rank joins at once)
-            # One rank per vLLM worker: a tensor-parallel engine runs several.
-            offsets, world = group_ranks(ray.get([g.collective_workers.remote() for g in gens], timeout=timeout))
-            host, port = ray.get(learner.collective_address.remote(), timeout=timeout)
-            ray.get([learner.init_collective.remote(host, port, world, self.transport, timeout)]
-                    + [g.init_collective.remote(host, port, offset, world, self.transport, timeout)
-                       for g, offset in zip(gens, offsets)], timeout=2 * timeout)
-            self._weight_meta = ray.get(learner.weight_layouts.remote(self.cfg.cluster.sync_bucket_mb,
-                                                                      self.actors.dtype), timeout=timeout)
-        sent, *_ = ray.get([learner.broadcast_weights.remote(self._weight_meta)]
-                           + [g.receive_collective.remote(self._weight_meta, self._weights_version) for g in gens],
-                           timeout=2 * timeout)
-        return {"sync_bytes": sent, "sync_buckets": float(len(self._weight_meta))}
+        """Push the learner's weights into every generator before the next generate (``weight_sync``)."""
+        return self.weights.push()
 
     def evaluate(self) -> dict[str, float]:
         """Mean reward of greedy (and ``run.eval_samples`` sampled) responses to the held-out
         prompts; the first ``run.sample_prompts`` of them go to samples.jsonl and TensorBoard."""
         run, splits = self.cfg.run, self.splits
-        result = self._retrying("evaluate", lambda: evaluate(
+        self._phase = "evaluate"
+        result = self.recovery.attempt("evaluate", lambda: evaluate(
             self.generate, self.score, splits.eval, splits.columns("eval", list(range(len(splits.eval)))),
             n=run.eval_samples))
         if run.sample_prompts:
@@ -392,7 +294,7 @@ class Trainer:
     def _failure_message(self, err: Exception) -> str:
         what = f"the run stopped at step {self.state.step} during {self._phase}: {type(err).__name__}: {err}"
         saved = None
-        if self._phase != "learn" and not self._learner_died(err):  # the learner's state is a whole step
+        if self._phase != "learn" and not self.recovery.learner_died(err):  # the learner's state is a whole step
             try:
                 saved = self.save()
             except Exception as save_err:  # noqa: BLE001 - report the first failure, not this one

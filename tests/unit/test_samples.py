@@ -156,7 +156,7 @@ def test_samples_command(tmp_path: Path, capsys) -> None:
 
 class _Actor:
     def __init__(self, **methods):
-        self._actor_id = SimpleNamespace(hex=lambda: "actor")
+        self.owns = lambda actor_id, me="actor": actor_id == me
         for name, fn in {"__ray_ready__": lambda: True, **methods}.items():
             setattr(self, name, SimpleNamespace(remote=fn))
 

@@ -30,11 +30,16 @@ class FakeActor:
     """``failures[name]``: exceptions raised by the next calls of method ``name``, in order."""
 
     def __init__(self, name: str, **methods):
-        self._actor_id = SimpleNamespace(hex=lambda: name)
+        self.name = name
+        self._actor_id = SimpleNamespace(hex=lambda: name)  # what a LearnerGroup reads of its ranks
         self.failures: dict[str, list[Exception]] = {}
         self.calls: dict[str, int] = {}
         for method, fn in {"__ray_ready__": lambda: True, **methods}.items():
             setattr(self, method, _Method(self._wrap(method, fn)))
+
+    def owns(self, actor_id: str | None) -> bool:
+        """As the learner group answers: whether an error's actor is this one."""
+        return actor_id == self.name
 
     def _wrap(self, method, fn):
         def call(*args, **kwargs):
@@ -240,7 +245,7 @@ def test_the_death_of_any_learner_rank_is_a_learner_death(make):
     rank1.failures["export_bucket"] = [death]
     readies = t.actors.generators[0].calls.get("__ray_ready__", 0)
     with pytest.raises(ActorDiedError):
-        t._retrying("sync", t.sync)
+        t.recovery.attempt("sync", t.sync)
     assert rank1.calls["export_bucket"] == 1  # not retried
     assert t.actors.generators[0].calls.get("__ray_ready__", 0) == readies  # no recovery of the others
 
@@ -354,7 +359,7 @@ def test_every_generator_gets_a_share_of_the_prompts_in_order(make, overlap):
     t = make(*(["rollout.overlap=true"] if overlap else []))
     seen: list[tuple[int, list[str]]] = []
     engine = FakeEngine()
-    engine.version = t._weights_version  # they serve the last sync's weights
+    engine.version = t.weights.version  # they serve the last sync's weights
 
     def generate(prompts, *, first_index, **kw):
         seen.append((first_index, list(prompts)))
@@ -388,3 +393,22 @@ def test_a_batch_sampled_during_a_step_without_update_has_no_lag(make):
     resumed = make("rollout.overlap=true", "reward.on_invalid=skip", "run.save_every=1", resume="latest")
     assert resumed._pending[1] == 0.0
     assert t.step()["policy_lag"] == 0.0 and t.step()["policy_lag"] == 1.0
+
+
+def test_nested_recoveries_share_one_budget_per_call(make):
+    """A generator that never takes the weights (restarted at every sync, say) is recovered from
+    run.step_retries times in all, then the step fails: the retry loops of the step, of generate and
+    of a batch generated ahead do not multiply into (R + 1)(R + 2) attempts."""
+    from remax_ray.driver.recovery import StaleWeights
+
+    t = make("run.step_retries=2")
+    gen = t.actors.generators[0]
+    gen.load_weight_refs = _Method(lambda *args, **kwargs: {"sync_bytes": 1.0})  # loads nothing
+    gen.engine.version = 0  # restarted: serves model.path
+    before = gen.calls.get("generate", 0)
+    with pytest.raises(StaleWeights, match="served weights of sync"):
+        t.step()
+    assert gen.calls["generate"] - before == 3 and t.state.counters["generator_resyncs"] == 2
+    with pytest.raises(StaleWeights):  # evaluate -> generate: nested, still one budget
+        t.evaluate()
+    assert gen.calls["generate"] - before == 6

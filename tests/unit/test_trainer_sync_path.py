@@ -37,7 +37,7 @@ def test_sync_transport_forces_a_path(make, transport, path):
     import dataclasses
 
     t = make()
-    t.cfg = dataclasses.replace(t.cfg, cluster=dataclasses.replace(t.cfg.cluster, sync_transport=transport))
+    t.weights.cfg = dataclasses.replace(t.cfg, cluster=dataclasses.replace(t.cfg.cluster, sync_transport=transport))
     learner, _ = _with_shared_export(t, "node-a", "node-a")
     t.sync()
     assert [k for k in learner.calls if k.startswith("export")] == [path]
