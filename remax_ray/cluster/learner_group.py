@@ -30,6 +30,40 @@ class _Method:
         return self._call(*args, **kwargs)
 
 
+class _Routed:
+    """A method of the group, declared with how its calls reach the ranks (``route(group, name, ...)``),
+    so a new shell method is either declared here or an AttributeError, never a silent default."""
+
+    def __init__(self, route: Callable[..., ray.ObjectRef]):
+        self.route = route
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, group: LearnerGroup | None, owner: type | None = None) -> Any:
+        if group is None:
+            return self
+        return _Method(lambda *args, **kwargs: self.route(group, self.name, *args, **kwargs))
+
+
+def _every_rank(group: LearnerGroup, name: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:
+    """Every rank runs it (collectives inside: a step, a checkpoint); rank 0's result, once all returned."""
+    return group._all(name, None, *args, **kwargs)
+
+
+def _rank0(group: LearnerGroup, name: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:
+    """Rank 0 alone: what every rank would answer alike, or what only rank 0 does."""
+    return getattr(group.ranks[0], name).remote(*args, **kwargs)
+
+
+def _gathering(group: LearnerGroup, name: str, *args: Any) -> ray.ObjectRef:
+    """Whole weights: under FSDP2 every rank joins the gather and rank 0's result is the payload
+    (not copied through a gathering task); otherwise rank 0 alone."""
+    if not (group.world_size > 1 and group.strategy == "fsdp"):
+        return getattr(group.ranks[0], name).remote(*args)
+    return [getattr(a, name).remote(*args) for a in group.ranks][0]
+
+
 class LearnerGroup:
     """K learner actors (rank 0 first) behind the one-actor interface."""
 
@@ -52,28 +86,27 @@ class LearnerGroup:
                 for r, a in enumerate(self.ranks)]
         return refs[0] if len(refs) == 1 else _first.remote(*refs)
 
-    def _gathering(self) -> bool:
-        """FSDP2: reading whole weights is a collective every rank must join."""
-        return self.world_size > 1 and self.strategy == "fsdp"
-
-    def _rank0_or_all(self, name: str, *args: Any) -> ray.ObjectRef:
-        if not self._gathering():
-            return getattr(self.ranks[0], name).remote(*args)
-        refs = [getattr(a, name).remote(*args) for a in self.ranks]
-        return refs[0]  # the payload is rank 0's alone; not copied through a gathering task
-
-    def __getattr__(self, name: str) -> _Method:
-        if name.startswith("__") and name not in ("__ray_ready__", "__ray_call__"):
-            raise AttributeError(name)
-        if name == "__ray_ready__" and self._joining:
+    @property
+    def __ray_ready__(self) -> _Method:
+        """Ready: every rank constructed and, with K > 1, joined the process group."""
+        if self._joining:
             return _Method(lambda: _first.remote(*self._joining))
-        if name == "train_step":
-            return _Method(self._train_step)
-        if name in ("export_bucket", "export_bucket_shared", "broadcast_weights"):
-            return _Method(lambda *a: self._rank0_or_all(name, *a))
-        if name in ("weight_buckets", "collective_address", "init_collective", "weight_layouts", "node_id"):
-            return _Method(lambda *a, **k: getattr(self.ranks[0], name).remote(*a, **k))
-        return _Method(lambda *a, **k: self._all(name, None, *a, **k))  # save, __ray_ready__, ...
+        return _Method(lambda: self._all("__ray_ready__"))
+
+    @property
+    def train_step(self) -> _Method:
+        return _Method(self._train_step)
+
+    save = _Routed(_every_rank)
+    __ray_call__ = _Routed(_every_rank)
+    export_bucket = _Routed(_gathering)
+    export_bucket_shared = _Routed(_gathering)
+    broadcast_weights = _Routed(_gathering)
+    weight_buckets = _Routed(_rank0)
+    weight_layouts = _Routed(_rank0)
+    collective_address = _Routed(_rank0)
+    init_collective = _Routed(_rank0)
+    node_id = _Routed(_rank0)
 
     def _train_step(self, rollouts: list) -> ray.ObjectRef:
         from remax_ray.learner.shard import shard_rollouts
