@@ -1,10 +1,16 @@
-"""The step-time model (remax_ray/cluster/step_model.py) on hand-computed values."""
+"""The step-time model (bench/step_model.py: a model behind docs/PERFORMANCE.md, not library code) on
+hand-computed values."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from remax_ray.cluster.step_model import Phases, learn_seconds, ring_allreduce_seconds, step_seconds
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from step_model import Phases, learn_seconds, ring_allreduce_seconds, step_seconds  # noqa: E402
 
 P = Phases(generate=2.0, score=0.5, learn=6.0, sync=0.5, other=0.1)
 
