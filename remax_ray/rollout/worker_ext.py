@@ -31,10 +31,12 @@ for _name in ("vllm.model_executor.model_loader.reload.layerwise",
 class WeightReloadExtension:
     """Mixed into vLLM's worker class; ``self`` is the worker."""
 
-    def remax_reload_arena(self, path: str, capacity: int, generation: int, offsets: list[int],
+    def remax_reload_arena(self, path: str, capacity: int, generation: str, offsets: list[int],
                            names: list[str], dtypes: list[str], shapes: list[list[int]]) -> int:
         """Reload the HF-named tensors the generator wrote into its arena (``remax_ray.sync.cpu``);
-        returns the number of tensors loaded.
+        returns the number of tensors loaded. ``generation`` is the arena's identity
+        (:attr:`ArenaSlice.generation`): the worker maps each arena once and checks that ``path``
+        still leads to it, which a path alone cannot tell once its owner has gone.
 
         A bucket must hold whole decoder layers (the exporter guarantees it): vLLM fuses q/k/v and
         gate/up, and a layer whose parts arrive in different reload calls would be processed half-new.

@@ -17,25 +17,31 @@ at a time, with no disk and no serialisation format in between.
   through ``collective_rpc`` crosses two processes (engine core, then worker) by msgpack and costs
   more than the reload (docs/PERFORMANCE.md). The arena is kept between syncs, so its pages are
   faulted in once rather than on every sync.
+- A worker outlives learners (``remax-ray repro``), and a new learner may get a dead one's PID and fd
+  number, so the path an arena is opened by does not tell arenas apart: each memfd gets an identity
+  that no other arena has (its inode and a random id), the worker checks that the file it opens is
+  that one, and drops the mappings of arenas whose path no longer leads to them.
 """
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-_GENERATIONS = itertools.count(1)
 _LAYER = re.compile(r"^(.*?layers\.\d+)\.")
 ALIGN = 64
 """Byte alignment of every tensor in the arena: a multiple of any dtype's size (and a cache line),
 so each tensor can be viewed in place with its own dtype."""
+MAX_MAPPED = 4
+"""Arenas a worker keeps mapped at most: the learner's two (one node) or its generator's one (across
+nodes), and room for a new learner's while the last one's are still there."""
 
 
 def layer_group(name: str) -> str:
@@ -139,12 +145,6 @@ def _raw(t: torch.Tensor) -> np.ndarray:
     return t.reshape(-1).view(torch.uint8).numpy()
 
 
-def _views(buffers: Iterable, dtypes: Iterable[str], shapes: Iterable[Sequence[int]]) -> Iterator[torch.Tensor]:
-    for buf, dtype, shape in zip(buffers, dtypes, shapes):
-        raw = torch.frombuffer(buf, dtype=torch.uint8) if len(buf) else torch.empty(0, dtype=torch.uint8)
-        yield raw.view(getattr(torch, dtype)).view(tuple(shape))
-
-
 def arena_layout(sizes: Sequence[int], align: int = ALIGN) -> tuple[list[int], int]:
     """Offsets of consecutive tensors of ``sizes`` bytes, each aligned to ``align``, and the total."""
     offsets, end = [], 0
@@ -162,8 +162,10 @@ class ArenaSlice:
     path: str
     """``/proc/<pid>/fd/<fd>`` of the memfd: the worker opens it to map the same pages."""
     capacity: int
-    generation: int
-    """Bumped when the arena is re-created (grown), so the worker maps the new file."""
+    generation: str
+    """The memfd's identity, new each time the arena is (re-)created: ``<st_dev>:<st_ino>:<random>``.
+    The path can lead to another arena later (re-created, or a new owner with the same PID and fd),
+    so the worker keys its mappings by this and checks the file it opens against it."""
     offsets: list[int]
 
 
@@ -192,7 +194,7 @@ class SharedArena:
         self._fd = -1
         self._map: mmap.mmap | None = None
         self.capacity = 0
-        self.generation = 0
+        self.generation = ""
 
     def write(self, arrays: Sequence[np.ndarray]) -> ArenaSlice:
         where, dest = self.reserve([a.nbytes for a in arrays])
@@ -218,9 +220,10 @@ class SharedArena:
         self._fd = os.memfd_create("remax-weights")
         os.ftruncate(self._fd, self.capacity)
         self._map = mmap.mmap(self._fd, self.capacity)
-        # Process-wide, so two arenas never share (path, generation) even when a closed one's fd
-        # number is reused: a worker would keep the old file's mapping.
-        self.generation = next(_GENERATIONS)
+        # Neither a counter (it restarts with each learner process) nor the inode alone (freed inode
+        # numbers are reused): a worker would keep serving the old file's mapping.
+        st = os.fstat(self._fd)
+        self.generation = f"{_file_id(st)}{secrets.token_hex(16)}"
 
     def close(self) -> None:
         if self._map is not None:
@@ -232,37 +235,76 @@ class SharedArena:
         self._map, self._fd, self.capacity = None, -1, 0
 
 
+def _file_id(st: os.stat_result) -> str:
+    """The prefix of an arena's identity (:attr:`ArenaSlice.generation`) that names its file."""
+    return f"{st.st_dev}:{st.st_ino}:"
+
+
+@dataclass
+class _Mapping:
+    path: str
+    map: mmap.mmap
+
+
 class ArenaReader:
-    """The worker's side: maps each arena it is sent (once per path and generation; the learner
-    alternates two) and views tensors in it."""
+    """The worker's side: maps each arena it is sent (once per identity; the learner alternates two)
+    and views tensors in it. A mapping goes when its path no longer leads to its arena (the owner
+    exited or re-created it), checked whenever an arena is mapped, and the least recently used one
+    goes beyond :data:`MAX_MAPPED`."""
 
     def __init__(self) -> None:
-        self._maps: dict[str, tuple[tuple[int, int], mmap.mmap]] = {}
+        self._maps: dict[str, _Mapping] = {}
+        """By identity, least recently used first."""
 
     def tensors(self, where: ArenaSlice, names: Sequence[str], dtypes: Sequence[str],
                 shapes: Sequence[Sequence[int]]) -> list[tuple[str, torch.Tensor]]:
         """(name, tensor) views of the arena: valid until its owner writes the next bucket there."""
-        key = (where.capacity, where.generation)
-        if where.path not in self._maps or self._maps[where.path][0] != key:
-            self._drop(where.path)
-            fd = os.open(where.path, os.O_RDWR)
-            try:
-                self._maps[where.path] = (key, mmap.mmap(fd, where.capacity))
-            finally:
-                os.close(fd)
-        view = memoryview(self._maps[where.path][1])
-        sizes = [int(np.prod(s, dtype=np.int64)) * getattr(torch, d).itemsize for d, s in zip(dtypes, shapes)]
-        buffers = [view[off : off + size] for off, size in zip(where.offsets, sizes)]
-        return list(zip(names, _views(buffers, dtypes, shapes)))
+        mapping = self._maps.pop(where.generation, None) or self._map(where)
+        self._maps[where.generation] = mapping
+        # One buffer over the whole arena, every tensor a view of it: tensors written back to back
+        # (a fused projection's parts) then share a storage, and direct_reload fuses them without a copy.
+        arena = torch.frombuffer(mapping.map, dtype=torch.uint8)
+        tensors = []
+        for offset, dtype, shape in zip(where.offsets, dtypes, shapes):
+            dtype = getattr(torch, dtype)
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            tensors.append(arena[offset : offset + size].view(dtype).view(tuple(shape)))
+        return list(zip(names, tensors))
 
-    def _drop(self, path: str) -> None:
-        _, old = self._maps.pop(path, (None, None))
-        if old is not None:
+    def _map(self, where: ArenaSlice) -> _Mapping:
+        self._drop_gone()
+        while len(self._maps) >= MAX_MAPPED:
+            self._drop(next(iter(self._maps)))
+        try:
+            fd = os.open(where.path, os.O_RDWR)
+        except FileNotFoundError:
+            fd = -1
+        try:
+            if fd < 0 or not where.generation.startswith(_file_id(os.fstat(fd))):
+                raise RuntimeError(f"{where.path} no longer leads to arena {where.generation}: its owner "
+                                   "exited or re-created it after sending this bucket")
+            return _Mapping(where.path, mmap.mmap(fd, where.capacity))
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _drop_gone(self) -> None:
+        for identity, mapping in list(self._maps.items()):
             try:
-                old.close()
-            except BufferError:  # a caller still holds a view: the mapping goes with its last view
-                pass
+                here = os.stat(mapping.path)
+            except OSError:  # the owner exited, or closed the arena and nothing took its fd number
+                self._drop(identity)
+                continue
+            if not identity.startswith(_file_id(here)):
+                self._drop(identity)
+
+    def _drop(self, identity: str) -> None:
+        old = self._maps.pop(identity)
+        try:
+            old.map.close()
+        except BufferError:  # a caller still holds a view: the mapping goes with its last view
+            pass
 
     def close(self) -> None:
-        for path in list(self._maps):
-            self._drop(path)
+        for identity in list(self._maps):
+            self._drop(identity)

@@ -10,6 +10,10 @@ process on the machine (other test sessions' too), and its config template
 (``fake_multi_node/example.yaml``) is missing from Ray 2.60's wheel; the subclass below gives it the
 template's fields and starts and stops its head by process id, on a port and temp dir of its own.
 The driver runs in a subprocess so that it does not meet the test session's in-process Ray.
+
+On a busy machine (another training run) the head and its autoscaler take far longer to come up than
+on CI, so nothing here waits for a fixed time: the driver starts once the head says it is up, and
+waits for the autoscaler's first status; the bounds only turn a genuine hang into an error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,9 @@ pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 GPU_TYPE = {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}
+HANG_S = 600
+"""Bound on each wait for the cluster to be ready (the head, the autoscaler's first status): long
+enough for a loaded machine, there to report a hang."""
 
 
 class OwnAutoscalingCluster(AutoscalingCluster):
@@ -63,7 +71,8 @@ class OwnAutoscalingCluster(AutoscalingCluster):
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         # As AutoscalingCluster.start: the fake provider's switch and a 1 s autoscaler round.
         env.update(AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1", RAY_USAGE_STATS_ENABLED="0",
-                   RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+                   RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                   PYTHONUNBUFFERED="1")  # `ray start` says it is up in its log while it keeps running
         cmd = [str(BIN / "ray"), "start", "--head", "--block", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
                f"--num-cpus={head.get('CPU', 0)}", f"--num-gpus={head.get('GPU', 0)}", "--include-dashboard=false",
                f"--autoscaling-config={config}", "--disable-usage-stats"]
@@ -71,6 +80,20 @@ class OwnAutoscalingCluster(AutoscalingCluster):
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(cmd, env=env, cwd=self.temp_dir, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
+
+    def wait_until_up(self, bound_s: float = HANG_S) -> None:
+        """Return once `ray start` says the head is up (its GCS answers and its raylet registered):
+        a driver connecting before then gives up after Ray's fixed ~20 s ("Timed out while waiting
+        for GCS to become available")."""
+        deadline = time.monotonic() + bound_s
+        while "Ray runtime started." not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"`ray start` exited with {self.proc.returncode}:\n"
+                                   + self.log.read_text(errors="replace")[-4000:])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the head did not come up in {bound_s:.0f} s:\n"
+                                   + self.log.read_text(errors="replace")[-4000:])
+            time.sleep(0.5)
 
     def shutdown(self) -> None:
         if self.proc is not None:
@@ -89,9 +112,11 @@ console.configure()
 placement._PROGRESS_EVERY_S = 2.0  # the progress line every 2 s instead of 15, so a short wait shows it
 ray.init(address=sys.argv[1], log_to_driver=False)
 head = ray.get_runtime_context().get_node_id()
-deadline = time.monotonic() + 60
+deadline = time.monotonic() + float(sys.argv[2])
 growth = autoscaling.read()
-while not growth.can_grow and time.monotonic() < deadline:  # the monitor's first round
+while not growth.can_grow:  # the autoscaler's first round: its monitor process starts with the head
+    if time.monotonic() > deadline:
+        sys.exit(f"the autoscaler published no status in {sys.argv[2]} s")
     time.sleep(0.5)
     growth = autoscaling.read()
 before = ray.cluster_resources()
@@ -128,10 +153,13 @@ def grown() -> dict:
     cluster = OwnAutoscalingCluster({"CPU": 1}, {"gpu": GPU_TYPE})
     cluster.start()
     try:
+        cluster.wait_until_up()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env["RAY_AUTH_MODE"] = "disabled"
-        done = subprocess.run([sys.executable, "-c", _DRIVER, f"127.0.0.1:{cluster.port}"], capture_output=True,
-                              text=True, timeout=400, env=env)
+        # The driver waits up to HANG_S for the autoscaler and 240 s for the nodes it adds; HANG_S more
+        # for the rest (its imports, connecting, the probes).
+        done = subprocess.run([sys.executable, "-c", _DRIVER, f"127.0.0.1:{cluster.port}", str(HANG_S)],
+                              capture_output=True, text=True, timeout=HANG_S + 240 + HANG_S, env=env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         assert done.returncode == 0 and lines, done.stderr[-4000:] + cluster.log.read_text()[-2000:]
         return {**json.loads(lines[0].removeprefix("RESULT ")), "stderr": done.stderr}
