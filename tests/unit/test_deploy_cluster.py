@@ -7,6 +7,13 @@ provider's bootstrap needs boto3 and an account, so it stops after validation.""
 from __future__ import annotations
 
 import copy
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -121,5 +128,146 @@ def test_every_node_starts_ray_with_token_auth_and_a_local_dashboard(path):
     assert prepared["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     for role in ("head_start_ray_commands", "worker_start_ray_commands"):
         starts = [c for c in prepared[role] if "ray start" in c]
-        assert starts and all("RAY_AUTH_MODE=token ray start" in c for c in starts), role
+        assert starts and all(re.search(r"RAY_AUTH_MODE=token (\S+=\S+ )*ray start", c) for c in starts), role
         assert not any("0.0.0.0" in c for c in prepared[role]), role
+
+
+SHARED, HOME = "/mnt/shared", "/mnt/shared/remax-ray"
+
+
+@pytest.mark.parametrize("path", [AWS, ONPREM], ids=["aws", "onprem"])
+def test_every_node_mounts_the_shared_storage_and_starts_ray_with_the_asset_home_on_it(path):
+    """gpu-multinode.yaml's paths must mean the same on every node: the driver prepares the builtin
+    assets in REMAX_RAY_HOME and hands the actors those folders."""
+    prepared = _ray_up_checks(_load(path))
+    for role in ("head", "worker"):
+        setup = prepared[f"{role}_setup_commands"]
+        mounts = [c for c in setup if re.search(rf"mount -t nfs4 .* {SHARED}\)?$", c)]
+        assert len(mounts) == 1 and f"mountpoint -q {SHARED} ||" in mounts[0], role
+        owned = [c for c in setup if "chown" in c and HOME in c]
+        assert owned and setup.index(owned[0]) > setup.index(mounts[0]), role  # writable once mounted
+        starts = [c for c in prepared[f"{role}_start_ray_commands"] if "ray start" in c]
+        assert starts and all(f"REMAX_RAY_HOME={HOME} ray start" in c for c in starts), role
+    assert "nfs-common" in path.read_text()  # the NFS client: installed (aws) or a stated prerequisite
+
+
+def test_the_efs_file_system_is_in_the_clusters_region_and_its_placeholder_documented():
+    config = _load(AWS)
+    (mount,) = [c for c in config["setup_commands"] if "mount -t nfs4" in c]
+    fs_id, region = re.search(r"(fs-[0-9a-f]+)\.efs\.([a-z0-9-]+)\.amazonaws\.com:/ ", mount).groups()
+    assert region == config["provider"]["region"]
+    assert f"in place of {fs_id}" in AWS.read_text().split("cluster_name:")[0]
+
+
+def test_the_multinode_config_opens_only_paths_on_the_shared_storage(monkeypatch):
+    from remax_ray.assets.home import resolve_dataset, resolve_reward_model_path
+
+    cfg = load_config(str(REPO / "deploy" / "configs" / "gpu-multinode.yaml"), [])
+    monkeypatch.setenv("REMAX_RAY_HOME", HOME)  # what every node's `ray start` sets
+    assert cfg.reward.model_path.startswith("builtin:") and cfg.run.dataset.startswith("builtin:")
+    with pytest.raises(FileNotFoundError, match=f"{HOME}/sentiment-rm"):  # not prepared here
+        resolve_reward_model_path(cfg.reward.model_path)
+    with pytest.raises(FileNotFoundError, match=f"{HOME}/movie-reviews"):
+        resolve_dataset(cfg.run.dataset, "train")
+    assert all(p.startswith(SHARED + "/") for p in (cfg.model.path, cfg.run.output_dir))
+
+
+def _fake_aws(tmp_path: Path) -> Path:
+    """An `aws` first on PATH that records its calls and keeps the role and profile it made."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "aws").write_text(f"""#!{sys.executable}
+import json, os, sys
+from pathlib import Path
+state, args = Path(os.environ["FAKE_AWS_STATE"]), sys.argv[1:]
+with open(state / "calls.jsonl", "a") as f:
+    f.write(json.dumps(args) + "\\n")
+cmd, opt = args[1], lambda k: args[args.index(k) + 1]
+if cmd == "get-role" and not (state / "role").exists():
+    sys.exit(254)
+if cmd == "create-role":
+    (state / "role").write_text(opt("--assume-role-policy-document"))
+if cmd == "get-instance-profile":
+    if not (state / "profile").exists():
+        sys.exit(254)
+    if "--query" in args:
+        print((state / "profile").read_text())
+if cmd == "create-instance-profile":
+    (state / "profile").write_text("")
+if cmd == "add-role-to-instance-profile":
+    (state / "profile").write_text(opt("--role-name"))
+""")
+    (bin_dir / "aws").chmod(0o755)
+    return bin_dir
+
+
+def _run_iam_script(tmp_path: Path) -> list[list[str]]:
+    log = tmp_path / "calls.jsonl"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{_fake_aws(tmp_path)}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_AWS_STATE": str(tmp_path)}
+    subprocess.run(["bash", str(REPO / "deploy" / "cluster" / "aws-iam.sh")], env=env, check=True, timeout=60)
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_the_head_profile_lets_the_autoscaler_resolve_the_workers_ami(tmp_path):
+    """EC2 resolves `resolve:ssm:` with the launcher's ssm:GetParameters, and the autoscaler on the
+    head launches the workers: the head's profile (aws-iam.sh) must grant it; Ray's default does not."""
+    config = _load(AWS)
+    types = config["available_node_types"]
+    profile = types[config["head_node_type"]]["node_config"]["IamInstanceProfile"]["Name"]
+    calls = _run_iam_script(tmp_path)
+    made = {c[1]: c for c in calls}
+    assert made["create-role"][made["create-role"].index("--role-name") + 1] == profile
+    trust = json.loads((tmp_path / "role").read_text())
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    assert "arn:aws:iam::aws:policy/AmazonEC2FullAccess" in made["attach-role-policy"]
+    policy = json.loads(made["put-role-policy"][made["put-role-policy"].index("--policy-document") + 1])
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "ssm:GetParameters"
+    for name, node_type in types.items():
+        image = node_type["node_config"]["ImageId"]
+        assert image.startswith("resolve:ssm:"), name
+        arn = f"arn:aws:ssm:{config['provider']['region']}::parameter{image.removeprefix('resolve:ssm:')}"
+        assert fnmatch.fnmatchcase(arn, statement["Resource"]), (name, arn)
+    assert (tmp_path / "profile").read_text() == profile  # the role is in the instance profile
+    assert all("IamInstanceProfile" not in t["node_config"] for n, t in types.items()
+               if n != config["head_node_type"])  # no worker profile: the head needs no iam:PassRole
+    again = [c[1] for c in _run_iam_script(tmp_path)]  # safe to run again: nothing made twice
+    assert not {"create-role", "create-instance-profile", "add-role-to-instance-profile"} & set(again)
+
+
+CHECKPOINT = "docs/repro/sentiment/remax-seed0/checkpoints/step-000050/model.safetensors"
+IGNORED = (CHECKPOINT, "bench/.trl/run/adapter.safetensors")
+COPIED = ("remax_ray/cli.py", "deploy/configs/gpu-multinode.yaml")
+
+
+@pytest.mark.parametrize("path", [AWS, ONPREM], ids=["aws", "onprem"])
+def test_ray_ups_rsync_skips_what_gitignore_lists(path):
+    from ray.autoscaler._private.command_runner import SSHCommandRunner
+
+    prepared = _ray_up_checks(_load(path))
+    assert prepared["rsync_filter"] == [".gitignore"]
+    args = SSHCommandRunner._create_rsync_filter_args(None, {"rsync_exclude": prepared["rsync_exclude"],
+                                                             "rsync_filter": prepared["rsync_filter"]})
+    assert ["--filter", "dir-merge,- .gitignore"] == args[-2:]
+    # the patterns rsync reads from the checkout's .gitignore, as git reads them
+    for rel in (*IGNORED, *COPIED):
+        ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", rel], cwd=REPO).returncode == 0
+        assert ignored == (rel in IGNORED), rel
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_rsync_with_rays_filter_arguments_leaves_the_checkpoints_behind(tmp_path):
+    from ray.autoscaler._private.command_runner import SSHCommandRunner
+
+    prepared = _ray_up_checks(_load(AWS))
+    src, dst = tmp_path / "checkout", tmp_path / "node"
+    for rel in (*IGNORED, *COPIED, ".venv/bin/python"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x")
+    shutil.copy(REPO / ".gitignore", src / ".gitignore")
+    args = SSHCommandRunner._create_rsync_filter_args(None, prepared)
+    subprocess.run(["rsync", "-a", *args, f"{src}/", str(dst)], check=True, timeout=60)
+    assert all((dst / rel).is_file() for rel in COPIED)
+    assert not any((dst / rel).exists() for rel in (*IGNORED, ".venv/bin/python"))

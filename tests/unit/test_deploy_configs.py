@@ -44,9 +44,40 @@ def test_gpu_configs_fit_one_gpu_per_actor():
     assert multi.rollout.num_generators + 1 == 16 and multi.cluster.sync_transport == "nccl"
     for cfg in (one, multi):  # every generator gets the same number of prompts
         assert cfg.run.prompts_per_step % cfg.rollout.num_generators == 0
-    # On several nodes, every path the actors open must be on storage all of them mount.
-    assert all(p.startswith("/mnt/shared/") for p in
-               (multi.model.path, multi.reward.model_path, multi.run.output_dir))
+    # On several nodes, every path the actors open must be on storage all of them mount: the folders
+    # given as paths, and REMAX_RAY_HOME (/mnt/shared/remax-ray on every node) for the builtin assets.
+    assert all(p.startswith("/mnt/shared/") for p in (multi.model.path, multi.run.output_dir))
+    assert multi.reward.model_path.startswith("builtin:") and multi.run.dataset.startswith("builtin:")
+
+
+@pytest.mark.parametrize("name", ["gpu-multinode", "gpu-1node-8x"])
+def test_a_fresh_asset_home_gets_every_asset_the_gpu_config_names(name, tmp_path, monkeypatch):
+    """The driver's real prepare step, on an empty REMAX_RAY_HOME (a fresh shared volume) with an
+    image's prebuilt folder: what the config reads from the asset home is there afterwards, as the
+    folders the actors are handed. A plain path into the home (as gpu-multinode.yaml once named its
+    reward model) would be left missing: prepare copies or builds builtin: names only."""
+    from remax_ray.assets.home import resolve_reward_model_path
+    from remax_ray.config import resolve_score_response_only
+    from remax_ray.driver.prepare import prepare_builtins_for_config
+
+    prebuilt, home = tmp_path / "image-assets", tmp_path / "shared" / "remax-ray"
+    for rel in ("sentiment-rm/config.json", "sentiment-rm/model.safetensors",
+                "movie-reviews/train.jsonl", "movie-reviews/eval.jsonl"):
+        (prebuilt / rel).parent.mkdir(parents=True, exist_ok=True)
+        (prebuilt / rel).write_text("{}\n")
+    monkeypatch.setenv("REMAX_RAY_PREBUILT", str(prebuilt))
+    monkeypatch.setenv("REMAX_RAY_HOME", str(home))
+    cfg = load_config(str(CONFIGS / f"{name}.yaml"), [])
+    for path in (cfg.model.path, cfg.reward.model_path, cfg.run.dataset):
+        assert path.startswith("builtin:") or not path.startswith("/mnt/shared/remax-ray/"), path
+    prepare_builtins_for_config(cfg, log=lambda *_: None)
+    assert resolve_reward_model_path(cfg.reward.model_path) == str(home / "sentiment-rm")  # on the driver
+    assert (home / "sentiment-rm" / "model.safetensors").is_file()
+    assert (home / "movie-reviews" / "train.jsonl").is_file()
+    assert resolve_score_response_only(cfg.reward)[0]  # fit on continuations: the prompt is blanked
+    plain = load_config(str(CONFIGS / f"{name}.yaml"), [f"reward.model_path={home}/steered-rm"])
+    prepare_builtins_for_config(plain, log=lambda *_: None)
+    assert not (home / "steered-rm").exists()
 
 
 def test_tiny_config_runs_its_preflight_on_builtin_tiny(tmp_path, monkeypatch):

