@@ -100,7 +100,7 @@ def measure_limits(cfg, batch, info: dict, reps: int) -> dict[str, float]:
 
     from transformers import AutoTokenizer
 
-    from remax_ray.cluster.actors import reward_kwargs
+    from remax_ray.reward.scorer import reward_kwargs
 
     threads = cfg.cluster.threads_per_actor or os.cpu_count() or 1
     ro, le, al, rw = cfg.rollout, cfg.learner, cfg.algo, cfg.reward
@@ -114,7 +114,7 @@ def measure_limits(cfg, batch, info: dict, reps: int) -> dict[str, float]:
                   "max_grad_norm": le.max_grad_norm or float("inf"), "micro_batch_size": le.micro_batch_size,
                   "kl_coef": al.kl_coef, "temperature": ro.temperature,
                   "pad_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id},
-        "score": {"kind": rw.kind, **reward_kwargs(cfg)},
+        "score": reward_kwargs(rw),
         "sync": {"dtype": info["dtype"], "copies": info["generators"]},
     }
     path = os.path.join(tempfile.mkdtemp(prefix="remax-limits-"), "spec.json")

@@ -15,7 +15,7 @@ import logging
 
 
 def main() -> None:
-    from remax_ray.config import load_config
+    from remax_ray.config import REWARD_KINDS, load_config
     from remax_ray.repro.variance import measure_variance, render_variance_markdown
 
     p = argparse.ArgumentParser()
@@ -35,7 +35,8 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_config(args.config, args.overrides)
-    task = args.task or f"{cfg.run.dataset} / {cfg.reward.model_path if cfg.reward.kind == 'hf' else cfg.reward.kind}"
+    rw = cfg.reward
+    task = args.task or f"{cfg.run.dataset} / {rw.model_path if REWARD_KINDS[rw.kind].reads_model_path else rw.kind}"
     rec = measure_variance(cfg, policy_path=args.policy or cfg.model.path, policy_label=args.label,
                            task_label=task, out_json=args.out, prompts=args.prompts, draws=args.draws,
                            sigmas=tuple(float(s) for s in args.sigmas.split(",")), params=args.params,

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from remax_ray.algo import token_logprobs
 from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.learner.parallel import full
+from remax_ray.learner.totals import UpdateTotals
 
 
 def toy_rollouts(n_prompts: int = 4, n: int = 2, *, seed: int = 0,
@@ -56,7 +56,7 @@ def policy_gradient(learner: Any, rollouts: list[PromptRollout]) -> torch.Tensor
     optimizer (gradients are cleared again): what tests and benches of the estimator need."""
     exp = learner.make_experience(rollouts)
     agg = dict(agg=learner.algo.loss_agg, num_tokens=exp.num_tokens, num_seqs=exp.num_seqs)
-    totals: defaultdict[str, float] = defaultdict(float)  # the update's running sums, unused here
+    totals = UpdateTotals()  # the update's running sums, unused here
     for me in exp.micro:
         learner._micro_update(me, agg, totals, first_epoch=False)
     params = [p for p in learner.policy.parameters() if p.requires_grad]

@@ -143,41 +143,55 @@ def gae_advantages(
 
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """What an algorithm needs, so the trainer and learner pay only for that.
+    """One estimator's entry: everything any part of remax-ray needs to know about it, so adding an
+    estimator is this entry (and its function) and nothing that branches on its name.
 
-    fn: the advantage function. Outcome-level ones take (scores [B, n], greedy [B] | None);
-        the critic's (GAE) takes token rewards and values.
+    fn: the advantage function. Outcome-level ones take (scores [B, n], greedy [B] | None) -> [B, n]
+        (:func:`outcome_advantages` dispatches them); a critic estimator's (``needs_critic``) takes
+        (token rewards [N, T], values [N, T], mask [N, T], gamma, lam) -> (advantages, returns), and
+        the learner's experience stage calls it once the critic's values are in.
+    summary: a few words on what the estimator's baseline is, for the help text of ``algo.estimator``.
     needs_greedy: the rollout must also produce (and score) one greedy response per prompt.
-    min_samples: minimum sampled responses per prompt (n).
-    needs_critic: a value model supplies per-token values; advantages are token-level (GAE).
+    min_samples: minimum sampled responses per prompt (n); the repro runs each arm with at least
+        this many, and the variance measurement gives each estimator this many of a draw's samples.
+    needs_critic: a value model supplies per-token values; advantages are token-level.
     uses_ratio: the loss is PPO's clipped importance ratio against the log-probs recorded before
         the update (an extra no-grad policy pass); allows several epochs and mini-batches.
     batch_baseline: the baseline pools every sampled score of the step's batch; fn then takes
         ``batch_sum`` and ``batch_count`` keywords, which the learner fills with the whole batch's
         (summed over learner ranks), so K ranks compute the advantages of one learner.
+    linear_in_scores: fn is linear in the scores (sampled and greedy together), so a reward offset
+        adds exactly the offset's own advantages. The variance measurement
+        (``repro/variance_stats``) relies on it and measures exactly these estimators; GRPO's
+        division by the group's std is not linear, and a critic's values are no function of the
+        scores at all.
     """
 
     fn: Callable
+    summary: str
     needs_greedy: bool
     min_samples: int
     needs_critic: bool = False
     uses_ratio: bool = False
     batch_baseline: bool = False
-
-    @property
-    def token_level(self) -> bool:
-        return self.needs_critic
+    linear_in_scores: bool = False
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
-    "remax": EstimatorSpec(remax_advantages, needs_greedy=True, min_samples=1),
-    "reinforce": EstimatorSpec(reinforce_advantages, needs_greedy=False, min_samples=1),
-    "reinforce_mean": EstimatorSpec(reinforce_mean_advantages, needs_greedy=False, min_samples=1,
-                                    batch_baseline=True),
-    "rloo": EstimatorSpec(rloo_advantages, needs_greedy=False, min_samples=2),
-    "grpo": EstimatorSpec(grpo_advantages, needs_greedy=False, min_samples=2),
-    "ppo": EstimatorSpec(gae_advantages, needs_greedy=False, min_samples=1, needs_critic=True,
-                         uses_ratio=True),
+    "remax": EstimatorSpec(remax_advantages, "REINFORCE with the greedy response's reward as baseline",
+                           needs_greedy=True, min_samples=1, linear_in_scores=True),
+    "reinforce": EstimatorSpec(reinforce_advantages, "no baseline", needs_greedy=False, min_samples=1,
+                               linear_in_scores=True),
+    "reinforce_mean": EstimatorSpec(reinforce_mean_advantages,
+                                    "baseline: the mean reward of the batch's other samples",
+                                    needs_greedy=False, min_samples=1, batch_baseline=True,
+                                    linear_in_scores=True),
+    "rloo": EstimatorSpec(rloo_advantages, "baseline: the mean reward of the prompt's other samples",
+                          needs_greedy=False, min_samples=2, linear_in_scores=True),
+    "grpo": EstimatorSpec(grpo_advantages, "the prompt's rewards standardised by their mean and std",
+                          needs_greedy=False, min_samples=2),
+    "ppo": EstimatorSpec(gae_advantages, "GAE with a learned value model, clipped surrogate",
+                         needs_greedy=False, min_samples=1, needs_critic=True, uses_ratio=True),
 }
 
 
@@ -218,7 +232,7 @@ def outcome_advantages(name: str, scores: Tensor, greedy_scores: Tensor | None =
     count) of the whole batch's scores, for a ``batch_baseline`` estimator whose batch is split
     across learner ranks (ignored by the others; default: ``scores`` is the whole batch)."""
     spec = get_estimator(name)
-    if spec.token_level:
+    if spec.needs_critic:
         raise ValueError(f"{name!r} is token-level; call {spec.fn.__name__} with token rewards and values")
     if spec.needs_greedy and greedy_scores is None:
         raise ValueError(f"{name!r} needs greedy_scores (the score of the greedy response per prompt)")

@@ -17,6 +17,7 @@ from remax_ray.cluster.learner_group import LearnerGroup
 from remax_ray.cluster.placement import Placement, Plan, learner_role, plan_for, run_namespace
 from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
 from remax_ray.config import Config, ConfigError, check_for_device, resolve_overlap
+from remax_ray.reward.scorer import reward_kwargs
 from remax_ray.rollout.kv_cache import largest_call
 
 
@@ -66,20 +67,9 @@ def connect(cfg: Config, include_dashboard: bool | None = None) -> None:
 
 
 def reward_model_path(cfg: Config) -> str:
-    from remax_ray.assets.home import resolve_reward_model_path
-
-    return resolve_reward_model_path(cfg.reward.model_path) if cfg.reward.kind == "hf" else cfg.reward.model_path
-
-
-def reward_kwargs(cfg: Config) -> dict[str, Any]:
-    """The reward actor's arguments after ``cfg.reward.kind``. Resolved here, on the driver: on a
-    remote cluster the actor may not see REMAX_RAY_HOME, and ``reward.score_response_only=auto``
-    depends on the configured model path (``builtin:`` or not), not on the folder it resolves to."""
-    rw = cfg.reward
-    return dict(function=rw.function, model_path=reward_model_path(cfg), template=rw.template,
-                max_length=rw.max_length, batch_size=rw.batch_size,
-                score_response_only=rw.blanks_prompt, on_invalid=rw.on_invalid,
-                trust_remote_code=rw.trust_remote_code)
+    """The ``reward.model_path`` the reward actor is handed: a ``builtin:`` one resolved to its folder
+    on the driver, for a kind that reads it (:func:`remax_ray.reward.scorer.reward_kwargs`)."""
+    return reward_kwargs(cfg.reward)["model_path"]
 
 
 def resolve_device(cfg: Config) -> str:
@@ -211,7 +201,7 @@ def start_reward(cfg: Config, where: Placement | None = None) -> Any:
     return _named(
         ray.remote(RewardShell), {**(where.options("reward") if where else {"num_cpus": 0}),
                                   "runtime_env": _env(cfg), "max_restarts": cfg.cluster.max_actor_restarts},
-        cfg.reward.kind, **reward_kwargs(cfg))
+        **reward_kwargs(cfg.reward))
 
 
 def start_learner(cfg: Config, model_path: str, device: str | None = None, wait: bool = True, *,

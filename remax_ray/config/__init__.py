@@ -10,7 +10,8 @@ as comments, which is how ``remax_ray/config/default.yaml`` is produced
 - :mod:`.generation`, :mod:`.optim`, :mod:`.runtime`: the training sections;
 - :mod:`.train`: the training root :class:`Config`, :func:`load_config`, :func:`validate`;
 - :mod:`.rm`: the reward-model training root :class:`RewardModelConfig`;
-- :mod:`.tasks`: the named built-in tasks (``remax-ray train --task``), each a list of overrides.
+- :mod:`.tasks`: the named built-in tasks (``remax-ray train --task``), each a list of overrides;
+- :mod:`.reward_kinds`: the reward kinds (``REWARD_KINDS``), what config and driver know of each.
 
 Only the standard library, PyYAML and ``algo`` (the estimator registry, for validation) are
 imported here; every other package may import ``config``.
@@ -21,13 +22,13 @@ from remax_ray.config.generation import (
     INVALID_REWARD_POLICIES,
     LONG_PROMPT_POLICIES,
     MODEL_DTYPES,
-    REWARD_KINDS,
     ModelConfig,
     RewardConfig,
     RolloutConfig,
     resolve_score_response_only,
 )
 from remax_ray.config.optim import AlgoConfig, LearnerConfig
+from remax_ray.config.reward_kinds import REWARD_KINDS, RewardKind, reward_kind
 from remax_ray.config.rm import (
     RewardModelConfig,
     RMDataConfig,
@@ -74,6 +75,7 @@ __all__ = [
     "RMModelConfig",
     "RMTrainConfig",
     "RewardConfig",
+    "RewardKind",
     "RewardModelConfig",
     "RolloutConfig",
     "check_for_device",
@@ -94,6 +96,7 @@ __all__ = [
     "load_rm_config",
     "rm_config_keys",
     "resolve_score_response_only",
+    "reward_kind",
     "rm_to_yaml",
     "task_overrides",
     "to_yaml",

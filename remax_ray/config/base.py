@@ -3,10 +3,11 @@
 A *root* configuration is a frozen dataclass whose fields are *sections*, each
 itself a frozen dataclass of typed fields (bool, int, float, str, or the
 tri-state :data:`AutoBool`: true, false or auto) that carry
-their help text in ``metadata["help"]``.  The functions here work on any such
-root, so the training config (:mod:`remax_ray.config.train`) and the
-reward-model config (:mod:`remax_ray.config.rm`) share one YAML loader, one
-override syntax and one set of did-you-mean errors.
+their help text in ``metadata["help"]`` (read it with :func:`help_text`).  The
+functions here work on any such root, so the training config
+(:mod:`remax_ray.config.train`) and the reward-model config
+(:mod:`remax_ray.config.rm`) share one YAML loader, one override syntax and one
+set of did-you-mean errors.
 
 This module imports only the standard library and PyYAML.
 """
@@ -30,8 +31,17 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the key and the problem."""
 
 
-def _field(default: Any, help: str) -> Any:
+def _field(default: Any, help: str | Callable[[], str]) -> Any:
+    """A section field with its help text. A callable is called each time the text is shown: a text
+    built from a registry that imports torch (the estimators') then costs nothing on importing the
+    configuration, which stays torch-free."""
     return field(default=default, metadata={"help": help})
+
+
+def help_text(f: dataclasses.Field) -> str:
+    """The help text of a section field made by :func:`_field`."""
+    text = f.metadata["help"]
+    return text() if callable(text) else text
 
 
 AUTO = "auto"
@@ -57,7 +67,7 @@ def keys_of(root: type) -> list[str]:
 def help_of(root: type) -> dict[str, str]:
     """Map every dotted key of ``root`` to its help text."""
     return {
-        f"{s}.{f.name}": f.metadata["help"]
+        f"{s}.{f.name}": help_text(f)
         for s, cls in sections_of(root).items()
         for f in dataclasses.fields(cls)
     }
@@ -104,7 +114,7 @@ def render_yaml(config: Any, header: Sequence[str]) -> str:
         lines.append(f"# {cls.__doc__.strip()}")
         lines.append(f"{section}:")
         for f in dataclasses.fields(cls):
-            for line in textwrap.wrap(f.metadata["help"], width=76):
+            for line in textwrap.wrap(help_text(f), width=76):
                 lines.append(f"  # {line}")
             lines.append(f"  {f.name}: {_yaml_scalar(data[section][f.name])}")
     return "\n".join(lines) + "\n"

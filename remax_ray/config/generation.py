@@ -3,15 +3,13 @@
 from dataclasses import dataclass
 
 from remax_ray.config.base import AUTO, AutoBool, _field
+from remax_ray.config.estimators import on_policy_names
+from remax_ray.config.reward_kinds import kind_help, reward_kind
 
-__all__ = ["INVALID_REWARD_POLICIES", "LONG_PROMPT_POLICIES", "MODEL_DTYPES", "REWARD_KINDS",
+__all__ = ["INVALID_REWARD_POLICIES", "LONG_PROMPT_POLICIES", "MODEL_DTYPES",
            "ModelConfig", "RewardConfig", "RolloutConfig", "resolve_score_response_only"]
 
 MODEL_DTYPES = ("auto", "float32", "bfloat16")
-# The builtin reward models fit on pairs with an empty prompt; builtin:steered-rm is not one of
-# them: its pairs' prompt holds the instruction that decides which continuation wins.
-RESPONSE_ONLY_REWARD_MODELS = ("builtin:sentiment-rm",)
-REWARD_KINDS = ("vader", "function", "hf")
 LONG_PROMPT_POLICIES = ("truncate", "skip", "error")
 INVALID_REWARD_POLICIES = ("error", "skip")
 
@@ -83,13 +81,14 @@ class RolloutConfig:
     enforce_eager: bool = _field(True, "Disable CUDA graphs in vLLM (faster start-up, slower decoding).")
     overlap: AutoBool = _field(
         AUTO,
-        "One-step-off: the generators sample step t+1 (with the weights one update behind) while the "
-        "learner trains on step t; the learner corrects with truncated importance weights "
-        "(algo.importance_cap). true | false | auto. auto turns it on only where it can pay: the "
-        "learner and the generators on devices of their own (GPUs), or on cores of their own "
-        "(cluster.threads_per_actor x actors within the node's cores); on shared cores the two take "
-        "turns anyway and measured slower (docs/PERFORMANCE.md). Only for the estimators without "
-        "PPO's ratio (remax, reinforce, reinforce_mean, rloo, grpo), and with algo.kl_placement=reward.")
+        lambda: (
+            "One-step-off: the generators sample step t+1 (with the weights one update behind) while "
+            "the learner trains on step t; the learner corrects with truncated importance weights "
+            "(algo.importance_cap). true | false | auto. auto turns it on only where it can pay: the "
+            "learner and the generators on devices of their own (GPUs), or on cores of their own "
+            "(cluster.threads_per_actor x actors within the node's cores); on shared cores the two "
+            "take turns anyway and measured slower (docs/PERFORMANCE.md). Only for the estimators "
+            f"without PPO's ratio ({on_policy_names()}), and with algo.kl_placement=reward."))
     num_cpus_per_generator: float = _field(1.0, "Ray CPUs reserved per generator actor.")
 
 
@@ -97,11 +96,7 @@ class RolloutConfig:
 class RewardConfig:
     """The reward actor that scores (prompt, response) pairs."""
 
-    kind: str = _field(
-        "hf",
-        "Reward source: hf (a sequence-classification reward model; the default is the learned "
-        "sentiment reward model) | vader (VADER sentiment of the response) | function (a Python function).",
-    )
+    kind: str = _field("hf", kind_help)  # read when shown, so every registered kind is listed
     function: str = _field(
         "",
         "For kind=function: 'package.module:function', called as function(prompts, responses) -> list[float].",
@@ -147,20 +142,19 @@ class RewardConfig:
 def resolve_score_response_only(reward: RewardConfig) -> tuple[bool, str]:
     """``reward.score_response_only`` resolved: (blank the prompt?, why, in words).
 
-    An explicit true/false wins. ``auto`` blanks the prompt only where the reward scores the
-    response alone by design: ``builtin:sentiment-rm`` (fit on continuations with an empty
+    An explicit true/false wins. ``auto`` blanks the prompt only where the kind's entry of
+    :data:`~remax_ray.config.reward_kinds.REWARD_KINDS` says the reward scores the response alone by design
+    (``RewardKind.response_only``): ``builtin:sentiment-rm`` (fit on continuations with an empty
     prompt) and VADER (a lexicon on one text). A reward function, ``builtin:steered-rm`` and a
     reward model given by path get the real prompt, as every reward model in RLHF reads prompt and
     response.
     """
-    setting, path = reward.score_response_only, reward.model_path.strip()
-    which = {"vader": "vader", "function": f"reward function {reward.function!r}"}.get(
-        reward.kind, f"reward model {path!r}")
+    setting, kind = reward.score_response_only, reward_kind(reward.kind)
+    which = kind.describe(reward)
     if setting is True or setting is False:
         return setting, f"{which}; reward.score_response_only={str(setting).lower()}"
     auto = f"reward.score_response_only={AUTO}"
-    if reward.kind == "vader":
-        return True, f"vader, a lexicon on one text, scores the response alone; {auto}"
-    if reward.kind == "hf" and path in RESPONSE_ONLY_REWARD_MODELS:
-        return True, f"{path} scores the continuation alone; {auto}"
+    alone = kind.response_only(reward)
+    if alone is not None:
+        return True, f"{alone}; {auto}"
     return False, f"{which} reads the prompt; {auto}"

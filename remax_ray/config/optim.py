@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from remax_ray.config.base import _field
+from remax_ray.config.estimators import estimator_help, on_policy_names, ratio_names
 
 __all__ = ["AlgoConfig", "LearnerConfig"]
 
@@ -24,9 +25,10 @@ class LearnerConfig:
     )
     mini_batch_size: int = _field(
         0,
-        "Sequences per optimizer step (0 = the whole step's batch, one optimizer step per step). "
-        "Only PPO may split a step into several optimizer steps: it corrects for the policy moving "
-        "between them with its clipped importance ratio.",
+        lambda: (
+            "Sequences per optimizer step (0 = the whole step's batch, one optimizer step per step). "
+            f"Only the estimators with PPO's clipped ratio ({ratio_names()}) may split a step into "
+            "several optimizer steps: the ratio corrects for the policy moving between them."),
     )
     critic_lr: float = _field(1e-4, "AdamW learning rate of PPO's value model (its own optimizer).")
     gradient_checkpointing: bool = _field(False, "Enable activation checkpointing in the policy.")
@@ -49,13 +51,7 @@ class LearnerConfig:
 class AlgoConfig:
     """The policy-gradient estimator and its loss."""
 
-    estimator: str = _field(
-        "remax",
-        "Advantage estimator from remax_ray.algo.ESTIMATORS: remax (REINFORCE with the greedy "
-        "response's reward as baseline), reinforce, reinforce_mean (baseline: the mean reward of the "
-        "batch's other samples), rloo, grpo, or ppo (GAE with a learned value model, clipped "
-        "surrogate).",
-    )
+    estimator: str = _field("remax", estimator_help)
     kl_coef: float = _field(0.02, "Coefficient of the KL penalty to the reference model (0 = off).")
     kl_estimator: str = _field(
         "k1",
@@ -78,8 +74,8 @@ class AlgoConfig:
              "truncated at this value (> 0), bounding the variance of the stale-sample correction.")
     value_clip: float = _field(0.2, "PPO value-loss clipping around the rollout-time values (> 0).")
     epochs: int = _field(
-        1, "Passes over each step's batch (PPO's K; DeepSpeed-Chat's default 1). Must be 1 for the "
-        "on-policy estimators remax, reinforce, reinforce_mean, rloo and grpo.")
+        1, lambda: ("Passes over each step's batch (PPO's K; DeepSpeed-Chat's default 1). Must be 1 "
+                    f"for the on-policy estimators ({on_policy_names()})."))
     whiten_advantages: bool = _field(
         True, "PPO: normalise GAE advantages to zero mean and unit variance over the batch's tokens.")
     gamma: float = _field(1.0, "Discount factor for token-level estimators, in [0, 1].")

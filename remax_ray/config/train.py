@@ -13,7 +13,6 @@ The estimator and KL/loss registries are imported lazily from
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,16 +21,17 @@ from remax_ray.config import base as common
 from remax_ray.config import checks
 from remax_ray.config.base import ConfigError
 from remax_ray.config.checks import Range, _choice
+from remax_ray.config.estimators import on_policy_names, ratio_names
 from remax_ray.config.generation import (
     INVALID_REWARD_POLICIES,
     LONG_PROMPT_POLICIES,
     MODEL_DTYPES,
-    REWARD_KINDS,
     ModelConfig,
     RewardConfig,
     RolloutConfig,
 )
 from remax_ray.config.optim import LEARNER_STRATEGIES, AlgoConfig, LearnerConfig
+from remax_ray.config.reward_kinds import REWARD_KINDS
 from remax_ray.config.runtime import (
     LEARNER_DEVICES,
     PLACEMENT_MODES,
@@ -189,8 +189,6 @@ _RANGES: list[Range] = [
 
 _NON_EMPTY = ("model.path", "run.dataset", "run.prompt_key", "run.output_dir")
 
-_FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-
 
 def resolve_overlap(cfg: Config, device: str, cores: int | None = None) -> tuple[bool, str]:
     """``rollout.overlap`` resolved for a learner on ``device``: (on?, why, in words).
@@ -267,22 +265,8 @@ def validate(config: Config) -> None:
         )
 
     # Reward.
-    _choice("reward.kind", rw.kind, REWARD_KINDS, "reward kind")
-    if rw.kind == "function":
-        if not rw.function:
-            raise ConfigError(
-                "reward.function: required when reward.kind=function "
-                "(form 'package.module:function')"
-            )
-        if not _FUNCTION_REF.match(rw.function):
-            raise ConfigError(
-                f"reward.function: must look like 'package.module:function' (got {rw.function!r})"
-            )
-    if rw.kind == "hf" and not rw.model_path.strip():
-        raise ConfigError(
-            "reward.model_path: required when reward.kind=hf "
-            "(a Hugging Face sequence-classification folder)"
-        )
+    _choice("reward.kind", rw.kind, tuple(REWARD_KINDS), "reward kind")
+    REWARD_KINDS[rw.kind].check(rw)  # the keys this kind reads (reward.function, reward.model_path)
     checks.check_template("reward.template", rw.template)
 
     _choice("learner.strategy", ln.strategy, LEARNER_STRATEGIES, "strategy", {"fsdp2": "fsdp"})
@@ -346,12 +330,12 @@ def validate(config: Config) -> None:
             "reward) or rollout.overlap=false")
     if ro.overlap is True and spec.uses_ratio:
         raise ConfigError(
-            f"rollout.overlap supports the on-policy estimators (remax, reinforce, reinforce_mean, rloo, grpo), not "
+            f"rollout.overlap supports the on-policy estimators ({on_policy_names()}), not "
             f"algo.estimator={al.estimator}: its clipped ratio is taken against the learner's own old "
             "policy and would not correct for the generators' one-step lag")
     if not spec.uses_ratio and (al.epochs > 1 or mini < batch):
         raise ConfigError(
             f"algo.estimator={al.estimator} is on-policy: it needs algo.epochs=1 and one optimizer "
-            f"step per batch (learner.mini_batch_size=0 or {batch}); only ppo corrects for a policy "
-            "that moved between optimizer steps"
+            f"step per batch (learner.mini_batch_size=0 or {batch}); only {ratio_names()} corrects for "
+            "a policy that moved between optimizer steps"
         )

@@ -10,6 +10,7 @@ from remax_ray.assets.hf import check_model_folder, load_tokenizer
 from remax_ray.config import Config, ConfigError, resolve_score_response_only
 from remax_ray.data.long_prompts import make_fit
 from remax_ray.data.prompts import PromptKeys, PromptSplits, load_splits
+from remax_ray.reward.kinds import REWARD_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -64,31 +65,11 @@ def _fit(tokenizer: Any, max_tokens: int, policy: str):
 
 
 def check_reward(cfg: Config, columns: set[str] | None = None) -> None:
-    """A missing reward model or an unimportable reward function fails here, not in the reward actor;
-    so does a function that takes a dataset column (``columns``) the dataset does not have."""
+    """The reward kind's own check (:data:`remax_ray.reward.kinds.REWARD_SOURCES`): a missing reward
+    model or an unimportable reward function fails here, not in the reward actor; so does a function
+    that takes a dataset column (``columns``) the dataset does not have."""
     rw = cfg.reward
     blanked, why = resolve_score_response_only(rw)
     if blanked:  # the one start-up line that says the reward does not see the prompt
         log.info("reward: prompts blanked (%s)", why)
-    if rw.kind == "hf":
-        folder = home.resolve_reward_model_path(rw.model_path)
-        check_model_folder(folder, "reward.model_path", allow_pickle_weights=cfg.model.allow_pickle_weights)
-    elif rw.kind == "function":
-        from remax_ray.reward.scorer import column_params, load_function
-
-        try:
-            fn = load_function(rw.function)
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever the module raises while it is imported
-            raise ConfigError(
-                f"reward.function: importing {rw.function!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-
-        missing = sorted(column_params(fn).required - columns) if columns is not None else []
-        if missing:
-            raise ConfigError(
-                f"reward.function: {rw.function!r} takes the dataset column(s) {', '.join(map(repr, missing))}, "
-                f"which no row of run.dataset ({cfg.run.dataset}) has (its columns: "
-                f"{', '.join(sorted(columns)) or 'none besides the prompt'}); give them a default or pick "
-                "a dataset that has them")
+    REWARD_SOURCES[rw.kind].preflight(cfg, columns)

@@ -26,6 +26,7 @@ from remax_ray.assets.home import (
 from remax_ray.assets.smollm2 import prepare_smollm2
 from remax_ray.assets.steered import prepare_steered_pairs, prepare_steered_reviews
 from remax_ray.assets.tiny import prepare_tiny
+from remax_ray.config import REWARD_KINDS
 from remax_ray.reward.train_rm import prepare_sentiment_rm, prepare_steered_rm
 
 # What `remax-ray assets` builds, in this order (the reward models after their pairs).
@@ -51,7 +52,8 @@ def prepare_builtins_for(*paths: str, log=print) -> None:
 
 
 def prepare_builtins_for_config(cfg, log=print) -> None:
-    """The builtin assets a training config uses; the reward model only when the reward is kind=hf
-    (kind=vader leaves the default reward.model_path unused, so nothing is trained for it)."""
-    reward_model = [cfg.reward.model_path] if cfg.reward.kind == "hf" else []
+    """The builtin assets a training config uses; the reward model only when the reward's kind reads
+    it (``RewardKind.reads_model_path``: kind=vader leaves the default reward.model_path unused, so
+    nothing is trained for it)."""
+    reward_model = [cfg.reward.model_path] if REWARD_KINDS[cfg.reward.kind].reads_model_path else []
     prepare_builtins_for(cfg.model.path, cfg.run.dataset, *reward_model, log=log)

@@ -2,8 +2,9 @@
 
 ``make_experience`` (in :class:`~remax_ray.learner.learner.Learner`) fills one
 :class:`MicroExperience` per micro-batch: reference log-probs always; for PPO also the old log-probs
-and the critic's values, then token-level advantages and returns for the whole batch. The update
-stage then runs epochs x mini-batches over these records with the algorithm's loss.
+and the critic's values, then token-level advantages and returns for the whole batch (from the
+estimator's registered function, ``EstimatorSpec.fn``). The update stage then runs epochs x
+mini-batches over these records with the algorithm's loss.
 
 ReMax, REINFORCE, RLOO and GRPO record no old log-probs: they take one optimizer step per batch, so
 the log-probs of the update's own forward are those of the policy before that step, and their
@@ -15,7 +16,6 @@ importance ratio of the learner's policy to the generator's (``algo/offpolicy.py
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,11 +24,12 @@ from torch import Tensor
 
 from remax_ray.algo import (
     EstimatorSpec,
+    Moments,
     clip_scores,
-    gae_advantages,
     kl_estimate,
     masked_moments,
     masked_whiten,
+    merge_all,
     outcome_advantages,
     token_rewards,
 )
@@ -106,18 +107,20 @@ def sequence_scores(spec: EstimatorSpec, estimator: str, rollouts: list[PromptRo
     return out, stats
 
 
-def assign_gae(micro: list[MicroExperience], algo: AlgoConfig,
-               moments: Callable[[list[tuple[Tensor, Tensor]]], tuple[float, float]] = masked_moments
-               ) -> dict[str, float]:
-    """Token rewards (-beta * KL per token + the score at the end) -> GAE advantages and returns,
-    whitened with the statistics of the whole batch. Needs old_logp and old_values. ``moments``
-    gives (mean, std) of masked values: the whole batch's, across learner ranks where there are several."""
+def assign_critic_advantages(
+        micro: list[MicroExperience], spec: EstimatorSpec, algo: AlgoConfig,
+        moments: Callable[[list[tuple[Tensor, Tensor]]], tuple[float, float]] = masked_moments
+) -> dict[str, float]:
+    """Token rewards (-beta * KL per token + the score at the end) -> the critic estimator's token
+    advantages and returns (``spec.fn``: GAE for ppo), whitened with the statistics of the whole
+    batch. Needs old_logp and old_values. ``moments`` gives (mean, std) of masked values: the whole
+    batch's, across learner ranks where there are several."""
     kl_coef = algo.kl_coef if algo.kl_placement == "reward" else 0.0
     for me in micro:
         mask = me.batch.mask.to(me.old_logp.device)
         kl = None if me.ref_logp is None else kl_estimate(me.old_logp, me.ref_logp, algo.kl_estimator)
         rewards = token_rewards(me.batch.score_advantages.to(mask.device), mask, kl, kl_coef)
-        me.advantages, me.returns = gae_advantages(rewards, me.old_values, mask, algo.gamma, algo.lam)
+        me.advantages, me.returns = spec.fn(rewards, me.old_values, mask, algo.gamma, algo.lam)
     pairs = [(me.advantages, me.batch.mask.to(me.advantages.device)) for me in micro]
     mean, std = moments(pairs)
     if algo.whiten_advantages:
@@ -130,44 +133,16 @@ def assign_gae(micro: list[MicroExperience], algo: AlgoConfig,
 def global_stats(stats: dict[str, float], num_seqs: int, device: torch.device) -> dict[str, float]:
     """Per-sequence statistics of this rank's share made global across learner ranks: each
     ``*_mean`` or plain value is a mean over ``num_seqs`` sequences, each ``<x>_std`` a population
-    std paired with ``<x>_mean`` (combined through the mean of squares). The identity for one rank."""
+    std paired with ``<x>_mean``; every rank's (count, mean, M2) merge (``algo.moments``). The
+    identity for one rank."""
     if not dist.active():
         return stats
-    sums = {"_n": float(num_seqs)}
-    for key in dist.all_keys(list(stats)):
-        value = stats.get(key, 0.0)  # a rank without prompts adds nothing (num_seqs = 0)
-        if key.endswith("_std"):
-            mean = stats.get(key[: -len("_std")] + "_mean", 0.0)
-            sums[key] = (value * value + mean * mean) * num_seqs  # sum of squares
-        else:
-            sums[key] = value * num_seqs
-    sums = dist.sum_floats(sums, device)
-    n = sums.pop("_n") or 1.0
-    out = {k: v / n for k, v in sums.items() if not k.endswith("_std")}
-    for key in (k for k in sums if k.endswith("_std")):
-        mean = out[key[: -len("_std")] + "_mean"]
-        out[key] = max(sums[key] / n - mean * mean, 0.0) ** 0.5
+    ranks = [part for parts in dist.all_lists([(num_seqs, stats)]) for part in parts]
+    out = {}
+    for key in sorted({k for _, st in ranks for k in st if not k.endswith("_std")}):
+        std = key[: -len("_mean")] + "_std" if key.endswith("_mean") else None
+        merged = merge_all(Moments(n, st[key], st.get(std, 0.0) ** 2 * n) for n, st in ranks if key in st)
+        out[key] = merged.mean
+        if std is not None and any(std in st for _, st in ranks):
+            out[std] = merged.std
     return out
-
-
-def note_loss_weights(totals: dict, weights: Tensor, mask: Tensor) -> None:
-    """Add a micro-batch's per-token loss weights to the update's running sums (``totals``).
-
-    ``weights`` [m, T] is what the loss multiplies each log-prob (PPO: each ratio) by: the returns
-    after the KL-in-reward term and the importance weights, or PPO's whitened advantages. Sums, not
-    tensors, so the moments cost nothing to keep; an epoch that sees the batch again adds it again,
-    which leaves the mean and the std unchanged."""
-    w, m = weights.detach().double(), mask.double()
-    totals["adv_sum"] = totals.get("adv_sum", 0.0) + float((w * m).sum())
-    totals["adv_sq"] = totals.get("adv_sq", 0.0) + float((w * w * m).sum())
-    totals["adv_tokens"] = totals.get("adv_tokens", 0.0) + float(m.sum())
-
-
-def loss_weight_moments(totals: dict) -> dict[str, float]:
-    """``adv_mean`` / ``adv_std``: mean and population std over the response tokens of the weights
-    noted by :func:`note_loss_weights` ({} when none were)."""
-    n = totals.get("adv_tokens", 0.0)
-    if not n:
-        return {}
-    mean = totals["adv_sum"] / n
-    return {"adv_mean": mean, "adv_std": math.sqrt(max(totals["adv_sq"] / n - mean * mean, 0.0))}

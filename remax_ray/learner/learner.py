@@ -37,10 +37,8 @@ from remax_ray.learner.critic import Critic
 from remax_ray.learner.experience import (
     Experience,
     MicroExperience,
-    assign_gae,
+    assign_critic_advantages,
     global_stats,
-    loss_weight_moments,
-    note_loss_weights,
     pooled_scores,
     sequence_scores,
 )
@@ -50,9 +48,9 @@ from remax_ray.learner.optim import adamw, clip_and_step
 from remax_ray.learner.parallel import wrap
 from remax_ray.learner.response_logp import ResponseLogits, response_logprobs
 from remax_ray.learner.state import load_policy, restore_learner_state, save_checkpoint
+from remax_ray.learner.totals import UpdateTotals
 
 log = logging.getLogger(__name__)
-_SUMMED = ("loss", "value_loss", "clip_frac", "kl", "entropy", "logp_diff", "logp_diff_tokens")
 
 
 class Learner:
@@ -194,7 +192,7 @@ class Learner:
                 old_values=self.critic.values(mb) if self.critic else None,
                 padding=i >= len(batches) - padding, rows=rows[i] if i < len(rows) else []))
         if self.critic:
-            stats |= assign_gae(micro, self.algo, moments=self._global_moments)
+            stats |= assign_critic_advantages(micro, self.spec, self.algo, moments=self._global_moments)
         counts = dist.sum_floats({"tokens": sum(m.batch.mask.sum().item() for m in micro),
                                   "seqs": float(len(items))}, self.device)
         keys = None
@@ -237,7 +235,7 @@ class Learner:
     def update(self, exp: Experience) -> dict[str, float]:
         """``algo.epochs`` passes; each splits the batch into mini-batches (one optimizer step each)
         of micro-batches whose losses are normalised by the mini-batch's counts."""
-        totals = dict.fromkeys(_SUMMED, 0.0)
+        totals = UpdateTotals()
         norms, critic_norms = [], []
         for epoch in range(self.algo.epochs):
             for group in self._optimizer_groups(exp, epoch):
@@ -254,26 +252,22 @@ class Learner:
                     critic_norms.append(self.critic.step())
         self.scheduler.step()
         self.steps_done += 1
-        totals = dist.sum_floats({k: v for k, v in totals.items() if k != "is_ratio_max"}, self.device) | \
-            {"is_ratio_max": dist.max_float(totals.get("is_ratio_max", 0.0), self.device)}
+        totals = totals.across_ranks(self.device)
         n_updates = float(len(norms))
-        out = {"loss": totals["loss"] / n_updates, "grad_norm": sum(norms) / n_updates,
-               "optimizer_steps": n_updates, "kl": totals["kl"] / exp.num_tokens,
+        out = {"loss": totals.loss / n_updates, "grad_norm": sum(norms) / n_updates,
+               "optimizer_steps": n_updates, "kl": totals.kl / exp.num_tokens,
                "kl_measured": float(self.measures_kl),
-               "entropy": totals["entropy"] / exp.num_tokens,
-               "logp_diff": totals["logp_diff"] / max(totals["logp_diff_tokens"], 1.0),
-               **loss_weight_moments(totals)}
-        if totals.get("is_tokens"):
-            out |= {"is_ratio_mean": totals["is_ratio"] / totals["is_tokens"],
-                    "is_clip_frac": totals["is_clip"] / totals["is_tokens"], "is_ratio_max": totals["is_ratio_max"]}
+               "entropy": totals.entropy / exp.num_tokens,
+               "logp_diff": totals.logp_diff / max(totals.logp_diff_tokens, 1.0),
+               **totals.loss_weight_metrics(), **totals.importance_metrics()}
         if self.critic:
-            out |= {"value_loss": totals["value_loss"] / n_updates,
+            out |= {"value_loss": totals.value_loss / n_updates,
                     "critic_grad_norm": sum(critic_norms) / n_updates,
                     "critic_skipped_updates": float(self.critic.skipped_updates),
-                    "clip_frac": totals["clip_frac"] / n_updates}
+                    "clip_frac": totals.clip_frac / n_updates}
         return out
 
-    def _micro_update(self, me: MicroExperience, agg: dict, totals: dict, first_epoch: bool) -> None:
+    def _micro_update(self, me: MicroExperience, agg: dict, totals: UpdateTotals, first_epoch: bool) -> None:
         """Forward/backward of one micro-batch (policy, then critic); gradients accumulate."""
         mb, mask = me.batch, me.batch.mask.to(self.device)
         logp, entropy = self._score(self.policy, mb, entropy=first_epoch)  # [m, L-1] each
@@ -287,26 +281,26 @@ class Learner:
         # gradient wanted is the sum over ranks; DDP and FSDP2 average instead, hence the factor.
         (loss * self.world_size).backward()
         if self.critic:
-            totals["value_loss"] += self.critic.backward(mb, me.old_values, me.returns,
+            totals.value_loss += self.critic.backward(mb, me.old_values, me.returns,
                                                          self.algo.value_clip, agg)
-        totals["loss"] += loss.item()
+        totals.loss += loss.item()
         if not first_epoch:
             return
         with torch.no_grad():  # diagnostics, once per sequence
             if kl is not None:
-                totals["kl"] += (kl * mask).sum().item()
-            totals["entropy"] += (entropy * mask).sum().item()
+                totals.kl += (kl * mask).sum().item()
+            totals.entropy += (entropy * mask).sum().item()
             if mb.has_gen_logprobs:
-                totals["logp_diff"] += ((logp.detach() - mb.gen_logprobs.to(self.device)).abs() * mask).sum().item()
-                totals["logp_diff_tokens"] += mask.sum().item()
+                totals.logp_diff += ((logp.detach() - mb.gen_logprobs.to(self.device)).abs() * mask).sum().item()
+                totals.logp_diff_tokens += mask.sum().item()
 
     def _policy_loss(self, me: MicroExperience, logp: torch.Tensor, kl: torch.Tensor | None, mask: torch.Tensor,
-                     agg: dict, totals: dict) -> torch.Tensor:
+                     agg: dict, totals: UpdateTotals) -> torch.Tensor:
         if self.spec.uses_ratio:  # PPO: clipped ratio against the log-probs recorded before the update
             loss, clip_frac = ppo_clip_loss(logp, me.old_logp, me.advantages, mask, self.algo.clip_eps, **agg)
             # The share of the optimizer step's tokens, whatever micro-batches (or ranks) hold them.
-            totals["clip_frac"] += clip_frac.item() * mask.sum().item() / agg["num_tokens"]
-            note_loss_weights(totals, me.advantages, mask)
+            totals.clip_frac += clip_frac.item() * mask.sum().item() / agg["num_tokens"]
+            totals.note_loss_weights(me.advantages, mask)
             return loss
         # One optimizer step per batch: this forward's log-probs are the policy's before the step,
         # so the KL-in-reward term is computed from them here instead of in an extra no-grad pass.
@@ -321,11 +315,8 @@ class Learner:
             tokens = mask.sum().item()
             if not tokens:  # a padding micro-batch: its (masked-off) ratios are no sample's
                 return policy_gradient_loss(logp, returns, mask, **agg)
-            totals["is_tokens"] = totals.get("is_tokens", 0.0) + tokens
-            totals["is_ratio"] = totals.get("is_ratio", 0.0) + stats["is_ratio_mean"] * tokens
-            totals["is_clip"] = totals.get("is_clip", 0.0) + stats["is_clip_frac"] * tokens
-            totals["is_ratio_max"] = max(totals.get("is_ratio_max", 0.0), stats["is_ratio_max"])
-        note_loss_weights(totals, returns, mask)
+            totals.note_importance(tokens, stats)
+        totals.note_loss_weights(returns, mask)
         return policy_gradient_loss(logp, returns, mask, **agg)
 
     def _optimizer_step(self) -> float:

@@ -33,10 +33,10 @@ removed and run again; a stored run whose configuration differs from the planned
 naming the key. Then the variance stage (--no-variance skips it), per task and stored the same way
 as <task>/variance-base.json and variance-trained.json: at the base policy and at ReMax's (its first
 seed's final checkpoint, kept for this), 32 draws of 32 held-out prompts, the same draws for every
-estimator: each estimator's gradient variance (remax, reinforce, reinforce_mean, rloo) with bootstrap
-intervals, the reward's between/within-prompt split, and the paper's condition E(r_g - mu)^2 vs
-E mu^2, also with a per-prompt offset sigma*z(x), sigma in 0, 1, 3. Then, from everything stored
-under --out:
+estimator: the gradient variance of each estimator linear in the rewards and without a critic, with
+bootstrap intervals, the reward's between/within-prompt split, and the paper's condition
+E(r_g - mu)^2 vs E mu^2, also with a per-prompt offset sigma*z(x), sigma in 0, 1, 3. Then, from
+everything stored under --out:
   results.md / results.json   provenance (departures from the paper, its figures, commands, commits);
                               per task: held-out greedy and sampled reward with 95% t-intervals over
                               seeds, reward at a matched KL, paired-by-seed verdicts (supported /
@@ -45,7 +45,8 @@ under --out:
   <task>/reward.png, <task>/reward_kl.png.
 Each task's configuration: the embedded default (or --config), then {' '.join(REPRO_DEFAULTS)},
 then the task's overrides, then yours; each run sets algo.estimator, run.seed and run.output_dir.
-rloo and grpo run with rollout.samples_per_prompt=2 (their group baseline needs two samples)."""
+An estimator that needs n samples per prompt (its min_samples in remax_ray.algo.ESTIMATORS: 2 for a
+group baseline) runs with rollout.samples_per_prompt raised to n."""
 
 EPILOG = """\
 examples:
@@ -63,8 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                    help=f"comma-separated tasks among {', '.join(TASKS)} (default: %(default)s)")
     p.add_argument("--algos", default=",".join(DEFAULT_ALGOS),
-                   help="comma-separated algorithms among remax, ppo, reinforce, reinforce_mean, rloo, grpo "
-                        "(default: %(default)s)")
+                   help="comma-separated algorithms, names of algo.estimator (`remax-ray keys` lists "
+                        "them) (default: %(default)s)")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seeds; a verdict needs two of each arm (default: %(default)s)")
     p.add_argument("--out", default="runs/repro", help="output folder, reused across sittings (default: %(default)s)")

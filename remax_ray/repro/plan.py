@@ -14,12 +14,11 @@ from remax_ray.config import Config, ConfigError, apply_overrides, load_config, 
 from remax_ray.repro.tasks import task_overrides
 
 # Every arm runs with the base configuration's learning rate: the comparison is of estimators, not
-# of tuning. rloo gets two samples per prompt (below): the same two generations per prompt as
-# ReMax's sample + greedy; reinforce_mean is REINFORCE with a batch-mean baseline.
+# of tuning. Each arm samples at least its estimator's min_samples per prompt (algo_overrides): rloo
+# gets two, the same two generations per prompt as ReMax's sample + greedy; reinforce_mean is
+# REINFORCE with a batch-mean baseline.
 DEFAULT_ALGOS = ("remax", "ppo", "reinforce", "rloo", "reinforce_mean")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-# Group baselines need at least two samples of the same prompt to compare.
-GROUP_ALGOS = {"rloo": 2, "grpo": 2}
 # The held-out evaluation the verdicts rest on. The sampled reward (the objective) needs several
 # samples per prompt: 64 prompts x 4 samples, with the ~1.0 sd of one response's reward measured on
 # the default task (docs/repro/README.md), give a standard error near 1/16 per evaluation, a third
@@ -95,10 +94,12 @@ def task_base(config_path: str | None, task: str, overrides: list[str]) -> Confi
 
 
 def algo_overrides(base: Config, algo: str) -> list[str]:
+    from remax_ray.algo import get_estimator  # here: it imports torch, which the CLI's start does not need
+
     overrides = [f"algo.estimator={algo}"]
-    need = GROUP_ALGOS.get(algo, 1)
+    need = get_estimator(algo).min_samples
     if base.rollout.samples_per_prompt < need:
-        # Same prompts per step as the others; the group baseline costs extra samples per prompt.
+        # Same prompts per step as the others; a group baseline costs extra samples per prompt.
         overrides.append(f"rollout.samples_per_prompt={need}")
     return overrides
 

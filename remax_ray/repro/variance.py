@@ -4,9 +4,10 @@ FIXED policy parameters, on paired draws (issue 16).
 Draws: for each draw d = 0..D-1 every one of the P held-out prompts gets two sampled responses, from
 the project's own generator actors (vLLM, seeds keyed by (seed, step=d, prompt, sample) as in
 training, the configured temperature) and the reward actor; the greedy response (deterministic) is
-generated and scored once, with draw 0. Every estimator uses these same draws (ReMax, REINFORCE and
-REINFORCE with a batch-mean baseline the first sample, RLOO both), so their variances are compared
-on paired samples.
+generated and scored once, with draw 0. Every measured estimator (``MEASURED_ESTIMATORS``: the
+registered ones linear in the scores, without a critic) uses these same draws, the first
+``min_samples`` of them (ReMax, REINFORCE and REINFORCE with a batch-mean baseline the first sample,
+RLOO both), so their variances are compared on paired samples.
 
 Gradients: every estimator's batch gradient is a linear combination of the per-sample gradients
 h = grad log pi(y | x), so each h is computed once, on the driver (plain torch, fp32, no dropout,
@@ -42,7 +43,8 @@ from remax_ray.repro.variance_probe import GradientProbe, parse_params
 from remax_ray.repro.variance_report import render_variance_markdown
 from remax_ray.repro.variance_sketch import CountSketch
 from remax_ray.repro.variance_stats import (
-    ESTIMATORS,
+    MEASURED_ESTIMATORS,
+    SAMPLES_PER_DRAW,
     bootstrap_reward_stats,
     prompt_offset,
     reward_stats,
@@ -52,7 +54,6 @@ from remax_ray.repro.variance_stats import (
 
 log = logging.getLogger(__name__)
 
-SAMPLES_PER_DRAW = 2  # RLOO's two samples; ReMax's second generation is the greedy response
 FORMAT = "remax-ray variance v1"
 
 __all__ = ["measure_variance", "render_variance_markdown"]
@@ -126,7 +127,7 @@ def _measure(cfg: Config, model_path: str, texts: list[str], rollouts: list[list
     offsets = torch.tensor([prompt_offset(x) for x in texts], dtype=torch.float64)
     # [D, P, 2] weights of every (sigma, estimator), each draw's from that draw's rewards.
     weights = {(s, name): torch.stack([shifted_weights(name, sampled[d], greedy, offsets, s) for d in range(draws)])
-               for s in sigmas for name in ESTIMATORS}
+               for s in sigmas for name in MEASURED_ESTIMATORS}
     # float32 storage (100 MB at the defaults); the statistics take their Gram matrices in float64.
     grads = {key: torch.zeros(draws, sketch_dim) for key in weights}
     first = rollouts[0][0]
@@ -150,7 +151,7 @@ def _measure(cfg: Config, model_path: str, texts: list[str], rollouts: list[list
         "reward": {"kind": cfg.reward.kind, "model_path": cfg.reward.model_path, "function": cfg.reward.function},
         "policy": {"label": policy_label, "path": policy_path, "resolved": model_path},
         "prompts": prompts, "draws": draws, "samples_per_draw": SAMPLES_PER_DRAW, "sigmas": list(sigmas),
-        "estimators": list(ESTIMATORS), "greedy": "generated and scored once, with draw 0 (deterministic)",
+        "estimators": list(MEASURED_ESTIMATORS), "greedy": "generated and scored once, with draw 0 (deterministic)",
         "temperature": cfg.rollout.temperature,
         "max_new_tokens": cfg.rollout.max_new_tokens,
         "params": {"spec": spec.label, "count": probe.count, "model_total": sum(p.numel() for p in probe.model.parameters()),
@@ -161,7 +162,7 @@ def _measure(cfg: Config, model_path: str, texts: list[str], rollouts: list[list
         "probe_check_gap": check_gap,
         "reward_stats": [reward_block(sampled, greedy, offsets, s, bootstrap, seed) for s in sigmas],
         "gradient_variance": [{"sigma": s, "estimators": variance_table(
-            {name: grads[(s, name)] for name in ESTIMATORS}, bootstrap, seed)} for s in sigmas],
+            {name: grads[(s, name)] for name in MEASURED_ESTIMATORS}, bootstrap, seed)} for s in sigmas],
         "wall_s": dict(wall),
     }
 

@@ -25,14 +25,14 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-from remax_ray.algo.advantages import (
-    reinforce_advantages,
-    reinforce_mean_advantages,
-    remax_advantages,
-    rloo_advantages,
-)
+from remax_ray.algo.advantages import ESTIMATORS, reinforce_mean_advantages
 
-ESTIMATORS = ("remax", "reinforce", "reinforce_mean", "rloo")
+# Generations per prompt and draw: ReMax's sample + greedy, RLOO's two samples.
+SAMPLES_PER_DRAW = 2
+# Every registered estimator that :func:`shifted_weights` can shift (linear in the scores; no critic,
+# whose values the measurement has no model for), in the registry's order.
+MEASURED_ESTIMATORS = tuple(name for name, spec in ESTIMATORS.items()
+                            if spec.linear_in_scores and not spec.needs_critic)
 REWARD_STATS = ("mean_reward", "mean_greedy_reward", "within", "between", "greedy_gap2", "mean_sq",
                 "batch_mean_gap2", "condition", "corr_greedy_mean")
 
@@ -58,31 +58,30 @@ def estimator_weights(name: str, sampled: Tensor, greedy: Tensor) -> Tensor:
 
     ``sampled``: [P, 2] rewards of the draw's two samples of each prompt; ``greedy``: [P].
 
+    The estimator gets the first ``min_samples`` of a prompt's samples (what its repro arm samples)
+    and the greedy reward; each sample's weight is its advantage averaged over those samples:
+
     - remax: (r(x, 0) - r_g(x)) / P on the first sample;
     - reinforce: r(x, 0) / P;
     - reinforce_mean: (r(x, 0) - the mean of the other prompts' r(., 0)) / P: a batch-mean baseline
       that leaves each sample out of its own baseline (so it stays unbiased);
     - rloo: two samples, A_0 = r_0 - r_1 and A_1 = r_1 - r_0, averaged over the two: / (2P).
     """
-    if sampled.dim() != 2 or sampled.shape[1] != 2 or greedy.shape != sampled.shape[:1]:
-        raise ValueError(f"sampled must be [P, 2] and greedy [P], got {tuple(sampled.shape)} and "
-                         f"{tuple(greedy.shape)}")
-    p = sampled.shape[0]
-    first = sampled[:, 0]
+    if sampled.dim() != 2 or sampled.shape[1] != SAMPLES_PER_DRAW or greedy.shape != sampled.shape[:1]:
+        raise ValueError(f"sampled must be [P, {SAMPLES_PER_DRAW}] and greedy [P], got "
+                         f"{tuple(sampled.shape)} and {tuple(greedy.shape)}")
+    if name not in MEASURED_ESTIMATORS:
+        why = ("unknown" if name not in ESTIMATORS else
+               "not measured: its advantages are not linear in the scores, or it needs a critic")
+        raise ValueError(f"estimator {name!r} is {why}; measured: {', '.join(MEASURED_ESTIMATORS)}")
+    spec = ESTIMATORS[name]
+    m = spec.min_samples
+    if m > SAMPLES_PER_DRAW:
+        raise ValueError(f"{name} needs {m} samples per prompt; a draw has {SAMPLES_PER_DRAW}")
     w = torch.zeros_like(sampled)
-    # The trained estimators' own advantage functions (remax_ray.algo), so the stage measures
-    # exactly what the runs train with.
-    if name == "remax":
-        w[:, 0] = remax_advantages(first.unsqueeze(1), greedy).squeeze(1)
-    elif name == "reinforce":
-        w[:, 0] = reinforce_advantages(first.unsqueeze(1)).squeeze(1)
-    elif name == "reinforce_mean":
-        w[:, 0] = reinforce_mean_advantages(first.unsqueeze(1)).squeeze(1)
-    elif name == "rloo":
-        w = rloo_advantages(sampled) / 2  # averaged over the prompt's two samples
-    else:
-        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")
-    return w / p
+    # The registered advantage function itself, so the stage measures exactly what the runs train with.
+    w[:, :m] = spec.fn(sampled[:, :m], greedy) / m
+    return w / sampled.shape[0]
 
 
 def shifted_weights(name: str, sampled: Tensor, greedy: Tensor, offsets: Tensor, sigma: float) -> Tensor:

@@ -2,7 +2,7 @@
 
 The config is the embedded default plus only run.dataset, reward.kind and reward.function (or
 reward.model_path): the issue's command. The actor is built from the same arguments as
-``start_actors`` builds it (:func:`remax_ray.cluster.actors.reward_kwargs`).
+``start_actors`` builds it (:func:`remax_ray.reward.scorer.reward_kwargs`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from remax_ray.cluster.actors import _env, reward_kwargs
+from remax_ray.cluster.actors import _env
 from remax_ray.cluster.shells import RewardShell
 from remax_ray.config import DEFAULT_CONFIG_PATH, load_config
+from remax_ray.reward.scorer import reward_kwargs
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def _reward_actor(cfg, pythonpath: str | None = None):
     extra = {"PYTHONPATH": os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH")) if p)}
     runtime_env = _env(cfg, **(extra if pythonpath else {}))
     actor = ray.remote(RewardShell).options(num_cpus=0, runtime_env=runtime_env, max_restarts=0).remote(
-        cfg.reward.kind, **reward_kwargs(cfg))
+        **reward_kwargs(cfg.reward))
     ray.get(actor.__ray_ready__.remote())
     return actor
 

@@ -10,7 +10,7 @@ import pytest
 
 from remax_ray.config import load_config
 from remax_ray.repro.variance import measure_variance, render_variance_markdown
-from remax_ray.repro.variance_stats import ESTIMATORS, REWARD_STATS
+from remax_ray.repro.variance_stats import MEASURED_ESTIMATORS, REWARD_STATS
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_measure_variance_writes_a_record_then_skips_it(ray_session, tmp_path, t
 
     var = {b["sigma"]: {e: row["variance"] for e, row in b["estimators"].items()} for b in rec["gradient_variance"]}
     for s in SIGMAS:
-        assert set(var[s]) == set(ESTIMATORS)
+        assert set(var[s]) == set(MEASURED_ESTIMATORS)
         assert all(math.isfinite(v) and v >= 0 for v in var[s].values())
     # ReMax and RLOO cancel the offset exactly: the same weights, the same number.
     for e in ("remax", "rloo"):

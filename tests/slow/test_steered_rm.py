@@ -12,7 +12,7 @@ from remax_ray.assets.home import assets_home
 from remax_ray.config import load_config, task_overrides
 from remax_ray.data.prompts import load_splits
 from remax_ray.driver.prepare import prepare_builtins_for_config
-from remax_ray.reward import RewardScorer
+from remax_ray.reward import RewardScorer, reward_kwargs
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_the_steered_reward_model_follows_the_instruction() -> None:
     assert min(metrics["heldout_accuracy_by_group"].values()) >= 0.75, metrics
 
     held = load_splits(cfg.run.dataset, cfg.run.eval_prompts, cfg.run.seed)  # 20 openings, both tones
-    scorer = RewardScorer.from_config(cfg.reward)
+    scorer = RewardScorer(**reward_kwargs(cfg.reward))
     positive = scorer.score(held.eval, [POSITIVE] * len(held.eval))
     negative = scorer.score(held.eval, [NEGATIVE] * len(held.eval))
     wanted = [(p > n) == (row["instruction"] == "positive")

@@ -15,7 +15,7 @@ import pytest
 from remax_ray.config import ConfigError, RewardConfig, load_config
 from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.driver.preflight import preflight
-from remax_ray.reward import RewardScorer
+from remax_ray.reward import RewardScorer, reward_kwargs
 from remax_ray.rollout.validity import drop_invalid, is_valid
 
 NAN, INF = float("nan"), float("inf")
@@ -130,7 +130,7 @@ def test_long_prompt_is_shortened_in_the_message(monkeypatch: pytest.MonkeyPatch
 def test_non_finite_rewards_skipped_and_logged(monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     ref = _module(monkeypatch, f=lambda p, r: [0.5, NAN, INF, -1]) + ":f"
-    scorer = RewardScorer.from_config(RewardConfig(kind="function", function=ref, on_invalid="skip"))
+    scorer = RewardScorer(**reward_kwargs(RewardConfig(kind="function", function=ref, on_invalid="skip")))
     assert scorer.on_invalid == "skip"
     with caplog.at_level(logging.WARNING, logger="remax_ray.reward.scorer"):
         got = scorer.score(["p0", "p1", "p2", "p3"], ["a", "b", "c", "d"])

@@ -199,8 +199,10 @@ def test_a_padding_micro_batch_adds_nothing_to_the_importance_statistics(tiny):
     pad = padding_like(MicroExperience(None, ref_logp=None), learner.pad_id, learner.eos_ids)
     pad.batch.has_gen_logprobs = True
     logp = torch.zeros_like(pad.batch.mask, requires_grad=True)
-    totals: dict[str, float] = {}
+    from remax_ray.learner.totals import UpdateTotals
+
+    totals = UpdateTotals()
     agg = dict(agg="token-mean", num_tokens=1.0, num_seqs=1.0)
     loss = learner._policy_loss(pad, logp, None, pad.batch.mask, agg, totals)
     assert loss.item() == 0.0
-    assert not any(k.startswith("is_") for k in totals), totals
+    assert totals.is_tokens == 0 and totals.is_ratio_max == 0 and totals.importance_metrics() == {}

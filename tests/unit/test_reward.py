@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from remax_ray.config import ConfigError, RewardConfig
-from remax_ray.reward import RewardScorer, load_function
+from remax_ray.reward import RewardScorer, load_function, reward_kwargs
 from remax_ray.reward import functions as builtin
 
 CHAR_E = "remax_ray.reward.functions:char_share_e"
@@ -96,9 +96,9 @@ def test_function_reward_receives_raw_or_blanked_prompts(monkeypatch: pytest.Mon
     assert seen == [["a", "b"], ["", ""]]
 
 
-def test_from_config() -> None:
+def test_reward_kwargs() -> None:
     cfg = RewardConfig(kind="function", function=CHAR_E, batch_size=3, score_response_only=True)
-    scorer = RewardScorer.from_config(cfg)
+    scorer = RewardScorer(**reward_kwargs(cfg))
     assert (scorer.kind, scorer.function, scorer.batch_size) == ("function", CHAR_E, 3)
     assert scorer.score_response_only is True
     assert scorer.score(["x"], ["ee"]) == [1.0]
@@ -221,7 +221,7 @@ def test_hf_matches_direct_forward(tiny_classifier: Path) -> None:
     want = _direct_scores(tiny_classifier, texts)
     assert got == pytest.approx(want, abs=1e-5)
     assert len(set(round(x, 6) for x in got)) == len(got)  # the check is not vacuous
-    assert scorer._model.training is False
+    assert scorer.kind_scorer.model.training is False
 
 
 def test_hf_score_response_only(tiny_classifier: Path) -> None:
@@ -244,7 +244,7 @@ def test_hf_truncates_to_max_length(tiny_classifier: Path) -> None:
     scorer = RewardScorer("hf", model_path=str(tiny_classifier), max_length=16)
     long_text = "great " * 1000
     # Far beyond the 512 position embeddings: without truncation this would crash.
-    assert len(scorer._tokenizer(long_text)["input_ids"]) > 512
+    assert len(scorer.kind_scorer.tokenizer(long_text)["input_ids"]) > 512
     # 16 tokens = [CLS] + 14 x "great" + [SEP].
     short_text = "great " * 14
     long_score, short_score = scorer.score(["", ""], [long_text, short_text])

@@ -15,7 +15,7 @@ from remax_ray.data.rollouts import Completion, PromptRollout
 from remax_ray.driver import actor_calls
 from remax_ray.reward import RewardScorer
 from remax_ray.reward.functions import exact_match, last_number
-from remax_ray.reward.scorer import ColumnParams, column_params
+from remax_ray.reward.kinds import ColumnParams, column_params
 
 ROWS = [{"answer": "42", "level": 1}, {"answer": "7"}, {"answer": None, "level": 3}]
 

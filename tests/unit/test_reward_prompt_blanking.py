@@ -22,7 +22,7 @@ from remax_ray.config import (
     load_config,
     resolve_score_response_only,
 )
-from remax_ray.reward.scorer import RewardScorer
+from remax_ray.reward.scorer import RewardScorer, reward_kwargs
 
 CHAR_E = "remax_ray.reward.functions:char_share_e"
 
@@ -139,18 +139,18 @@ def test_a_hand_built_config_with_a_bad_value_fails_validation() -> None:
 # --------------------------------------------------------------------------- the scorer
 
 
-def test_from_config_gives_a_function_the_real_prompt() -> None:
+def test_reward_kwargs_give_a_function_the_real_prompt() -> None:
     seen: list[list[str]] = []
 
-    scorer = RewardScorer.from_config(RewardConfig(kind="function", function=CHAR_E))
+    scorer = RewardScorer(**reward_kwargs(RewardConfig(kind="function", function=CHAR_E)))
     assert scorer.score_response_only is False
-    scorer._fn = lambda prompts, responses: seen.append(list(prompts)) or [0.0] * len(responses)
+    scorer.kind_scorer.fn = lambda prompts, responses: seen.append(list(prompts)) or [0.0] * len(responses)
     scorer.score(["Write one sentence of exactly 5 words about cats:"], ["Cats nap in warm sun."])
     assert seen == [["Write one sentence of exactly 5 words about cats:"]]
 
 
-def test_from_config_blanks_for_vader() -> None:
-    scorer = RewardScorer.from_config(RewardConfig(kind="vader", template="{prompt}|{response}"))
+def test_reward_kwargs_blank_for_vader() -> None:
+    scorer = RewardScorer(**reward_kwargs(RewardConfig(kind="vader", template="{prompt}|{response}")))
     assert scorer.score_response_only is True
     assert scorer.render(["a terrible opening"], ["a fine end"]) == ["|a fine end"]
 

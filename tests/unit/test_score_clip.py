@@ -5,13 +5,14 @@ actually receives, for each estimator family (baseline-free, greedy baseline, gr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
+from remax_ray.algo import ESTIMATORS
 from remax_ray.config import AlgoConfig, LearnerConfig
-from remax_ray.learner import experience as experience_module
 from remax_ray.learner import learner as learner_module
 from remax_ray.learner.learner import Learner
 
@@ -60,13 +61,14 @@ def test_outcome_estimators_clip_the_score_before_the_baseline(tiny, estimator, 
 
 def test_the_critic_estimator_clips_the_score_it_rewards(tiny, monkeypatch):
     seen = []
-    real = experience_module.gae_advantages
+    real = ESTIMATORS["ppo"].fn
 
     def spy(rewards, values, mask, gamma, lam):
         seen.append(_per_sequence(rewards, mask))
         return real(rewards, values, mask, gamma, lam)
 
-    monkeypatch.setattr(experience_module, "gae_advantages", spy)
+    # The learner reaches the token-level function through the registry entry, as for any estimator.
+    monkeypatch.setitem(ESTIMATORS, "ppo", dataclasses.replace(ESTIMATORS["ppo"], fn=spy))
     algo = AlgoConfig(estimator="ppo", kl_coef=0.0, score_clip=CLIP)
     learner = Learner(tiny, LearnerConfig(micro_batch_size=3), algo, seed=0)
     learner.make_experience(toy_rollouts(1, 3, scores=lambda i, g: list(SCORES)))

@@ -10,7 +10,7 @@ import torch
 
 from remax_ray.repro.variance import params_note, reward_block, write_atomic
 from remax_ray.repro.variance_report import render_variance_markdown
-from remax_ray.repro.variance_stats import ESTIMATORS, estimator_weights, variance_table
+from remax_ray.repro.variance_stats import MEASURED_ESTIMATORS, estimator_weights, variance_table
 
 
 def _record(task: str, greedy_shift: float) -> dict:
@@ -21,9 +21,10 @@ def _record(task: str, greedy_shift: float) -> dict:
     offsets = torch.randn(p, generator=g, dtype=torch.float64)
     h = torch.randn(d, p, 2, k, generator=g, dtype=torch.float64)
     grads = {name: torch.einsum("dpj,dpjk->dk", torch.stack([estimator_weights(name, sampled[i], greedy)
-                                                              for i in range(d)]), h) for name in ESTIMATORS}
+                                                              for i in range(d)]), h)
+             for name in MEASURED_ESTIMATORS}
     return {"task": task, "policy": {"label": "base", "path": "builtin:x"}, "prompts": p, "draws": d,
-            "estimators": list(ESTIMATORS), "sketch": {"dim": k},
+            "estimators": list(MEASURED_ESTIMATORS), "sketch": {"dim": k},
             "params": {"spec": "last:2", "count": 7_080_768, "model_total": 134_515_008,
                        "note": params_note("last:2", True)},
             "wall_s": {"total": 100.0, "generate": 40.0, "probe": 50.0},

@@ -13,7 +13,7 @@ import torch
 
 from remax_ray.repro.variance_sketch import CountSketch
 from remax_ray.repro.variance_stats import (
-    ESTIMATORS,
+    MEASURED_ESTIMATORS,
     bootstrap_counts,
     bootstrap_reward_stats,
     draw_variance,
@@ -83,15 +83,20 @@ def test_leave_one_out_mean():
 def test_estimator_weights_by_hand():
     sampled = torch.tensor([[1.0, 3.0], [2.0, 0.0], [6.0, 5.0]])  # P = 3
     greedy = torch.tensor([0.5, 2.0, 4.0])
-    w = {name: estimator_weights(name, sampled, greedy) for name in ESTIMATORS}
+    # The stored variance reports measured exactly these four, in this order.
+    assert MEASURED_ESTIMATORS == ("remax", "reinforce", "reinforce_mean", "rloo")
+    w = {name: estimator_weights(name, sampled, greedy) for name in MEASURED_ESTIMATORS}
     assert torch.allclose(w["remax"], torch.tensor([[0.5, 0], [0, 0], [2, 0]]) / 3)
     assert torch.allclose(w["reinforce"], torch.tensor([[1.0, 0], [2, 0], [6, 0]]) / 3)
     # Each first sample minus the mean of the other prompts' first samples: 4, 3.5, 1.5.
     assert torch.allclose(w["reinforce_mean"], torch.tensor([[-3.0, 0], [-1.5, 0], [4.5, 0]]) / 3)
     # A_0 = r0 - r1, A_1 = r1 - r0, averaged over the two samples and the three prompts.
     assert torch.allclose(w["rloo"], torch.tensor([[-2.0, 2.0], [2.0, -2.0], [1.0, -1.0]]) / 6)
-    with pytest.raises(ValueError, match="unknown estimator"):
-        estimator_weights("ppo", sampled, greedy)
+    for name in ("ppo", "grpo"):  # a critic's values; GRPO's division by the group's std
+        with pytest.raises(ValueError, match=f"'{name}' is not measured"):
+            estimator_weights(name, sampled, greedy)
+    with pytest.raises(ValueError, match="'gae' is unknown"):
+        estimator_weights("gae", sampled, greedy)
 
 
 def test_a_per_prompt_offset_cancels_exactly_for_remax_and_rloo():
@@ -171,7 +176,7 @@ def test_the_sketched_variance_matches_the_exact_one():
     sketch = CountSketch([n], k=4096, seed=1)
     sk = torch.stack([torch.stack([torch.stack([sketch.flat(h[i, x, j]) for j in range(2)]) for x in range(p)])
                       for i in range(d)]).double()  # [D, P, 2, k]
-    for name in ESTIMATORS:
+    for name in MEASURED_ESTIMATORS:
         w = torch.stack([estimator_weights(name, sampled[i], greedy) for i in range(d)])  # [D, P, 2]
         exact = draw_variance(torch.einsum("dpj,dpjn->dn", w, h))
         sketched = draw_variance(torch.einsum("dpj,dpjk->dk", w, sk))
