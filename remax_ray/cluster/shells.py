@@ -8,6 +8,7 @@ from typing import Any
 import ray
 import torch
 
+from remax_ray.models import adapter_for
 from remax_ray.learner.learner import Learner
 from remax_ray.reward.scorer import RewardScorer
 from remax_ray.rollout.generator import Generator
@@ -72,7 +73,13 @@ class LearnerShell(Learner):
     def _buckets(self, bucket_mb: int, dtype: str) -> WeightBuckets:
         # The policy's HF-named parameters as buckets of whole layers (tied weights appear once),
         # each built only when indexed, so the whole model is never staged at once.
-        return WeightBuckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
+        return WeightBuckets(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype),
+                             group=self._adapter.layer_group)
+
+    @property
+    def _adapter(self):
+        """The policy's architecture adapter (``remax_ray.models``): how its tensors are grouped."""
+        return adapter_for(self.policy.config.architectures)
 
     def weight_buckets(self, bucket_mb: int, dtype: str) -> int:
         """How many buckets a sync has (the plan depends only on the parameters' names and sizes)."""
@@ -115,7 +122,8 @@ class LearnerShell(Learner):
 
     def weight_layouts(self, bucket_mb: int, dtype: str) -> list[BucketLayout]:
         """The broadcast's buckets: the CPU transport's plan, in the generators' ``dtype``."""
-        return plan_layouts(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype))
+        return plan_layouts(self.policy.named_parameters(), bucket_mb * 2**20, getattr(torch, dtype),
+                            group=self._adapter.layer_group)
 
     def broadcast_weights(self, layouts: list[BucketLayout]) -> float:
         """Send the parameters over the group, one broadcast per bucket; returns bytes sent. Under

@@ -49,6 +49,12 @@ class RunConfig:
         2, "Times a step is retried after a generator or the reward actor died (each retry waits for "
            "the actor's restart and re-syncs the current weights first).")
     progress: bool = _field(True, "Show a progress bar.")
+    check_sync: bool = _field(
+        True, "Stop the run when, at the first step sampled after a weight sync, the learner's "
+              "log-probs of the sampled tokens differ from the engine's (logp_diff) by more than the "
+              "engine's numerical noise for its dtype: the engine does not serve the learner's weights "
+              "(an architecture whose layout the sync does not know) and the run would train off-policy. "
+              "false accepts it.")
 
 
 @dataclass(frozen=True)

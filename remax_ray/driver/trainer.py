@@ -23,6 +23,7 @@ from remax_ray.driver.resume import initial_state
 from remax_ray.driver.run_state import rollouts_from_json, rollouts_to_json
 from remax_ray.driver.weight_sync import weight_sync
 from remax_ray.learner import checkpoint
+from remax_ray.models import SYNC_NOISE, architectures_of, describe_path
 from remax_ray.monitor.metrics import MetricsSink
 from remax_ray.rollout.validity import drop_invalid
 
@@ -32,6 +33,10 @@ T = TypeVar("T")
 
 class RunFailed(RuntimeError):
     """The run stopped early; the message names the checkpoint to resume from."""
+
+
+class SyncMismatch(RuntimeError):
+    """After a weight sync the engines do not serve the learner's weights (``run.check_sync``)."""
 
 
 def resolve_transport(cfg: Config, device: str) -> str:
@@ -69,6 +74,9 @@ class Trainer:
         self.state = initial_state(cfg, self.model_path, self.splits, self.resumed_from, overwrite,
                                    overlap=self.overlap)
         self.transport = resolve_transport(cfg, device)
+        self.architectures = architectures_of(self.model_path)
+        log.info(describe_path(self.architectures))
+        self._sync_checked = False
         self.actors = actors or start_actors(cfg, self.model_path, reference_path=self.state.reference_path,
                                              resume_from=self.resumed_from)
         dump_yaml(cfg, self.out / "config.yaml")
@@ -127,7 +135,30 @@ class Trainer:
         record["generate_s"] += t4 - t3
         record |= self._after_update(record, "sync", lambda: self.recovery.attempt("sync", self.sync))
         t5 = time.perf_counter()
-        return self._finish(record | {"sync_s": t5 - t4, "step_s": t5 - t0})
+        record = self._finish(record | {"sync_s": t5 - t4, "step_s": t5 - t0})
+        self._check_sync(record, rollouts, lag)
+        return record
+
+    def _check_sync(self, record: dict[str, float], rollouts: list[PromptRollout], lag: float) -> None:
+        """The first step sampled after a sync (not one behind, as with overlap): the learner's
+        log-probs of the sampled tokens must be the engine's, to the engine's numerical noise. Above
+        it the engine does not serve the learner's weights: a layout the sync does not know."""
+        if self._sync_checked or lag or not rollouts or min(r.weight_version for r in rollouts) < 1:
+            return
+        self._sync_checked = True
+        limit, diff = SYNC_NOISE.get(self.actors.dtype, SYNC_NOISE["float32"]), record.get("logp_diff", 0.0)
+        if diff <= limit:
+            return
+        what = (f"step {self.state.step - 1}: the engines' log-probs of their own samples differ from the "
+                f"learner's by {diff:.3g} per token (mean |logp_diff|), above the {self.actors.dtype} "
+                f"engine's noise ({limit:g}): after the weight sync they do not serve the learner's weights. "
+                f"Model architecture {', '.join(self.architectures) or '?'} ({self.cfg.model.path}): "
+                f"{describe_path(self.architectures).split(': ', 1)[1]}.")
+        if not self.cfg.run.check_sync:
+            log.warning("%s Going on (run.check_sync=false): the run trains off-policy.", what)
+            return
+        raise SyncMismatch(f"{what} The run stops rather than train off-policy; run.check_sync=false "
+                           "accepts it.")
 
     def _after_update(self, record: dict[str, float], phase: str, call: Callable[[], T]) -> T:
         """A phase after the update is applied: if it fails, the step is still recorded (flagged

@@ -12,10 +12,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from remax_ray.models import adapter_for
+
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The model's repeated blocks, by the class names transformers lists as never to be split
+    """The model's repeated blocks: the decoder layers its architecture adapter names (the same
+    units the weight sync buckets by), else the classes transformers lists as never to be split
     across devices (``_no_split_modules``: ``LlamaDecoderLayer`` and the like)."""
+    adapter = adapter_for(getattr(getattr(model, "config", None), "architectures", None))
+    layers = [m for name, m in model.named_modules() if adapter.known and adapter.is_decoder_layer(name)]
+    if layers:
+        return layers
     names = set(getattr(model, "_no_split_modules", None) or [])
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:

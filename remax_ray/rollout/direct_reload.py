@@ -15,8 +15,8 @@ the arena. Here, for an unsharded (single-worker) CPU engine:
 - an embedding (it keeps its weight for the lookup, and packs it for a tied LM head) and every
   other parameter (norms) are copied into place.
 
-Only for models whose ``load_weights`` hands each checkpoint tensor to its loader unchanged
-(``ARCHITECTURES``; GPT-2's, for one, transposes some). A bucket with any tensor this cannot route
+Only for models whose ``load_weights`` hands each checkpoint tensor to its loader unchanged (their
+``models.ModelAdapter.direct_reload``; GPT-2's, for one, transposes some). A bucket with any tensor this cannot route
 (a quantised layer, a sharded engine, a loader of its own, a name vLLM's model maps elsewhere) is
 left to vLLM's reload, untouched here.
 """
@@ -27,9 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-
-ARCHITECTURES = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"})
-
 
 @dataclass
 class _Target:
@@ -68,8 +65,10 @@ def concat_rows(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     return first.as_strided((rows, *first.shape[1:]), first.stride(), first.storage_offset())
 
 
-def plan(model: torch.nn.Module, named: Sequence[tuple[str, torch.Tensor]]) -> list[_Target] | None:
-    """Where each checkpoint tensor goes, or None when one of them has no direct route."""
+def plan(model: torch.nn.Module, named: Sequence[tuple[str, torch.Tensor]],
+         dtype: torch.dtype | None = None) -> list[_Target] | None:
+    """Where each checkpoint tensor goes, or None when one of them has no direct route. ``dtype``:
+    the engine's (its model config's), what a linear weight must arrive in."""
     from vllm.model_executor.layers.linear import LinearBase, UnquantizedLinearMethod
     from vllm.model_executor.layers.vocab_parallel_embedding import (
         UnquantizedEmbeddingMethod,
@@ -116,18 +115,21 @@ def plan(model: torch.nn.Module, named: Sequence[tuple[str, torch.Tensor]]) -> l
         leaf = path.rpartition(".")[2]
         n_parts = len(packed.get(leaf, ())) or 1
         whole = target.tensor(n_parts)
-        if whole is None or not _fits(target, whole):
+        if whole is None or not _fits(target, whole, dtype):
             return None
         target.parts = {0: whole}
     # A linear layer's bias before its weight: the weight's processing may convert the bias.
     return sorted(targets.values(), key=lambda t: t.kind == "linear")
 
 
-def _fits(target: _Target, tensor: torch.Tensor) -> bool:
+def _fits(target: _Target, tensor: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
     module = target.module
     if target.kind == "linear":
+        # After a direct reload the packed layer keeps a placeholder weight (``torch.empty(0)``,
+        # float32) whose dtype is not the engine's: compare with the layer's own parameter dtype.
         want = (module.output_size_per_partition, module.input_size_per_partition)
-        return tuple(tensor.shape) == want and tensor.dtype == module.weight.dtype
+        engine = dtype or getattr(module, "params_dtype", None) or module.weight.dtype
+        return tuple(tensor.shape) == want and tensor.dtype == engine
     current = getattr(module, target.param)
     if target.kind == "embedding":  # vLLM pads the vocabulary; the padded rows stay as they are
         return (tensor.dim() == 2 and tensor.shape[0] <= current.shape[0]
@@ -158,14 +160,16 @@ def apply(targets: Sequence[_Target]) -> None:
                 module.weight = torch.nn.Parameter(tensor.clone(), requires_grad=False)
 
 
-def direct_reload(model: torch.nn.Module, named: Sequence[tuple[str, torch.Tensor]]) -> bool:
+def direct_reload(model: torch.nn.Module, named: Sequence[tuple[str, torch.Tensor]],
+                  dtype: torch.dtype | None = None) -> bool:
     """Load ``named`` into ``model`` directly (see the module's docstring); False, with nothing
-    touched, when the engine is not a CPU one or a tensor has no direct route."""
+    touched, when the engine is not a CPU one or a tensor has no direct route. The caller checks
+    that the architecture allows it (``ModelAdapter.direct_reload``); ``dtype``: the engine's."""
     from vllm.platforms import current_platform
 
-    if not current_platform.is_cpu() or type(model).__name__ not in ARCHITECTURES:
+    if not current_platform.is_cpu():
         return False
-    targets = plan(model, named)
+    targets = plan(model, named, dtype)
     if targets is None:
         return False
     apply(targets)

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from remax_ray.models import ModelAdapter, adapter_for
 from remax_ray.rollout.direct_reload import direct_reload
-from remax_ray.sync.cpu import ArenaReader, ArenaSlice, layer_group
+from remax_ray.sync.cpu import ArenaReader, ArenaSlice
 
 # In the whole-model fallback, one reload call per bucket means every layer outside the bucket is
 # "not loaded" in that call, and vLLM warns about each of them. That is expected here.
@@ -56,6 +57,10 @@ class WeightReloadExtension:
         self.remax_direct_allowed = bool(allowed)
         return self.remax_direct_allowed
 
+    def remax_adapter(self) -> ModelAdapter:
+        """The served model's architecture adapter (``remax_ray.models``), from its HF config."""
+        return adapter_for(getattr(self.vllm_config.model_config.hf_config, "architectures", None))
+
     def remax_worker_rank(self) -> int:
         """This worker's rank inside its engine (0 .. tensor x pipeline parallel - 1)."""
         return int(getattr(self, "rank", 0))
@@ -85,32 +90,37 @@ class WeightReloadExtension:
         """Reload ``named`` in place; the seconds of each part go to ``self.remax_timing``."""
         named = list(named)
         model = self.model_runner.get_model()
+        adapter = self.remax_adapter()
         start = time.perf_counter()
         # vLLM-CPU: straight into the engine's packed GEMM buffers, no re-materialised parameters.
-        direct = getattr(self, "remax_direct_allowed", True) and direct_reload(model, named)
+        direct = getattr(self, "remax_direct_allowed", True) and adapter.direct_reload and \
+            direct_reload(model, named, self.vllm_config.model_config.dtype)
         if not direct:
             module_names = {name for name, _ in model.named_modules()}
-            scope = reload_scope([name for name, _ in named], module_names.__contains__)
+            scope = reload_scope([name for name, _ in named], module_names.__contains__, adapter)
             if scope is None:  # names that do not map onto vLLM's modules: its whole-model reload
                 self.reload_weights(weights_iterator=iter(named))
             else:
                 _reload_in_scope(self, model, scope, named)
         reloaded = time.perf_counter()
-        if any("embed_tokens" in name for name, _ in named):
-            _retie_lm_head(model)
+        embed_name, embed, head = _embedding_and_head(model)
+        if embed is not None and any(adapter.to_vllm(name) == f"{embed_name}.weight" for name, _ in named):
+            _retie_lm_head(model, embed, head)
         self.remax_timing = {"reload": reloaded - start, "retie": time.perf_counter() - reloaded}
         self.remax_direct = direct
         return len(named)
 
 
-def reload_scope(names: Iterable[str], has_module: Callable[[str], bool]) -> list[str] | None:
-    """The modules a bucket's tensors load into: each decoder layer whole (``model.layers.N``),
-    else the module that owns the tensor (``model.norm`` for ``model.norm.weight``). None when one of
-    them is not a module of vLLM's model (a checkpoint whose names vLLM maps elsewhere)."""
+def reload_scope(names: Iterable[str], has_module: Callable[[str], bool],
+                 adapter: ModelAdapter = adapter_for("LlamaForCausalLM")) -> list[str] | None:
+    """The vLLM modules a bucket's tensors load into: each decoder layer whole (``model.layers.N``),
+    else the module that owns the tensor (``model.norm`` for ``model.norm.weight``), named as vLLM's
+    model names them (``adapter.to_vllm``). None when one of them is not a module of vLLM's model (a
+    checkpoint whose names vLLM maps elsewhere), and on the generic path (one bucket, the whole model)."""
     scope: list[str] = []
     for name in names:
-        group = layer_group(name)
-        module = group if group != name else name.rpartition(".")[0]
+        group = adapter.layer_group(name)
+        module = adapter.to_vllm(group if group != name else name.rpartition(".")[0]) if group else ""
         if not module or not has_module(module):
             return None
         if module not in scope:
@@ -146,10 +156,25 @@ def _reload_in_scope(worker, model: torch.nn.Module, scope: list[str], named: li
                            "this model needs vLLM's whole-model reload_weights")
 
 
-def _retie_lm_head(model: torch.nn.Module) -> None:
+def _embedding_and_head(model: torch.nn.Module) -> tuple[str, torch.nn.Module | None, torch.nn.Module | None]:
+    """vLLM's token embedding (its module path and module) and LM head, found by module type, so
+    every architecture's naming (``model.embed_tokens``, ``transformer.wte``, ``model.embed_in``) is
+    covered: the first vocabulary embedding that is not an LM head, and the first LM head."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+
+    embed_name, embed, head = "", None, None
+    for name, module in model.named_modules():
+        if isinstance(module, ParallelLMHead):
+            head = head or module
+        elif isinstance(module, VocabParallelEmbedding) and embed is None:
+            embed_name, embed = name, module
+    return embed_name, embed, head
+
+
+def _retie_lm_head(model: torch.nn.Module, embed: torch.nn.Module, head: torch.nn.Module | None) -> None:
     """Refresh a tied LM head after its embedding was reloaded.
 
-    With tied embeddings the checkpoint carries only ``embed_tokens``. vLLM's layer-wise reload
+    With tied embeddings the checkpoint carries only the embedding. vLLM's layer-wise reload
     re-processes that layer but treats the LM head as "not loaded", and on CPU the head computes
     through a GEMM handle packed from the weight at load time, so it keeps the OLD weights even
     though the parameter is shared (measured on SmolLM2: 1.2 nats max |dlogp| after a change).
@@ -158,9 +183,7 @@ def _retie_lm_head(model: torch.nn.Module) -> None:
     vocab x hidden matrix again. Elsewhere the head's post-load processing is re-run.
     """
     config = getattr(model, "config", None)
-    head, inner = getattr(model, "lm_head", None), getattr(model, "model", None)
-    embed = getattr(inner, "embed_tokens", None)
-    if not getattr(config, "tie_word_embeddings", False) or head is None or embed is None:
+    if not getattr(config, "tie_word_embeddings", False) or head is None or head is embed:
         return
     if head.weight.data_ptr() != embed.weight.data_ptr():
         with torch.no_grad():

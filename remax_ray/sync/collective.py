@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from remax_ray.sync.cpu import arena_layout, plan_buckets, sent_dtype
+from remax_ray.sync.cpu import arena_layout, layer_group, plan_buckets, sent_dtype
 
 
 def group_ranks(worker_counts: Sequence[int]) -> tuple[list[int], int]:
@@ -107,13 +107,13 @@ class BucketLayout:
 
 
 def plan_layouts(named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
-                 dtype: torch.dtype | None = None) -> list[BucketLayout]:
+                 dtype: torch.dtype | None = None, group: Callable[[str], str] = layer_group) -> list[BucketLayout]:
     """The buckets of the CPU transport's plan, floating tensors cast to ``dtype``, each laid out in
     one buffer (tensors aligned, so every one can be viewed in place with its own dtype)."""
     tensors = dict(named)
     sizes = {n: t.numel() * sent_dtype(t, dtype).itemsize for n, t in tensors.items()}
     layouts = []
-    for names in plan_buckets(sizes.items(), bucket_bytes):
+    for names in plan_buckets(sizes.items(), bucket_bytes, group):
         offsets, total = arena_layout([sizes[n] for n in names])
         layouts.append(BucketLayout(
             tuple(names), tuple(str(sent_dtype(tensors[n], dtype)).removeprefix("torch.") for n in names),

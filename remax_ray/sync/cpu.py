@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-_LAYER = re.compile(r"^(.*?layers\.\d+)\.")
+from remax_ray.models import adapter_for
+
+_LLAMA_LAYOUT = adapter_for("LlamaForCausalLM")
 ALIGN = 64
 """Byte alignment of every tensor in the arena: a multiple of any dtype's size (and a cache line),
 so each tensor can be viewed in place with its own dtype."""
@@ -45,17 +46,19 @@ nodes), and room for a new learner's while the last one's are still there."""
 
 
 def layer_group(name: str) -> str:
-    """The reload unit a parameter belongs to: its decoder layer, or the tensor itself."""
-    m = _LAYER.match(name)
-    return m.group(1) if m else name
+    """The reload unit of a Llama-family parameter (``model.layers.N``): its decoder layer, or the
+    tensor itself. Other layouts: their ``models.ModelAdapter.layer_group``."""
+    return _LLAMA_LAYOUT.layer_group(name)
 
 
-def plan_buckets(sizes: Iterable[tuple[str, int]], bucket_bytes: int) -> list[list[str]]:
-    """Names per bucket: whole layer groups, in model order, about ``bucket_bytes`` each (a group
-    larger than the bound gets a bucket of its own). ``sizes``: (name, bytes as sent)."""
+def plan_buckets(sizes: Iterable[tuple[str, int]], bucket_bytes: int,
+                 group: Callable[[str], str] = layer_group) -> list[list[str]]:
+    """Names per bucket: whole reload units (``group``: the model's adapter's ``layer_group``), in
+    model order, about ``bucket_bytes`` each (a unit larger than the bound gets a bucket of its own).
+    ``sizes``: (name, bytes as sent)."""
     groups: dict[str, list[tuple[str, int]]] = {}
     for name, size in sizes:
-        groups.setdefault(layer_group(name), []).append((name, size))
+        groups.setdefault(group(name), []).append((name, size))
     buckets: list[list[str]] = []
     current: list[str] = []
     used = 0
@@ -89,11 +92,11 @@ class WeightBuckets(Sequence):
     """A model's weights as buckets, planned at construction and built one at a time on demand."""
 
     def __init__(self, named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, group: Callable[[str], str] = layer_group):
         self._tensors = dict(named)
         self._dtype = dtype
         sizes = [(n, t.numel() * sent_dtype(t, dtype).itemsize) for n, t in self._tensors.items()]
-        self._plan = plan_buckets(sizes, bucket_bytes)
+        self._plan = plan_buckets(sizes, bucket_bytes, group)
 
     def __len__(self) -> int:
         return len(self._plan)

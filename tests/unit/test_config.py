@@ -98,6 +98,7 @@ EXPECTED_DEFAULTS = {
         "keep_checkpoints": 3,
         "step_retries": 2,
         "progress": True,
+        "check_sync": True,
     },
     "cluster": {
         "address": "",

@@ -54,4 +54,4 @@ def test_every_package_opens_with_what_it_holds_and_may_import(init: Path) -> No
 def test_the_top_level_is_packages_by_role() -> None:
     entries = sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__")
     assert entries == ["__init__.py", "algo", "assets", "cli.py", "cluster", "config", "data", "driver",
-                       "learner", "monitor", "repro", "reward", "rollout", "sync"]
+                       "learner", "models", "monitor", "repro", "reward", "rollout", "sync"]

@@ -412,3 +412,20 @@ def test_nested_recoveries_share_one_budget_per_call(make):
     with pytest.raises(StaleWeights):  # evaluate -> generate: nested, still one budget
         t.evaluate()
     assert gen.calls["generate"] - before == 6
+
+
+@pytest.mark.parametrize("logp_diff, check, stops", [(0.02, "true", True), (0.02, "false", False),
+                                                     (1e-5, "true", False)])
+def test_a_sync_the_engines_do_not_serve_stops_the_run_naming_the_architecture(make, logp_diff, check, stops):
+    """The first step sampled after a sync (the fakes' generators loaded the constructor's sync):
+    a logp_diff far above a float32 engine's noise means the engine serves other weights."""
+    from remax_ray.driver.trainer import SyncMismatch
+
+    t = make(f"run.check_sync={check}")
+    t.actors.learner.train_step = _Method(lambda rollouts: {"loss": 0.0, "logp_diff": logp_diff})
+    if not stops:
+        assert t.step()["logp_diff"] == logp_diff and t.step()
+        return
+    with pytest.raises(SyncMismatch, match=r"LlamaForCausalLM .*run.check_sync=false"):
+        t.step()
+    assert t.step_idx == 1 and _records(t)[-1]["logp_diff"] == logp_diff  # recorded before stopping
