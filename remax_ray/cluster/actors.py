@@ -111,11 +111,19 @@ def _check_fits(cfg: Config, the_plan: Plan, growth: autoscaling.Growth = autosc
         "learner.num_cpus")
 
 
+NAME_RELEASE_S = 15.0
+"""How long a name held by an actor being killed may take to come free (ray.kill returns first)."""
+NAME_POLL_S = 0.5
+RANK_COLLECTIVE_FLOOR_S = 300.0
+"""The least a learner rank waits in a collective before failing: a model's first gathers and
+checkpoint writes take minutes on a slow node, a dead peer is what the bound is for."""
+
+
 def _named(actor_cls: Any, options: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
     """Create a named actor. A name still held by an actor that is being killed (ray.kill returns
     before the name is released) is retried briefly; one held by a live actor means another driver
     runs this very run."""
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + NAME_RELEASE_S
     while True:
         try:
             return actor_cls.options(**options).remote(*args, **kwargs)
@@ -126,7 +134,7 @@ def _named(actor_cls: Any, options: dict[str, Any], *args: Any, **kwargs: Any) -
                 raise ConfigError(f"an actor named {options['name']!r} already lives in namespace "
                                   f"{options['namespace']!r}: another driver is running this run "
                                   "(same run.output_dir); stop it or choose another run.output_dir") from None
-            time.sleep(0.5)
+            time.sleep(NAME_POLL_S)
 
 
 def _threads(cfg: Config) -> int:
@@ -189,7 +197,7 @@ def start_generators(cfg: Config, model_path: str, device: str, where: Placement
         _named(ray.remote(GeneratorShell), {**(where.options(f"generator-{i}") if where else unplaced),
                                             "runtime_env": gen_env, "max_restarts": cfg.cluster.max_actor_restarts},
                model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
-               temperature=ro.temperature, top_p=ro.top_p, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
+               temperature=ro.temperature, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
                kv_cache_gib=ro.kv_cache_gib, kv_sequences=sequences, gpu_memory_utilization=ro.gpu_memory_utilization,
                enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
         for i in range(ro.num_generators)
@@ -234,7 +242,7 @@ def start_learner(cfg: Config, model_path: str, device: str | None = None, wait:
     joining = None
     if world > 1:
         # A rank that dies leaves the others waiting in a collective; this bounds the wait.
-        timeout = max(cfg.cluster.sync_timeout_s, 300.0)
+        timeout = max(cfg.cluster.sync_timeout_s, RANK_COLLECTIVE_FLOOR_S)
         host, port = ray.get(ranks[0].open_store.remote())
         joining = [r.join.remote(host, port, timeout) for r in ranks]
     group = LearnerGroup(ranks, cfg.learner.strategy, joining)

@@ -26,6 +26,8 @@ from remax_ray.config import Config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RESTART_POLL_S = 1.0
+"""How often a restarting actor is asked whether it is back (it answers "unavailable" at once)."""
 
 
 class StaleWeights(RuntimeError):
@@ -91,6 +93,6 @@ class Recovery:
             except ActorUnavailableError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(1.0)
+                time.sleep(RESTART_POLL_S)
         self._forget_peers()
         self._resync()

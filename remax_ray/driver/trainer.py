@@ -118,7 +118,9 @@ class Trainer:
         ahead = self._generate_ahead(k + 1)  # overlap: the next batch, sampled while the learner works
         learned = ray.get(update) if update else {}
         t3 = time.perf_counter()
-        record = {**learned, "generate_s": t1 - t0, "score_s": t2 - t1, "learn_s": t3 - t2,
+        # With overlap this step's batch was generated during the last update: no generate_s (a
+        # tokens/s over the time left to wait would overstate throughput), the wait goes below.
+        record = {**learned, **({} if lag else {"generate_s": t1 - t0}), "score_s": t2 - t1, "learn_s": t3 - t2,
                   "policy_lag": lag,
                   "greedy_responses": float(sum(r.greedy is not None for r in rollouts)),
                   # Throughput inputs: the sink derives tokens/s of generation and of learning.
@@ -132,7 +134,8 @@ class Trainer:
         self._pending = self._after_update(record, "generate ahead", lambda: self._collect(
             ahead, k + 1, lag=1.0 if rollouts else 0.0))
         t4 = time.perf_counter()
-        record["generate_s"] += t4 - t3
+        if ahead is not None:  # the next batch, generated during the update: what was left to wait
+            record["generate_wait_s"] = t4 - t3
         record |= self._after_update(record, "sync", lambda: self.recovery.attempt("sync", self.sync))
         t5 = time.perf_counter()
         record = self._finish(record | {"sync_s": t5 - t4, "step_s": t5 - t0})

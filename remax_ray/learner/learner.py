@@ -20,6 +20,7 @@ from remax_ray.algo import (
     token_returns,
 )
 from remax_ray.algo.moments import masked_moments_of
+from remax_ray.algo.seeds import mix_seed
 from remax_ray.algo.offpolicy import truncated_importance_weights
 from remax_ray.assets.hf import hf_kwargs
 from remax_ray.config import AlgoConfig, LearnerConfig
@@ -216,7 +217,7 @@ class Learner:
         """One epoch's optimizer steps, each a list of this rank's micro-batches. The whole batch in
         one step (in a seeded order per epoch where there are several), or PPO's mini-batches drawn
         per sequence over every rank's share (``minibatch.py``), so K ranks take one learner's steps."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.steps_done * 101 + epoch)
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.steps_done, epoch))
         if exp.keys_by_rank is None:
             order = torch.randperm(len(exp.micro), generator=g).tolist() if self.algo.epochs > 1 \
                 else range(len(exp.micro))

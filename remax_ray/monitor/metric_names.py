@@ -54,7 +54,10 @@ GAUGES: dict[str, tuple[str, str]] = {
     "critic_skipped_updates": ("training", "PPO: critic steps skipped for a non-finite gradient norm "
                                            "(cumulative)"),
     "clip_frac": ("training", "PPO: share of tokens whose ratio was clipped"),
-    "generate_s": ("seconds", "seconds generating (every generator, sampled and greedy)"),
+    "generate_s": ("seconds", "seconds generating this step's batch (every generator, sampled and "
+                              "greedy); absent where rollout.overlap generated it during the last update"),
+    "generate_wait_s": ("seconds", "rollout.overlap: seconds waited, after the update, for the next batch "
+                                   "the generators sampled during it"),
     "score_s": ("seconds", "seconds scoring the responses with the reward"),
     "learn_s": ("seconds", "seconds in the learner's train_step, as the driver waits for it"),
     "sync_s": ("seconds", "seconds pushing the new weights into every generator"),
@@ -89,7 +92,7 @@ GAUGES: dict[str, tuple[str, str]] = {
 }
 
 PPO_ONLY = frozenset({"value_mean", "value_loss", "critic_grad_norm", "critic_skipped_updates", "clip_frac"})
-OVERLAP_ONLY = frozenset({"is_ratio_mean", "is_ratio_max", "is_clip_frac"})
+OVERLAP_ONLY = frozenset({"is_ratio_mean", "is_ratio_max", "is_clip_frac", "generate_wait_s"})
 GPU_ONLY = frozenset({"learner_cuda_peak_bytes"})
 FAILURE_ONLY = frozenset({"sync_failed", "generate_ahead_failed"})
 # Logged beside evaluations, not in step records.

@@ -13,7 +13,7 @@ from typing import Any
 
 from remax_ray.assets.hf import hf_kwargs
 from remax_ray.data.rollouts import Completion, PromptRollout
-from remax_ray.rollout.seeds import sample_seed
+from remax_ray.algo.seeds import sample_seed
 
 EXTENSION = "remax_ray.rollout.worker_ext.WeightReloadExtension"
 
@@ -85,7 +85,6 @@ class Generator:
         max_prompt_tokens: int,
         max_new_tokens: int,
         temperature: float = 1.0,
-        top_p: float = 1.0,
         dtype: str = "float32",
         seed: int = 0,
         kv_cache_gib: float = 0.0,
@@ -102,7 +101,6 @@ class Generator:
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self.top_p = top_p
         if kv_cache_gib > 0:
             kv_bytes = int(kv_cache_gib * 2**30)
         else:
@@ -152,7 +150,8 @@ class Generator:
             for j in range(n):
                 requests.append(TokensPrompt(prompt_token_ids=ids))
                 params.append(SamplingParams(
-                    temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens,
+                    # top_p stays 1: the learner scores with the full softmax (config refuses < 1).
+                    temperature=self.temperature, max_tokens=self.max_new_tokens,
                     seed=sample_seed(run_seed, step, first_index + i, j), logprobs=0,
                 ))
             if greedy:

@@ -1,4 +1,4 @@
-"""Tests for remax_ray.rollout.seeds.sample_seed: deterministic, bounded, well spread per request."""
+"""Tests for remax_ray.algo.seeds.sample_seed: deterministic, bounded, well spread per request."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from remax_ray.rollout.seeds import _splitmix64, sample_seed
+from remax_ray.algo.seeds import _splitmix64, sample_seed
 
 _M64 = (1 << 64) - 1
 
