@@ -72,6 +72,12 @@ def reward_model_path(cfg: Config) -> str:
     return reward_kwargs(cfg.reward)["model_path"]
 
 
+def overlap_for(cfg: Config, device: str) -> tuple[bool, str]:
+    """``rollout.overlap`` resolved for this driver's node (``config.resolve_overlap`` with its cores):
+    the trainer and the learner's importance weights ask the same pure function with the same inputs."""
+    return resolve_overlap(cfg, device, os.cpu_count() or 1)
+
+
 def resolve_device(cfg: Config) -> str:
     if cfg.cluster.device != "auto":
         return cfg.cluster.device
@@ -237,7 +243,7 @@ def start_learner(cfg: Config, model_path: str, device: str | None = None, wait:
             seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
             trust_remote_code=cfg.model.trust_remote_code,
             resume_from=str(resume_from) if resume_from else None,
-            importance_cap=cfg.algo.importance_cap if resolve_overlap(cfg, device)[0] else 0.0,
+            importance_cap=cfg.algo.importance_cap if overlap_for(cfg, device)[0] else 0.0,
             rank=rank, world_size=world))
     joining = None
     if world > 1:

@@ -42,6 +42,16 @@ def check_ranges(config: Any, ranges: Sequence[Range]) -> None:
         _check(ok(value), key, constraint, value)
 
 
+Choice = tuple[str, Callable[[], Sequence[str]], str, Mapping[str, str] | None]
+"""(key, its choices (called when checked: a registry may import torch), what a value is, aliases
+that earn a did-you-mean)."""
+
+
+def check_choices(config: Any, table: Sequence[Choice]) -> None:
+    for key, choices, what, aliases in table:
+        _choice(key, _get(config, key), tuple(choices()), what, aliases)
+
+
 def _choice(
     key: str,
     value: str,

@@ -15,12 +15,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from remax_ray.config import base as common
 from remax_ray.config import checks
 from remax_ray.config.base import ConfigError
-from remax_ray.config.checks import Range, _choice
+from remax_ray.config.checks import Range
 from remax_ray.config.estimators import on_policy_names, ratio_names
 from remax_ray.config.generation import (
     INVALID_REWARD_POLICIES,
@@ -190,7 +190,7 @@ _RANGES: list[Range] = [
 _NON_EMPTY = ("model.path", "run.dataset", "run.prompt_key", "run.output_dir")
 
 
-def resolve_overlap(cfg: Config, device: str, cores: int | None = None) -> tuple[bool, str]:
+def resolve_overlap(cfg: Config, device: str, cores: int) -> tuple[bool, str]:
     """``rollout.overlap`` resolved for a learner on ``device``: (on?, why, in words).
 
     auto is on only where sampling and learning can run at once: on GPUs (each generator and each
@@ -210,7 +210,7 @@ def resolve_overlap(cfg: Config, device: str, cores: int | None = None) -> tuple
         return False, "rollout.overlap=auto: off, the KL in the loss would be taken on stale samples"
     if device == "cuda":
         return True, "rollout.overlap=auto: on, the generators and the learner hold GPUs of their own"
-    cores = cores or os.cpu_count() or 1
+    cores = max(cores, 1)
     actors = ro.num_generators + cfg.learner.num_workers
     if cl.threads_per_actor and cl.threads_per_actor * actors <= cores:
         return True, (f"rollout.overlap=auto: on, {actors} actors x {cl.threads_per_actor} threads "
@@ -231,6 +231,36 @@ def check_for_device(cfg: Config, device: str) -> None:
             "learner.fsdp_offload=false (learner.strategy=fsdp alone shards the state across ranks)")
 
 
+def _algo(name: str) -> Callable[[], Sequence[str]]:
+    """A registry of remax_ray.algo by name, imported when a config is checked (algo imports torch)."""
+    def names() -> Sequence[str]:
+        import remax_ray.algo as algo
+
+        return tuple(getattr(algo, name))
+    return names
+
+
+_CHOICES: tuple[checks.Choice, ...] = (
+    ("model.dtype", lambda: MODEL_DTYPES, "dtype", {"bf16": "bfloat16", "fp32": "float32"}),
+    ("cluster.sync_transport", lambda: SYNC_TRANSPORTS, "transport", None),
+    ("cluster.device", lambda: LEARNER_DEVICES, "device", {"gpu": "cuda"}),
+    ("cluster.placement", lambda: PLACEMENT_MODES, "placement mode",
+     {"colocate": "colocated", "disaggregate": "disaggregated", "separate": "disaggregated"}),
+    ("cluster.placement_strategy", lambda: PLACEMENT_STRATEGIES, "strategy",
+     {s.lower(): s for s in PLACEMENT_STRATEGIES}),
+    ("rollout.long_prompts", lambda: LONG_PROMPT_POLICIES, "policy",
+     {"truncation": "truncate", "drop": "skip", "raise": "error"}),
+    ("reward.on_invalid", lambda: INVALID_REWARD_POLICIES, "policy", {"raise": "error", "drop": "skip"}),
+    ("reward.kind", lambda: tuple(REWARD_KINDS), "reward kind", None),
+    ("learner.strategy", lambda: LEARNER_STRATEGIES, "strategy", {"fsdp2": "fsdp"}),
+    ("algo.estimator", _algo("ESTIMATORS"), "estimator", None),
+    ("algo.kl_estimator", _algo("KL_ESTIMATORS"), "KL estimator", None),
+    ("algo.kl_placement", _algo("KL_PLACEMENTS"), "KL placement", None),
+    ("algo.loss_agg", _algo("AGG_MODES"), "loss aggregation", None),
+)
+"""Every key with a fixed set of values, next to its choices: one table, like ``_RANGES``."""
+
+
 def validate(config: Config) -> None:
     """Check value ranges and cross-field rules; raise :class:`ConfigError` on the first problem."""
     if not isinstance(config, Config):
@@ -244,17 +274,7 @@ def validate(config: Config) -> None:
         config.algo, config.run, config.cluster,
     )
 
-    _choice("model.dtype", m.dtype, MODEL_DTYPES, "dtype", {"bf16": "bfloat16", "fp32": "float32"})
-    _choice("cluster.sync_transport", cl.sync_transport, SYNC_TRANSPORTS, "transport")
-    _choice("cluster.device", cl.device, LEARNER_DEVICES, "device", {"gpu": "cuda"})
-    _choice("cluster.placement", cl.placement, PLACEMENT_MODES, "placement mode",
-            {"colocate": "colocated", "disaggregate": "disaggregated", "separate": "disaggregated"})
-    _choice("cluster.placement_strategy", cl.placement_strategy, PLACEMENT_STRATEGIES, "strategy",
-            {s.lower(): s for s in PLACEMENT_STRATEGIES})
-    _choice("rollout.long_prompts", ro.long_prompts, LONG_PROMPT_POLICIES, "policy",
-            {"truncation": "truncate", "drop": "skip", "raise": "error"})
-    _choice("reward.on_invalid", rw.on_invalid, INVALID_REWARD_POLICIES, "policy",
-            {"raise": "error", "drop": "skip"})
+    checks.check_choices(config, _CHOICES)
     if ro.top_p < 1:
         # vLLM would sample from the renormalised nucleus while the learner's log-probs (and the KL)
         # come from the full softmax: the samples would not come from the policy being trained.
@@ -265,11 +285,9 @@ def validate(config: Config) -> None:
         )
 
     # Reward.
-    _choice("reward.kind", rw.kind, tuple(REWARD_KINDS), "reward kind")
     REWARD_KINDS[rw.kind].check(rw)  # the keys this kind reads (reward.function, reward.model_path)
     checks.check_template("reward.template", rw.template)
 
-    _choice("learner.strategy", ln.strategy, LEARNER_STRATEGIES, "strategy", {"fsdp2": "fsdp"})
     if ln.fsdp_offload and ln.strategy != "fsdp":
         raise ConfigError("learner.fsdp_offload needs learner.strategy=fsdp (ddp keeps whole replicas)")
 
@@ -291,21 +309,14 @@ def validate(config: Config) -> None:
             f"learner.micro_batch_size ({ln.micro_batch_size})"
         )
 
-    # Algorithm registries (imported lazily: remax_ray.algo may import torch).
     from remax_ray.algo import ESTIMATORS
-    from remax_ray.algo.kl import KL_ESTIMATORS, KL_PLACEMENTS
-    from remax_ray.algo.losses import AGG_MODES
 
-    _choice("algo.estimator", al.estimator, tuple(ESTIMATORS), "estimator")
     spec = ESTIMATORS[al.estimator]
     if ro.samples_per_prompt < spec.min_samples:
         raise ConfigError(
             f"algo.estimator: {al.estimator} needs rollout.samples_per_prompt >= "
             f"{spec.min_samples} (got {ro.samples_per_prompt})"
         )
-    _choice("algo.kl_estimator", al.kl_estimator, tuple(KL_ESTIMATORS), "KL estimator")
-    _choice("algo.kl_placement", al.kl_placement, tuple(KL_PLACEMENTS), "KL placement")
-    _choice("algo.loss_agg", al.loss_agg, tuple(AGG_MODES), "loss aggregation")
     if al.kl_placement == "loss" and al.kl_estimator == "k1" and al.kl_coef > 0:
         # E_pi[grad log pi] = 0: k1's gradient in the loss is pure noise, with no pull to the reference.
         raise ConfigError(

@@ -11,8 +11,8 @@ from typing import TypeVar
 import ray
 
 from remax_ray.algo import get_estimator
-from remax_ray.cluster.actors import Actors, connect, resolve_device, start_actors
-from remax_ray.config import Config, ConfigError, check_for_device, dump_yaml, resolve_overlap, to_yaml
+from remax_ray.cluster.actors import Actors, connect, overlap_for, resolve_device, start_actors
+from remax_ray.config import Config, ConfigError, check_for_device, dump_yaml, to_yaml
 from remax_ray.data.prompts import batch_indices
 from remax_ray.data.rollouts import PromptRollout
 from remax_ray.driver import actor_calls
@@ -69,7 +69,7 @@ class Trainer:
         connect(cfg, include_dashboard)
         device = actors.device if actors else resolve_device(cfg)
         check_for_device(cfg, device)
-        self.overlap, why = resolve_overlap(cfg, device)
+        self.overlap, why = overlap_for(cfg, device)
         log.info(why)
         self.state = initial_state(cfg, self.model_path, self.splits, self.resumed_from, overwrite,
                                    overlap=self.overlap)
