@@ -48,6 +48,11 @@ class RunConfig:
     step_retries: int = _field(
         2, "Times a step is retried after a generator or the reward actor died (each retry waits for "
            "the actor's restart and re-syncs the current weights first).")
+    max_learner_restarts: int = _field(
+        2, "Times the learner is started again after a learner rank died (OOM, a lost node): the "
+           "ranks are torn down, started from the newest complete checkpoint, the generators re-synced, "
+           "and the steps since that checkpoint repeated with the same prompts and seeds. Needs a "
+           "checkpoint (run.save_every bounds the steps repeated); 0 stops the run for --resume.")
     progress: bool = _field(True, "Show a progress bar.")
     check_sync: bool = _field(
         True, "Stop the run when, at the first step sampled after a weight sync, the learner's "

@@ -176,6 +176,7 @@ _RANGES: list[Range] = [
     ("run.save_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     ("run.keep_checkpoints", lambda v: v >= 0, ">= 0 (0 = keep all)"),
     ("run.step_retries", lambda v: v >= 0, ">= 0"),
+    ("run.max_learner_restarts", lambda v: v >= 0, ">= 0"),
     ("cluster.num_cpus", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("cluster.sync_timeout_s", lambda v: v > 0, "> 0"),
     ("cluster.max_actor_restarts", lambda v: v >= 0, ">= 0"),

@@ -16,7 +16,8 @@ import numpy as np
 
 from remax_ray.data.rollouts import Completion, PromptRollout
 
-COUNTERS = ("actor_retries", "generator_resyncs", "skipped_samples", "skipped_prompts", "steps_without_update")
+COUNTERS = ("actor_retries", "generator_resyncs", "skipped_samples", "skipped_prompts", "steps_without_update",
+            "learner_restarts")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import TypeVar
 import ray
 
 from remax_ray.algo import get_estimator
-from remax_ray.cluster.actors import Actors, connect, overlap_for, resolve_device, start_actors
+from remax_ray.cluster.actors import Actors, connect, overlap_for, resolve_device, start_actors, start_learner
 from remax_ray.config import Config, ConfigError, check_for_device, dump_yaml, to_yaml
 from remax_ray.data.prompts import batch_indices
 from remax_ray.data.rollouts import PromptRollout
@@ -20,7 +20,7 @@ from remax_ray.driver.evaluation import evaluate
 from remax_ray.driver.preflight import preflight
 from remax_ray.driver.recovery import RECOVERABLE, Recovery, StaleWeights
 from remax_ray.driver.resume import initial_state
-from remax_ray.driver.run_state import rollouts_from_json, rollouts_to_json
+from remax_ray.driver.run_state import RunState, rollouts_from_json, rollouts_to_json
 from remax_ray.driver.weight_sync import weight_sync
 from remax_ray.learner import checkpoint
 from remax_ray.models import SYNC_NOISE, architectures_of, describe_path
@@ -311,7 +311,12 @@ class Trainer:
         bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc=self.cfg.algo.estimator,
                    disable=not (run.progress if progress is None else progress))
         while self.state.step < run.steps:
-            rec = self.step()
+            try:
+                rec = self.step()
+            except Exception as err:
+                if not self._restart_learner(err):
+                    raise
+                continue
             bar.update(1)
             bar.set_postfix(reward=f"{rec.get('reward_sample', float('nan')):.3f}", kl=f"{rec.get('kl', 0.0):.4f}")
             if run.eval_every and self.state.step % run.eval_every == 0 and self.state.step < run.steps:
@@ -324,6 +329,34 @@ class Trainer:
         final = self.save()
         return {"eval_before": self.state.eval_before, "eval_after": after["eval_greedy_reward"],
                 "wall_s": time.perf_counter() - start, "checkpoint": str(final)}
+
+    def _restart_learner(self, err: Exception) -> bool:
+        """After a learner rank died: tear the ranks down, start them from the newest complete
+        checkpoint, restore the driver's state of that checkpoint (metrics cut back, as a resume does)
+        and re-sync the generators; the steps since are repeated with the same prompts and seeds.
+        False (the run stops) for any other error, without a checkpoint, or past the limit."""
+        folder = checkpoint.latest(checkpoint.root(self.out))
+        restarts = self.state.counters.get("learner_restarts", 0.0)
+        if not self.recovery.learner_died(err) or folder is None or restarts >= self.cfg.run.max_learner_restarts:
+            return False
+        log.warning("step %d: a learner rank died (%s: %s); restart %d of %d from %s, repeating the steps "
+                    "after it", self.state.step, type(err).__name__, str(err).splitlines()[0] if str(err) else "",
+                    restarts + 1, self.cfg.run.max_learner_restarts, folder.name)
+        self._phase = "learner restart"
+        self.actors.learner.kill()
+        self.actors.learner = start_learner(self.cfg, self.model_path, self.actors.device,
+                                            reference_path=self.state.reference_path, resume_from=folder,
+                                            where=self.actors.placement)
+        state = RunState.from_file(folder / checkpoint.RUN_STATE)
+        state.counters["learner_restarts"] = restarts + 1  # the checkpoint's counters predate the restart
+        self.metrics.truncate(state.metrics_lines)
+        checkpoint.discard_after(folder)
+        state.restore_rng()
+        self.state, self.recovery.counters = state, state.counters
+        self._pending = (rollouts_from_json(state.pending), state.pending_lag) if state.pending else None
+        self.weights.forget_peers()
+        self.recovery.attempt("sync", self.sync)
+        return True
 
     def _failure_message(self, err: Exception) -> str:
         what = f"the run stopped at step {self.state.step} during {self._phase}: {type(err).__name__}: {err}"

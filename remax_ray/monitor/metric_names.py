@@ -80,6 +80,8 @@ GAUGES: dict[str, tuple[str, str]] = {
     "learner_cuda_peak_bytes": ("memory", "GPU only: the learner's peak CUDA allocation"),
     "prompts_consumed": ("progress", "training prompts used so far (cumulative)"),
     "actor_retries": ("progress", "phases retried after a generator or reward actor died (cumulative)"),
+    "learner_restarts": ("progress", "times the learner was started again from the newest checkpoint after a "
+                                     "rank died (cumulative)"),
     "generator_resyncs": ("progress", "re-syncs because a generator answered from weights other than the "
                                       "last sync's (restarted between calls); its batch is sampled again "
                                       "(cumulative)"),
@@ -102,6 +104,7 @@ EVAL_KEYS = frozenset({"eval_greedy_reward", "eval_sample_reward", "dataset_line
 # Cumulative keys of a step record whose growth each counter adds.
 _CUMULATIVE = {"remax_skipped_samples_total": "skipped_samples",
                "remax_actor_retries_total": "actor_retries",
+               "remax_learner_restarts_total": "learner_restarts",
                "remax_generator_resyncs_total": "generator_resyncs",
                "remax_steps_without_update_total": "steps_without_update",
                "remax_prompts_total": "prompts_consumed"}
@@ -112,6 +115,7 @@ COUNTERS: dict[str, str] = {
     "remax_learned_tokens_total": "response tokens the learner trained on",
     "remax_skipped_samples_total": "sampled responses dropped for a non-finite reward",
     "remax_actor_retries_total": "phases retried after an actor died",
+    "remax_learner_restarts_total": "learner restarts from the newest checkpoint after a rank died",
     "remax_generator_resyncs_total": "re-syncs of a generator found serving stale weights",
     "remax_steps_without_update_total": "steps with no valid reward, hence no update",
     "remax_prompts_total": "training prompts consumed",

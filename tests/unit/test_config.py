@@ -97,6 +97,7 @@ EXPECTED_DEFAULTS = {
         "output_dir": "runs/default",
         "keep_checkpoints": 3,
         "step_retries": 2,
+        "max_learner_restarts": 2,
         "progress": True,
         "check_sync": True,
     },
