@@ -137,6 +137,36 @@ def test_a_killed_generator_is_restarted_and_no_step_is_lost_or_repeated(uninter
     _assert_same_run(tmp_path, uninterrupted)
 
 
+def test_a_killed_learner_is_started_again_from_the_last_checkpoint(uninterrupted, ray_session, tiny_model,
+                                                                    prompt_file, tmp_path):
+    """The learner process SIGKILLed after step 2's checkpoint (an OOM kill, a lost node): the driver
+    starts a new learner from that checkpoint, re-syncs and repeats the steps since. The run ends
+    bit-identical to the uninterrupted one, every step logged once (run.max_learner_restarts)."""
+    trainer = Trainer(load_config(None, _overrides(tiny_model, prompt_file, tmp_path)))
+    pid = ray.get(trainer.actors.learner.ranks[0].__ray_call__.remote(lambda self: os.getpid()))
+    latest = tmp_path / "checkpoints" / "latest"
+
+    def kill_after_the_checkpoint() -> None:
+        while not latest.exists():
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_the_checkpoint, daemon=True)
+    killer.start()
+    try:
+        trainer.fit()
+    finally:
+        trainer.shutdown()
+    killer.join(timeout=1)
+    records = _records(tmp_path)
+    assert [r for r in records if "loss" in r][-1]["learner_restarts"] == 1.0
+    for record in records:
+        if "learner_restarts" in record:
+            record["learner_restarts"] = 0.0
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    _assert_same_run(tmp_path, uninterrupted)
+
+
 def _restarted(actor, old_pid: int, timeout_s: float = 300.0) -> int:
     """The pid of ``actor``'s new process once Ray has restarted it (its engine built anew)."""
     deadline = time.monotonic() + timeout_s
