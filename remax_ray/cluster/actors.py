@@ -5,12 +5,16 @@ The shells themselves (what each actor adds to its plain class) are in :mod:`rem
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from remax_ray.cluster import autoscaling, placement
 from remax_ray.cluster.learner_group import LearnerGroup
@@ -19,6 +23,8 @@ from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
 from remax_ray.config import Config, ConfigError, check_for_device, resolve_overlap
 from remax_ray.reward.scorer import reward_kwargs
 from remax_ray.rollout.kv_cache import largest_call
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -174,14 +180,49 @@ def start_actors(cfg: Config, model_path: str, *, reference_path: str | None = N
     growth = autoscaling.read()
     _check_fits(cfg, plan_for(cfg, device), growth)
     where = placement.create(cfg, device, growth)
-    generators = start_generators(cfg, model_path, device, where)
-    reward = start_reward(cfg, where)
-    learner = start_learner(cfg, model_path, device, wait=False, reference_path=reference_path,
-                            resume_from=resume_from, where=where)
-    # Surface a constructor failure (bad model path, OOM) here rather than at the first step.
-    ray.get([g.__ray_ready__.remote() for g in generators] + [reward.__ray_ready__.remote(),
-                                                               learner.__ray_ready__.remote()])
-    return Actors(generators, reward, learner, device, generator_dtype(cfg, device), where)
+    starts: dict[str, Callable[[], Any]] = {
+        **{f"generator-{i}": functools.partial(start_generator, cfg, model_path, device, where, i)
+           for i in range(cfg.rollout.num_generators)},
+        "reward": functools.partial(start_reward, cfg, where),
+        "learner": functools.partial(start_learner, cfg, model_path, device, wait=False,
+                                     reference_path=reference_path, resume_from=resume_from, where=where)}
+    ready = started(starts, retries=cfg.run.max_learner_restarts)
+    generators = [ready[f"generator-{i}"] for i in range(cfg.rollout.num_generators)]
+    return Actors(generators, ready["reward"], ready["learner"], device, generator_dtype(cfg, device), where)
+
+
+def started(starts: dict[str, Callable[[], Any]], retries: int) -> dict[str, Any]:
+    """Each role's actor, started by ``starts[role]()`` and waited for. Ray restarts an actor that
+    dies after its constructor returned, never one whose constructor failed (a vLLM engine core
+    killed while it starts, a node lost during the load): such a role is started again, up to
+    ``retries`` times in all, with the cause logged. A constructor that fails every time (a bad model
+    path) then surfaces its own error."""
+    actors = {role: start() for role, start in starts.items()}
+    for attempt in range(retries + 1):
+        failed: dict[str, Exception] = {}
+        for role, actor in actors.items():
+            try:
+                ray.get(actor.__ray_ready__.remote())
+            except RayActorError as err:
+                failed[role] = err
+        if not failed:
+            return actors
+        if attempt == retries:
+            raise next(iter(failed.values()))
+        for role, err in failed.items():
+            log.warning("%s died while starting (%s: %s); starting it again (%d of %d)", role,
+                        type(err).__name__, str(err).splitlines()[0] if str(err) else "", attempt + 1, retries)
+            _kill(actors[role])
+            actors[role] = starts[role]()
+    raise AssertionError("unreachable")
+
+
+def _kill(actor: Any) -> None:
+    """A group kills its ranks itself; a plain actor handle is killed through Ray."""
+    if hasattr(actor, "kill"):
+        actor.kill()
+    else:
+        ray.kill(actor, no_restart=True)
 
 
 def generator_dtype(cfg: Config, device: str) -> str:
@@ -192,6 +233,11 @@ def start_generators(cfg: Config, model_path: str, device: str, where: Placement
     """``rollout.num_generators`` vLLM generator actors serving ``model_path`` (not waited for).
     Without ``where`` (``remax-ray eval``) they are unnamed and outside any placement group, so an
     evaluation can run beside the run's own training."""
+    return [start_generator(cfg, model_path, device, where, i) for i in range(cfg.rollout.num_generators)]
+
+
+def start_generator(cfg: Config, model_path: str, device: str, where: Placement | None, i: int) -> Any:
+    """Generator ``i`` of :func:`start_generators` (not waited for)."""
     ro = cfg.rollout
     # vLLM-CPU reserves a core for its scheduler by default, which halves generation on a 2-core
     # machine; our phases take turns, so the engine gets every core.
@@ -199,15 +245,12 @@ def start_generators(cfg: Config, model_path: str, device: str, where: Placement
     sequences = largest_call(cfg.run.prompts_per_step, ro.samples_per_prompt, cfg.run.eval_prompts,
                              cfg.run.eval_samples, ro.num_generators)
     unplaced = {"num_cpus": ro.num_cpus_per_generator, "num_gpus": 1 if device == "cuda" else 0}
-    return [
-        _named(ray.remote(GeneratorShell), {**(where.options(f"generator-{i}") if where else unplaced),
-                                            "runtime_env": gen_env, "max_restarts": cfg.cluster.max_actor_restarts},
-               model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
-               temperature=ro.temperature, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
-               kv_cache_gib=ro.kv_cache_gib, kv_sequences=sequences, gpu_memory_utilization=ro.gpu_memory_utilization,
-               enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
-        for i in range(ro.num_generators)
-    ]
+    return _named(ray.remote(GeneratorShell), {**(where.options(f"generator-{i}") if where else unplaced),
+                                               "runtime_env": gen_env, "max_restarts": cfg.cluster.max_actor_restarts},
+                  model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
+                  temperature=ro.temperature, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
+                  kv_cache_gib=ro.kv_cache_gib, kv_sequences=sequences, gpu_memory_utilization=ro.gpu_memory_utilization,
+                  enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
 
 
 def start_reward(cfg: Config, where: Placement | None = None) -> Any:
