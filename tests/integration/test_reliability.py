@@ -107,34 +107,48 @@ def test_sigkill_of_the_driver_then_resume_is_bit_identical(uninterrupted, ray_s
     assert state["step"] == STEPS and state["reference_path"] == str(tiny_model)
 
 
-def test_a_killed_generator_is_restarted_and_no_step_is_lost_or_repeated(uninterrupted, ray_session, tiny_model,
-                                                                         prompt_file, tmp_path):
+def _run_killing(tmp_path: Path, tiny_model: Path, prompt_file: Path, pid_of, when) -> list[dict]:
+    """A run whose process ``pid_of(trainer)`` is SIGKILLed once ``when()`` holds; its records."""
     trainer = Trainer(load_config(None, _overrides(tiny_model, prompt_file, tmp_path)))
-    generator = trainer.actors.generators[0]
-    pid = ray.get(generator.__ray_call__.remote(lambda self: os.getpid()))
-    metrics = tmp_path / "metrics.jsonl"
+    pid = pid_of(trainer)
 
-    def kill_after_first_step() -> None:
-        while not (metrics.exists() and '"loss"' in metrics.read_text()):
+    def kill() -> None:
+        while not when():
             time.sleep(0.02)
         os.kill(pid, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_after_first_step, daemon=True)
+    killer = threading.Thread(target=kill, daemon=True)
     killer.start()
     try:
         trainer.fit()
     finally:
         trainer.shutdown()
     killer.join(timeout=1)
-    records = _records(tmp_path)
-    assert [r for r in records if "loss" in r][-1]["actor_retries"] >= 1  # the death was seen and survived
-    # Identical to the uninterrupted run, counters aside: the retried step used the same prompts and
-    # seeds, and the restarted engine got the current weights before generating again.
+    return _records(tmp_path)
+
+
+def _assert_same_run_but(counter: str, records: list[dict], out: Path, reference: Path) -> None:
+    """Identical to the uninterrupted run, ``counter`` aside (it counts the survived death)."""
+    assert [r for r in records if "loss" in r][-1][counter] >= 1  # the death was seen and survived
     for record in records:
-        if "actor_retries" in record:
-            record["actor_retries"] = 0.0
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    _assert_same_run(tmp_path, uninterrupted)
+        if counter in record:
+            record[counter] = 0.0
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    _assert_same_run(out, reference)
+
+
+def _pid(actor) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+
+
+def test_a_killed_generator_is_restarted_and_no_step_is_lost_or_repeated(uninterrupted, ray_session, tiny_model,
+                                                                         prompt_file, tmp_path):
+    """The retried step used the same prompts and seeds, and the restarted engine got the current
+    weights before generating again."""
+    metrics = tmp_path / "metrics.jsonl"
+    records = _run_killing(tmp_path, tiny_model, prompt_file, lambda t: _pid(t.actors.generators[0]),
+                           lambda: metrics.exists() and '"loss"' in metrics.read_text())
+    _assert_same_run_but("actor_retries", records, tmp_path, uninterrupted)
 
 
 def test_a_killed_learner_is_started_again_from_the_last_checkpoint(uninterrupted, ray_session, tiny_model,
@@ -142,29 +156,11 @@ def test_a_killed_learner_is_started_again_from_the_last_checkpoint(uninterrupte
     """The learner process SIGKILLed after step 2's checkpoint (an OOM kill, a lost node): the driver
     starts a new learner from that checkpoint, re-syncs and repeats the steps since. The run ends
     bit-identical to the uninterrupted one, every step logged once (run.max_learner_restarts)."""
-    trainer = Trainer(load_config(None, _overrides(tiny_model, prompt_file, tmp_path)))
-    pid = ray.get(trainer.actors.learner.ranks[0].__ray_call__.remote(lambda self: os.getpid()))
     latest = tmp_path / "checkpoints" / "latest"
-
-    def kill_after_the_checkpoint() -> None:
-        while not latest.exists():
-            time.sleep(0.02)
-        os.kill(pid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_after_the_checkpoint, daemon=True)
-    killer.start()
-    try:
-        trainer.fit()
-    finally:
-        trainer.shutdown()
-    killer.join(timeout=1)
-    records = _records(tmp_path)
+    records = _run_killing(tmp_path, tiny_model, prompt_file, lambda t: _pid(t.actors.learner.ranks[0]),
+                           latest.exists)
     assert [r for r in records if "loss" in r][-1]["learner_restarts"] == 1.0
-    for record in records:
-        if "learner_restarts" in record:
-            record["learner_restarts"] = 0.0
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    _assert_same_run(tmp_path, uninterrupted)
+    _assert_same_run_but("learner_restarts", records, tmp_path, uninterrupted)
 
 
 def _restarted(actor, old_pid: int, timeout_s: float = 300.0) -> int:
