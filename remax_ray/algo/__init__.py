@@ -2,6 +2,10 @@
 
 Imports nothing but torch and the standard library (no other remax_ray package, no ray, vllm or
 transformers), so it can be unit tested, and used in any worker, on its own.
+
+Modules: :mod:`.advantages` (the estimator registry), :mod:`.kl`, :mod:`.logprobs`, :mod:`.losses`,
+:mod:`.moments` (mergeable count/mean/M2), :mod:`.offpolicy` (importance weights), :mod:`.preference`
+(Bradley-Terry), :mod:`.seeds` (seeds as pure functions of what they belong to).
 """
 
 from remax_ray.algo.advantages import (

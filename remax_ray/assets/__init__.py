@@ -11,4 +11,6 @@
 
 May import: ``config`` (and torch/transformers inside the builders). Everything above may import it;
 this ``__init__`` imports nothing, so importing a leaf never loads a builder.
+
+Also :mod:`.tiny_archs` (tiny random models of several architecture families, for the matrix).
 """

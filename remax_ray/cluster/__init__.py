@@ -5,4 +5,6 @@ add (:mod:`.autoscaling`), the actor shells (:mod:`.shells`) and starting the ru
 
 May import: ``ray`` and the plain-class packages (``learner``, ``rollout``, ``reward``, ``sync``) and
 below. Never imports ``driver``, ``monitor`` or ``repro``.
+
+Also :mod:`.learner_group` (K learner ranks behind one actor's interface).
 """

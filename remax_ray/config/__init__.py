@@ -15,6 +15,9 @@ as comments, which is how ``remax_ray/config/default.yaml`` is produced
 
 Only the standard library, PyYAML and ``algo`` (the estimator registry, for validation) are
 imported here; every other package may import ``config``.
+
+Also :mod:`.checks` (types, ranges, choices), :mod:`.estimators` (help texts from the estimator
+registry) and ``__main__`` (prints default.yaml).
 """
 
 from remax_ray.config.base import ConfigError

@@ -5,4 +5,7 @@ the input checks before any actor starts (:mod:`.preflight`), where a run starts
 and what the driver keeps between steps (:mod:`.run_state`).
 
 May import: ``cluster`` and ``monitor`` and everything below them. Imported by ``cli`` and ``repro``.
+
+Also :mod:`.weight_sync` (the sync behind one ``push``), :mod:`.recovery` (the one recovery
+policy), :mod:`.prepare` (the builtin assets a config needs) and :mod:`.interrupts` (Ctrl-C during start-up).
 """

@@ -5,4 +5,6 @@ terminal filter (:mod:`.console`).
 
 May import: ``ray``, the standard library, numpy/matplotlib/tensorboard. Nothing else of remax_ray
 except its own modules, so any layer above can report through it.
+
+Also :mod:`.run_plots` and :mod:`.tb_events` (TensorBoard events written and rewritten).
 """

@@ -18,6 +18,8 @@ with verdicts on the paper's claims (arXiv 2310.10505).
   :mod:`.variance_probe` (those gradients, on the driver) and :mod:`.variance_report` (tables).
 
 May import: ``driver`` and everything below it. Only ``cli`` imports ``repro``.
+
+Also :mod:`.command` (the CLI's ``repro``) and :mod:`.conditions`.
 """
 
 from remax_ray.repro.claims import Verdict, reward_verdicts

@@ -9,6 +9,8 @@ trained from comparison pairs by :mod:`remax_ray.reward.train_rm` (``remax-ray
 train-rm``; it imports torch, so it is not imported here).
 
 May import: ``algo``, ``config``, ``data``, ``assets.hf``/``assets.home``. Never ``ray``.
+
+Also :mod:`.scorer`, :mod:`.kinds` and :mod:`.rm_command` (the ``train-rm`` command's body).
 """
 
 from remax_ray.reward.kinds import REWARD_SOURCES, RewardSource, load_function

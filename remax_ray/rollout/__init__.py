@@ -3,4 +3,7 @@ vLLM worker extension that reloads weights in place.
 
 A plain class: may import ``sync`` (the receiving side of the transports), ``data``,
 ``assets.hf``, ``config``, vLLM. Never ``ray`` or ``learner``.
+
+Modules: :mod:`.generator`, :mod:`.worker_ext`, :mod:`.direct_reload` (vLLM-CPU's packed buffers),
+:mod:`.kv_cache` (its size), :mod:`.validity` (non-finite rewards). It may also import ``models``.
 """
