@@ -397,23 +397,3 @@ def test_a_batch_sampled_during_a_step_without_update_has_no_lag(make):
     resumed = make("rollout.overlap=true", "reward.on_invalid=skip", "run.save_every=1", resume="latest")
     assert resumed._pending[1] == 0.0
     assert t.step()["policy_lag"] == 0.0 and t.step()["policy_lag"] == 1.0
-
-
-def test_nested_recoveries_share_one_budget_per_call(make):
-    """A generator that never takes the weights (restarted at every sync, say) is recovered from
-    run.step_retries times in all, then the step fails: the retry loops of the step, of generate and
-    of a batch generated ahead do not multiply into (R + 1)(R + 2) attempts."""
-    from remax_ray.driver.recovery import StaleWeights
-
-    t = make("run.step_retries=2")
-    gen = t.actors.generators[0]
-    gen.load_weight_refs = _Method(lambda *args, **kwargs: {"sync_bytes": 1.0})  # loads nothing
-    gen.engine.version = 0  # restarted: serves model.path
-    before = gen.calls.get("generate", 0)
-    with pytest.raises(StaleWeights, match="served weights of sync"):
-        t.step()
-    assert gen.calls["generate"] - before == 3 and t.state.counters["generator_resyncs"] == 2
-    with pytest.raises(StaleWeights):  # evaluate -> generate: nested, still one budget
-        t.evaluate()
-    assert gen.calls["generate"] - before == 6
-

@@ -1,4 +1,4 @@
-"""The driver's checks after a sync (run.check_sync) and learner restarts from the newest checkpoint
+"""One recovery budget per call, the driver's checks after a sync (run.check_sync) and learner restarts from the newest checkpoint
 (run.max_learner_restarts), on the fake actors of test_trainer_failures.py (no Ray)."""
 
 from __future__ import annotations
@@ -77,3 +77,24 @@ def test_a_learner_death_without_a_checkpoint_or_restarts_left_stops_the_run(mak
                                               if t.step_idx == 1 else {"loss": 0.5})
         with pytest.raises(RunFailed, match="ActorDiedError"):
             t.fit()
+
+
+def test_nested_recoveries_share_one_budget_per_call(make):
+    """A generator that never takes the weights (restarted at every sync, say) is recovered from
+    run.step_retries times in all, then the step fails: the retry loops of the step, of generate and
+    of a batch generated ahead do not multiply into (R + 1)(R + 2) attempts."""
+    from remax_ray.driver.recovery import StaleWeights
+
+    t = make("run.step_retries=2")
+    gen = t.actors.generators[0]
+    gen.load_weight_refs = _Method(lambda *args, **kwargs: {"sync_bytes": 1.0})  # loads nothing
+    gen.engine.version = 0  # restarted: serves model.path
+    before = gen.calls.get("generate", 0)
+    with pytest.raises(StaleWeights, match="served weights of sync"):
+        t.step()
+    assert gen.calls["generate"] - before == 3 and t.state.counters["generator_resyncs"] == 2
+    with pytest.raises(StaleWeights):  # evaluate -> generate: nested, still one budget
+        t.evaluate()
+    assert gen.calls["generate"] - before == 6
+
+
