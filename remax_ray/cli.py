@@ -10,9 +10,12 @@ import sys
 from remax_ray.config import TASKS, ConfigError, describe_fields, load_config, task_overrides
 from remax_ray.driver import eval_command
 from remax_ray.driver.interrupts import prompt_exit
+from remax_ray.driver.resume import auto_start
 from remax_ray.monitor import console, run_plots, samples
 from remax_ray.repro import command as repro_command
 from remax_ray.reward import rm_command
+
+AUTO = "auto"  # --resume auto: the newest checkpoint if there is one, else a fresh run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,9 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--task", metavar="NAME",
                        help=f"a built-in task ({', '.join(TASKS)}; see below): its dataset and reward, "
                             "set over --config and under the dotted overrides")
-    train.add_argument("--resume", metavar="latest|PATH",
+    train.add_argument("--resume", metavar="auto|latest|PATH",
                        help="continue a run: 'latest' (the newest checkpoint in run.output_dir), a run "
-                            "folder or a checkpoint folder; without --config, the checkpoint's config")
+                            "folder or a checkpoint folder; without --config, the checkpoint's config. "
+                            "'auto': as 'latest' where run.output_dir has a complete checkpoint, else a "
+                            "fresh run (over what a run without one left): the command a restarted "
+                            "entrypoint runs")
     train.add_argument("--overwrite", action="store_true",
                        help="start over in a run.output_dir that already holds a run (deletes its "
                             "metrics and checkpoints)")
@@ -75,12 +81,22 @@ def main(argv: list[str] | None = None) -> int:
         for key, text in describe_fields().items():
             print(f"{key}\n    {text}")
         return 0
+    if args.resume == AUTO and args.overwrite:
+        # auto exists to be run again after a failure; with --overwrite each retry would delete the
+        # progress the earlier attempt saved.
+        print("remax-ray: configuration error: --resume auto and --overwrite contradict each other: auto "
+              "continues the run in run.output_dir (or starts one where it has no checkpoint); to start "
+              "over, run once with --overwrite and no --resume", file=sys.stderr)
+        return 2
     try:
         overrides = [*task_overrides(args.task), *args.overrides] if args.task else args.overrides
         cfg = load_config(_config_file(args), overrides)
     except (ValueError, FileNotFoundError) as e:  # ConfigError, or a --resume naming no checkpoint
         print(f"remax-ray: configuration error: {e}", file=sys.stderr)
         return 2
+    resume, overwrite = args.resume, args.overwrite
+    if resume == AUTO:
+        resume, overwrite = auto_start(cfg.run.output_dir)
     console.quiet_actors(args.verbose)  # before the trainer imports ray
     from remax_ray.driver.prepare import prepare_builtins_for_config
     from remax_ray.driver.trainer import RunFailed, Trainer
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         with prompt_exit():  # Ctrl-C and SIGTERM end start-up within seconds, also inside ray.init
             prepare_builtins_for_config(cfg)
             try:
-                trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+                trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
             except (ConfigError, FileNotFoundError, ValueError) as e:
                 print(f"remax-ray: {e}", file=sys.stderr)
                 return 2
@@ -108,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_file(args: argparse.Namespace) -> str | None:
-    """--resume PATH without --config continues with the config saved in that checkpoint."""
-    if args.config or not args.resume or args.resume == "latest":
+    """--resume PATH without --config continues with the config saved in that checkpoint. latest and
+    auto take the command's config: it names the run.output_dir they look in."""
+    if args.config or not args.resume or args.resume in ("latest", AUTO):
         return args.config
     from remax_ray.learner import checkpoint
 

@@ -1,6 +1,6 @@
 """Where a run starts: fresh (into an unused folder, or one the user said to overwrite) or from a
 checkpoint (its driver state restored, metrics.jsonl and samples.jsonl cut back to what that
-checkpoint had seen)."""
+checkpoint had seen); ``--resume auto`` picks between the two (:func:`auto_start`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_fro
     order = data_order(cfg.run.seed, cfg.run.prompts_per_step, cfg.run.dataset, len(splits.train), overlap)
     if resume_from is not None:
         return _resumed(out, resume_from, order)
-    used = [name for name in _RUN_FILES if (out / name).exists()]
+    used = _used_run_files(out)
     if used and not overwrite:
         raise ConfigError(f"run.output_dir {out} already holds a run ({', '.join(used)}): continue it "
                           "with --resume latest, pick another run.output_dir, or pass --overwrite to "
@@ -40,6 +40,31 @@ def initial_state(cfg: Config, model_path: str, splits: PromptSplits, resume_fro
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     reference = home.resolve_model_path(cfg.model.reference_path) if cfg.model.reference_path else model_path
     return RunState(data_order=order, reference_path=str(reference))
+
+
+def _used_run_files(out: Path) -> list[str]:
+    return [name for name in _RUN_FILES if (out / name).exists()]
+
+
+def auto_start(output_dir: str | Path) -> tuple[str | None, bool]:
+    """``--resume auto``, what a restarted entrypoint runs: ``(resume, overwrite)`` for the Trainer.
+
+    The newest complete checkpoint of ``output_dir`` is resumed as ``--resume latest`` would (same
+    config checks). Without one, the run starts fresh, over whatever an earlier attempt left: a driver
+    that died before its first checkpoint leaves metrics but nothing to continue, and refusing that
+    folder would make every retry of the entrypoint fail the same way."""
+    out = Path(output_dir)
+    found = checkpoint.latest(checkpoint.root(out))
+    if found is not None:
+        log.info("resume auto: continuing from %s, the newest complete checkpoint in %s", found.name, out)
+        return checkpoint.LATEST, False
+    used = _used_run_files(out)
+    if used:
+        log.warning("resume auto: no complete checkpoint in %s; starting a fresh run over what an earlier "
+                    "attempt left there (deleting %s)", out, ", ".join(used))
+        return None, True
+    log.info("resume auto: no checkpoint in %s; starting a fresh run", out)
+    return None, False
 
 
 def _resumed(out: Path, folder: Path, order: dict) -> RunState:

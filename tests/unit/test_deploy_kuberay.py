@@ -147,6 +147,22 @@ def test_rayjob_entrypoint_is_a_real_cli_command_with_a_valid_config():
     assert cfg.rollout.num_generators + 1 == gpus * group["maxReplicas"]
 
 
+def test_a_failed_rayjob_is_retried_and_the_retry_resumes_the_run():
+    """backoffLimit: KubeRay submits the entrypoint again on a new RayCluster; --resume auto makes that
+    attempt continue from the newest checkpoint, which it finds only on a volume both clusters mount."""
+    spec = _manifest("rayjob.yaml")["spec"]
+    assert isinstance(spec["backoffLimit"], int) and spec["backoffLimit"] > 0
+    args = _parser().parse_args(shlex.split(spec["entrypoint"])[3:])
+    assert args.resume == "auto" and not args.overwrite  # --overwrite would delete what a retry resumes
+    cfg = load_config(str(REPO / args.config.removeprefix(_image_root())), args.overrides)
+    assert cfg.run.save_every > 0  # else only the end saves, and a retry starts over
+    for pod in _pods(_manifest("rayjob.yaml")):  # the driver (head) and the learner (workers) write there
+        claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        assert any(cfg.run.output_dir.startswith(path + "/") and name in claims
+                   for path, name in mounts.items())
+
+
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.cuda", "Dockerfile.cpu"])
 def test_dockerfile_copies_only_files_that_exist(dockerfile):
     text = (DOCKER / dockerfile).read_text()

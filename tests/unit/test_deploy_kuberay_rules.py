@@ -87,6 +87,7 @@ def off(s: dict, g: dict) -> None:  # autoscaling off: the v2-only worker fields
 
 def selector(s: dict, name: str = "remax-ray") -> None:
     s.pop("rayClusterSpec")
+    s.pop("backoffLimit", None)  # a retry makes a new cluster, so an existing one's job has none (L576)
     s["clusterSelector"] = {"ray.io/cluster": name} if name else {"team": "a"}
 
 
