@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+RANK_PROBE_S = 5.0
+"""How long a rank is given to answer whether it lives (a dead one fails at once)."""
 
 
 @ray.remote(num_cpus=0)
@@ -80,6 +84,20 @@ class LearnerGroup:
     def owns(self, actor_id_hex: str | None) -> bool:
         """Whether an error's actor is one of the ranks."""
         return actor_id_hex is not None and any(a._actor_id.hex() == actor_id_hex for a in self.ranks)
+
+    def any_rank_dead(self, timeout_s: float = RANK_PROBE_S) -> bool:
+        """Whether a rank has died. With K > 1 a rank's death also fails the survivors (their
+        collective lost its peer), and a gathered call may raise their error rather than the dead
+        rank's, so an error alone does not tell. A busy rank (still waiting in a collective) does
+        not answer within ``timeout_s`` and counts as alive."""
+        for actor in self.ranks:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=timeout_s)
+            except RayActorError:
+                return True
+            except GetTimeoutError:
+                continue
+        return False
 
     def _all(self, name: str, per_rank: Callable[[int], tuple] | None = None, *args: Any, **kwargs: Any):
         refs = [getattr(a, name).remote(*(per_rank(r) if per_rank else args), **kwargs)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
 from remax_ray.cluster.actors import Actors
 from remax_ray.config import Config
@@ -49,8 +49,12 @@ class Recovery:
         self._left = 0
 
     def learner_died(self, err: BaseException) -> bool:
-        """Whether ``err`` is the death of a learner rank (the learner group owns its actor)."""
-        return self.actors.learner.owns(getattr(err, "actor_id", None))
+        """Whether ``err`` comes of a learner rank's death: the group owns the dead actor, or (K > 1)
+        a surviving rank failed in a collective and a rank is found dead."""
+        learner = self.actors.learner
+        if learner.owns(getattr(err, "actor_id", None)):
+            return True
+        return isinstance(err, RayError) and learner.world_size > 1 and learner.any_rank_dead()
 
     def attempt(self, phase: str, call: Callable[[], T], failed: BaseException | None = None) -> T:
         """``call()``, repeated after a recovery while the budget lasts. ``failed``: a failure that

@@ -310,23 +310,28 @@ class Trainer:
                       "prompts_too_long": float(data.too_long), "prompts_truncated": float(data.truncated)})
         bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc=self.cfg.algo.estimator,
                    disable=not (run.progress if progress is None else progress))
-        while self.state.step < run.steps:
+        while True:
+            # A learner rank may die in a step, a checkpoint or the final save: each restarts the
+            # ranks from the newest checkpoint and carries on from there.
             try:
+                if self.state.step >= run.steps:
+                    after = self.evaluate()
+                    self.log(after)
+                    final = self.save()
+                    break
                 rec = self.step()
+                bar.update(1)
+                bar.set_postfix(reward=f"{rec.get('reward_sample', float('nan')):.3f}",
+                                kl=f"{rec.get('kl', 0.0):.4f}")
+                if run.eval_every and self.state.step % run.eval_every == 0 and self.state.step < run.steps:
+                    self.log(self.evaluate())
+                if run.save_every and self.state.step % run.save_every == 0 and self.state.step < run.steps:
+                    self.save()
             except Exception as err:
                 if not self._restart_learner(err):
                     raise
-                continue
-            bar.update(1)
-            bar.set_postfix(reward=f"{rec.get('reward_sample', float('nan')):.3f}", kl=f"{rec.get('kl', 0.0):.4f}")
-            if run.eval_every and self.state.step % run.eval_every == 0 and self.state.step < run.steps:
-                self.log(self.evaluate())
-            if run.save_every and self.state.step % run.save_every == 0 and self.state.step < run.steps:
-                self.save()
+                bar.n = self.state.step
         bar.close()
-        after = self.evaluate()
-        self.log(after)
-        final = self.save()
         return {"eval_before": self.state.eval_before, "eval_after": after["eval_greedy_reward"],
                 "wall_s": time.perf_counter() - start, "checkpoint": str(final)}
 
@@ -334,21 +339,34 @@ class Trainer:
         """After a learner rank died: tear the ranks down, start them from the newest complete
         checkpoint, restore the driver's state of that checkpoint (metrics cut back, as a resume does)
         and re-sync the generators; the steps since are repeated with the same prompts and seeds.
-        False (the run stops) for any other error, without a checkpoint, or past the limit."""
-        folder = checkpoint.latest(checkpoint.root(self.out))
-        restarts = self.state.counters.get("learner_restarts", 0.0)
-        if not self.recovery.learner_died(err) or folder is None or restarts >= self.cfg.run.max_learner_restarts:
-            return False
-        log.warning("step %d: a learner rank died (%s: %s); restart %d of %d from %s, repeating the steps "
-                    "after it", self.state.step, type(err).__name__, str(err).splitlines()[0] if str(err) else "",
-                    restarts + 1, self.cfg.run.max_learner_restarts, folder.name)
+        A restart that meets another death (a rank killed while it starts or syncs) is the next
+        restart. False (the run stops) for any other error, without a checkpoint, or past the limit."""
+        while True:
+            folder = checkpoint.latest(checkpoint.root(self.out))
+            restarts = self.state.counters.get("learner_restarts", 0.0)
+            if not self.recovery.learner_died(err) or folder is None or restarts >= self.cfg.run.max_learner_restarts:
+                return False
+            log.warning("step %d: a learner rank died (%s: %s); restart %d of %d from %s, repeating the steps "
+                        "after it", self.state.step, type(err).__name__, str(err).splitlines()[0] if str(err) else "",
+                        restarts + 1, self.cfg.run.max_learner_restarts, folder.name)
+            self.state.counters["learner_restarts"] = restarts + 1
+            try:
+                self._start_learner_from(folder, restarts + 1)
+                return True
+            except Exception as again:
+                if not self.recovery.learner_died(again):
+                    raise
+                err = again
+
+    def _start_learner_from(self, folder: Path, restarts: float) -> None:
         self._phase = "learner restart"
         self.actors.learner.kill()
-        self.actors.learner = start_learner(self.cfg, self.model_path, self.actors.device,
+        self.actors.learner = start_learner(self.cfg, self.model_path, self.actors.device, wait=False,
                                             reference_path=self.state.reference_path, resume_from=folder,
                                             where=self.actors.placement)
+        ray.get(self.actors.learner.__ray_ready__.remote())  # a rank dying now is owned by the new group
         state = RunState.from_file(folder / checkpoint.RUN_STATE)
-        state.counters["learner_restarts"] = restarts + 1  # the checkpoint's counters predate the restart
+        state.counters["learner_restarts"] = restarts  # the checkpoint's counters predate the restart
         self.metrics.truncate(state.metrics_lines)
         checkpoint.discard_after(folder)
         state.restore_rng()
@@ -356,7 +374,6 @@ class Trainer:
         self._pending = (rollouts_from_json(state.pending), state.pending_lag) if state.pending else None
         self.weights.forget_peers()
         self.recovery.attempt("sync", self.sync)
-        return True
 
     def _failure_message(self, err: Exception) -> str:
         what = f"the run stopped at step {self.state.step} during {self._phase}: {type(err).__name__}: {err}"

@@ -20,53 +20,13 @@ from pathlib import Path
 
 import pytest
 import ray
-import torch
-from safetensors.torch import load_file
 
 from remax_ray.config import load_config
 from remax_ray.driver.trainer import Trainer
 
+from same_run import STEPS, assert_same_run, overrides as _overrides, records as _records
+
 pytestmark = pytest.mark.integration
-STEPS, PROMPTS_PER_STEP = 4, 4
-
-
-def _overrides(tiny_model: Path, prompt_file: Path, out: Path) -> list[str]:
-    return [f"model.path={tiny_model}", f"run.dataset={prompt_file}", f"run.output_dir={out}",
-            f"run.steps={STEPS}", f"run.prompts_per_step={PROMPTS_PER_STEP}", "run.save_every=2",
-            "run.eval_every=2", "run.eval_prompts=4", "rollout.samples_per_prompt=2",
-            "rollout.max_new_tokens=8", "rollout.max_prompt_tokens=32", "reward.kind=vader",
-            "learner.lr=1e-3", "algo.kl_coef=0.05", "run.progress=false"]
-
-
-def _deterministic(record: dict) -> dict:
-    """What must repeat exactly: everything but wall-clock times and process memory."""
-    return {k: v for k, v in record.items()
-            if not (k.endswith("_s") or "rss" in k or "peak" in k)}
-
-
-def _final_weights(out: Path) -> dict[str, torch.Tensor]:
-    folder = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
-    return load_file(folder / "model.safetensors")
-
-
-def _records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def _samples(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-
-
-def _assert_same_run(out: Path, reference: Path) -> None:
-    ours, theirs = _records(out), _records(reference)
-    assert [_deterministic(r) for r in ours] == [_deterministic(r) for r in theirs]
-    train_steps = [r["step"] for r in ours if "loss" in r]
-    assert train_steps == list(range(STEPS))  # no step repeated or skipped
-    assert [r["prompts_consumed"] for r in ours if "loss" in r] == [PROMPTS_PER_STEP * (k + 1) for k in range(STEPS)]
-    # Each evaluation's sample table once, with the same answers as the uninterrupted run's.
-    assert _samples(out) == _samples(reference) and {r["step"] for r in _samples(out)} == {0, 2, 4}
-    a, b = _final_weights(out), _final_weights(reference)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +62,7 @@ def test_sigkill_of_the_driver_then_resume_is_bit_identical(uninterrupted, ray_s
     resumed = subprocess.run(_cli("--resume", "latest", *args), env=env, capture_output=True, text=True,
                              timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_same_run(tmp_path, uninterrupted)
+    assert_same_run(tmp_path, uninterrupted)
     state = json.loads((tmp_path / "checkpoints" / "step-000004" / "run_state.json").read_text())
     assert state["step"] == STEPS and state["reference_path"] == str(tiny_model)
 
@@ -134,7 +94,7 @@ def _assert_same_run_but(counter: str, records: list[dict], out: Path, reference
         if counter in record:
             record[counter] = 0.0
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    _assert_same_run(out, reference)
+    assert_same_run(out, reference)
 
 
 def _pid(actor) -> int:

@@ -53,7 +53,7 @@ def test_a_dead_learner_is_started_again_from_the_newest_checkpoint(make, monkey
     trained: list[list[str]] = []
     started: list[str] = []
 
-    def start_learner(cfg, model_path, device, *, reference_path, resume_from, where):
+    def start_learner(cfg, model_path, device, wait=True, *, reference_path, resume_from, where):
         started.append(Path(resume_from).name)
         return FakeActor("learner-2", train_step=lambda rollouts: trained.append([r.prompt for r in rollouts])
                          or {"loss": 0.25}, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
