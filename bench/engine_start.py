@@ -10,7 +10,6 @@ measured in this one run. Take it on a quiet machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -32,16 +31,9 @@ def _child(model: str, prompts: list[str], repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from remax_ray.assets.home import assets_home, resolve_dataset
-    from remax_ray.data.prompts import read_jsonl_prompts
+    from _generate_args import parse  # bench/ is the script's folder, first on sys.path
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default=str(assets_home() / "smollm2-135m-instruct"))
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    prompts = read_jsonl_prompts(resolve_dataset("builtin:movie-reviews", "train"))[0][: args.prompts]
+    args, prompts = parse()
     if args.child:
         print("RESULT " + json.dumps(_child(args.model, prompts, args.repeats)), flush=True)
         return

@@ -7,7 +7,6 @@ prints seconds per warm generate call and the ratio, measured in this one run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,16 +26,9 @@ def _child(model: str, prompts: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    from remax_ray.assets.home import assets_home, resolve_dataset
-    from remax_ray.data.prompts import read_jsonl_prompts
+    from _generate_args import parse  # bench/ is the script's folder, first on sys.path
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default=str(assets_home() / "smollm2-135m-instruct"))
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    prompts = read_jsonl_prompts(resolve_dataset("builtin:movie-reviews", "train"))[0][: args.prompts]
+    args, prompts = parse()
     if args.child:
         print("RESULT " + json.dumps({"s": _child(args.model, prompts, args.repeats)}), flush=True)
         return

@@ -42,7 +42,6 @@ class FakeActor:
         self.killed = True
 
     world_size = 1  # as a one-rank learner group
-
     def owns(self, actor_id: str | None) -> bool:
         """As the learner group answers: whether an error's actor is this one."""
         return actor_id == self.name
