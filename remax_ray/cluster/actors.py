@@ -21,6 +21,7 @@ from remax_ray.cluster.learner_group import LearnerGroup
 from remax_ray.cluster.placement import Placement, Plan, learner_role, plan_for, run_namespace
 from remax_ray.cluster.shells import GeneratorShell, LearnerShell, RewardShell
 from remax_ray.config import Config, ConfigError, check_for_device, resolve_overlap
+from remax_ray.learner.lora import LoraSpec
 from remax_ray.reward.scorer import reward_kwargs
 from remax_ray.rollout.kv_cache import largest_call
 
@@ -250,7 +251,8 @@ def start_generator(cfg: Config, model_path: str, device: str, where: Placement 
                   model_path, max_prompt_tokens=ro.max_prompt_tokens, max_new_tokens=ro.max_new_tokens,
                   temperature=ro.temperature, dtype=generator_dtype(cfg, device), seed=cfg.run.seed,
                   kv_cache_gib=ro.kv_cache_gib, kv_sequences=sequences, gpu_memory_utilization=ro.gpu_memory_utilization,
-                  enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code)
+                  enforce_eager=ro.enforce_eager, trust_remote_code=cfg.model.trust_remote_code,
+                  lora_rank=cfg.model.lora_rank)
 
 
 def start_reward(cfg: Config, where: Placement | None = None) -> Any:
@@ -284,7 +286,7 @@ def start_learner(cfg: Config, model_path: str, device: str | None = None, wait:
             ray.remote(LearnerShell), options,
             policy, cfg.learner, cfg.algo, temperature=cfg.rollout.temperature, device=device,
             seed=cfg.run.seed, num_threads=_threads(cfg), reference_path=reference_path or model_path,
-            trust_remote_code=cfg.model.trust_remote_code,
+            trust_remote_code=cfg.model.trust_remote_code, lora=LoraSpec.of(cfg.model),
             resume_from=str(resume_from) if resume_from else None,
             importance_cap=cfg.algo.importance_cap if overlap_for(cfg, device)[0] else 0.0,
             rank=rank, world_size=world))

@@ -120,6 +120,7 @@ class LearnerGroup:
     export_bucket = _Routed(_gathering)
     export_bucket_shared = _Routed(_gathering)
     broadcast_weights = _Routed(_gathering)
+    export_adapter = _Routed(_gathering)
     weight_buckets = _Routed(_rank0)
     weight_layouts = _Routed(_rank0)
     collective_address = _Routed(_rank0)

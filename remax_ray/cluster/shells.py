@@ -10,6 +10,7 @@ import torch
 
 from remax_ray.models import adapter_for
 from remax_ray.learner.learner import Learner
+from remax_ray.learner.lora import AdapterUpdate, adapter_update
 from remax_ray.reward.scorer import RewardScorer
 from remax_ray.rollout.generator import Generator
 from remax_ray.sync.collective import (
@@ -103,6 +104,11 @@ class LearnerShell(Learner):
 
     def node_id(self) -> str:
         return node_id()
+
+    def export_adapter(self, dtype: str) -> AdapterUpdate | None:
+        """LoRA: the adapter alone, whole, in the generators' ``dtype``, on rank 0 (under FSDP2
+        every rank joins the gather of its shards). Returned: Ray puts it in the object store."""
+        return adapter_update(self.policy, getattr(torch, dtype), keep=lambda: self.rank == 0)
 
     def collective_address(self) -> tuple[str, int]:
         """This node's IP and the port of the group's rendezvous store (hosted by rank 0). The port

@@ -235,9 +235,27 @@ def from_dict(root: type, mapping: Mapping[str, Any] | None, base: Any = None) -
                 f"section {section!r} must be a mapping of keys, got {values!r} "
                 f"({type(values).__name__})"
             )
-        for key, value in values.items():
+        for key, value in _flat_items(values):
             _merge(root, data, section, key, value)
     return _from_data(root, data)
+
+
+def _flat_items(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A section's keys with nested groups flattened: ``lora: {rank: 8}`` is ``lora_rank: 8``
+    (a field's group is the part of its name before ``_``, see :func:`field_name`)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out += _flat_items(value, f"{prefix}{key}_")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def field_name(key: str) -> str:
+    """The field a dotted key inside a section names: ``lora.rank`` (from ``model.lora.rank``)
+    is the field ``lora_rank``. Groups keep a section flat while the command line reads nested."""
+    return key.replace(".", "_")
 
 
 def with_overrides(config: Any, overrides: Sequence[str]) -> Any:
@@ -254,6 +272,7 @@ def with_overrides(config: Any, overrides: Sequence[str]) -> Any:
         dotted, sep, raw = str(item).partition("=")
         dotted = dotted.strip()
         section, dot, key = dotted.partition(".")
+        key = field_name(key)
         if not sep or not dot or not section or not key:
             raise ConfigError(
                 f"override {item!r} must look like section.key=value (e.g. algo.kl_coef=0.02)"

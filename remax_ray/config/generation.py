@@ -43,6 +43,29 @@ class ModelConfig:
         "reward.model_path. Off by default because unpickling can run arbitrary code: safetensors "
         "weights are required unless this is true.",
     )
+    # LoRA: addressed as model.lora.<key> (``model.lora.rank=8``, or ``lora: {rank: 8}`` in YAML).
+    lora_rank: int = _field(
+        0,
+        "LoRA rank (0 = full fine-tuning). > 0: the learner trains a PEFT LoRA adapter on the frozen "
+        "model, the KL reference is that model with the adapter off (no second copy), and each sync "
+        "sends only the adapter into the vLLM engines (docs/lora.md). Set as model.lora.rank.",
+    )
+    lora_alpha: float = _field(16.0, "LoRA scaling numerator: the adapter's update is scaled by alpha / rank.")
+    lora_dropout: float = _field(
+        0.0,
+        "LoRA dropout as written into the adapter's config; the learner trains with 0, as it zeroes "
+        "every dropout of the policy (vLLM samples without dropout, so the log-probs must match).",
+    )
+    lora_target_modules: str = _field(
+        "all-linear",
+        "Modules that get an adapter: all-linear (every linear layer of the decoder layers, from the "
+        "model's architecture adapter) or comma-separated module names (q_proj,v_proj).",
+    )
+    lora_save_merged: bool = _field(
+        False,
+        "Also write the merged model (base + adapter, a plain HF folder) into each checkpoint's "
+        "merged/ folder; the checkpoint itself holds the adapter (PEFT's folder layout).",
+    )
 
 
 @dataclass(frozen=True)

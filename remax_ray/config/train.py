@@ -137,6 +137,9 @@ def load_config(
 
 
 _RANGES: list[Range] = [
+    ("model.lora_rank", lambda v: 0 <= v <= 512, "in [0, 512] (0 = full fine-tuning; vLLM serves ranks up to 512)"),
+    ("model.lora_alpha", lambda v: v > 0, "> 0"),
+    ("model.lora_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("rollout.num_generators", lambda v: v >= 1, ">= 1"),
     ("rollout.samples_per_prompt", lambda v: v >= 1, ">= 1"),
     ("rollout.temperature", lambda v: v > 0, "> 0 (greedy decoding for the baseline is added separately)"),
@@ -289,6 +292,8 @@ def validate(config: Config) -> None:
     REWARD_KINDS[rw.kind].check(rw)  # the keys this kind reads (reward.function, reward.model_path)
     checks.check_template("reward.template", rw.template)
 
+    if m.lora_rank:
+        _check_lora(config)
     if ln.fsdp_offload and ln.strategy != "fsdp":
         raise ConfigError("learner.fsdp_offload needs learner.strategy=fsdp (ddp keeps whole replicas)")
 
@@ -351,3 +356,18 @@ def validate(config: Config) -> None:
             f"step per batch (learner.mini_batch_size=0 or {batch}); only {ratio_names()} corrects for "
             "a policy that moved between optimizer steps"
         )
+
+
+def _check_lora(config: Config) -> None:
+    """The rules of a LoRA run (``model.lora.rank`` > 0)."""
+    m = config.model
+    if m.reference_path and m.reference_path != m.path:
+        # The reference is the policy's own frozen base with the adapter switched off.
+        raise ConfigError(
+            f"model.reference_path={m.reference_path!r} with model.lora.rank={m.lora_rank}: a LoRA run's KL "
+            "reference is model.path with the adapter off (no second copy of the weights); leave "
+            "model.reference_path empty")
+    targets = [t.strip() for t in m.lora_target_modules.split(",")]
+    if not all(targets) or ("all-linear" in targets and len(targets) > 1):
+        raise ConfigError(f"model.lora.target_modules={m.lora_target_modules!r}: all-linear or "
+                          "comma-separated module names (q_proj,v_proj)")

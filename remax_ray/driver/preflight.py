@@ -22,6 +22,8 @@ def preflight(cfg: Config) -> tuple[str, PromptSplits]:
     if cfg.model.reference_path:
         check_model_folder(home.resolve_model_path(cfg.model.reference_path), "model.reference_path",
                            allow_pickle_weights=cfg.model.allow_pickle_weights)
+    if cfg.model.lora_rank:
+        check_lora(cfg, model_path)
     # The policy's own tokenizer: prompt lengths are counted in the tokens the generator will see.
     tokenizer = load_tokenizer(model_path, "model.path", trust_remote_code=cfg.model.trust_remote_code)
     # Chat rows are rendered first, so the long-prompt policy counts the templated text's tokens.
@@ -73,3 +75,44 @@ def check_reward(cfg: Config, columns: set[str] | None = None) -> None:
     if blanked:  # the one start-up line that says the reward does not see the prompt
         log.info("reward: prompts blanked (%s)", why)
     REWARD_SOURCES[rw.kind].preflight(cfg, columns)
+
+
+def check_lora(cfg: Config, model_path: str) -> None:
+    """A LoRA run's model: PEFT is installed, the target modules exist in the model (built on the
+    meta device: no weights read), and vLLM serves LoRA for its architecture."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from remax_ray.assets.hf import hf_kwargs
+    from remax_ray.learner.lora import LoraSpec, target_modules
+
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ConfigError("model.lora.rank > 0 needs PEFT: pip install peft (scripts/setup.sh installs the "
+                          "pinned version)") from None
+    config = AutoConfig.from_pretrained(model_path, **hf_kwargs(cfg.model.trust_remote_code))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, **hf_kwargs(cfg.model.trust_remote_code))
+    try:
+        targets = target_modules(model, LoraSpec.of(cfg.model))
+    except ValueError as err:
+        raise ConfigError(f"model.path {model_path}: {err}") from None
+    names = {name.rpartition(".")[2] for name, _ in model.named_modules()}
+    missing = sorted(set(targets) - names)
+    if missing:
+        raise ConfigError(f"model.lora.target_modules: {missing} are not modules of {model_path} "
+                          f"({type(model).__name__}); all-linear would take {target_modules(model, LoraSpec(1))}")
+    architectures = list(getattr(config, "architectures", None) or [type(model).__name__])
+    try:
+        from vllm.model_executor.models import ModelRegistry
+        from vllm.model_executor.models.interfaces import supports_lora
+    except ImportError:  # a driver without vLLM (the generators' nodes have it): they will say
+        return
+    classes = [c for c in (ModelRegistry._try_load_model_cls(a) for a in architectures) if c is not None]
+    if classes and not supports_lora(classes[0]):
+        raise ConfigError(f"model.lora.rank={cfg.model.lora_rank}: vLLM does not serve LoRA adapters for "
+                          f"{architectures[0]} (model.path {model_path}); train it with full fine-tuning "
+                          "(model.lora.rank=0)")
+    log.info("LoRA rank %d on %s: adapters on %s; each sync sends the adapter alone",
+             cfg.model.lora_rank, architectures[0], ", ".join(targets))

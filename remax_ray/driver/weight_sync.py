@@ -6,7 +6,8 @@ version it loaded with every response, which is how a batch sampled with other w
   cpu:        buckets of whole layers streamed through the learner's shared-memory arenas (one node)
               or the object store, at most two in flight, loaded by the workers' ``reload_weights``;
   collective: the same buckets broadcast over a stateless process group (nccl or gloo) to every
-              vLLM worker, the group formed at the first sync and again after a generator restart.
+              vLLM worker, the group formed at the first sync and again after a generator restart;
+and, for a LoRA run, the adapter alone (:class:`AdapterSync`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,32 @@ class WeightSync(Protocol):
 
 
 def weight_sync(cfg: Config, actors: Actors, transport: str) -> WeightSync:
-    """``transport`` as ``Trainer``'s ``resolve_transport`` gives it: cpu, nccl or gloo."""
+    """``transport`` as ``Trainer``'s ``resolve_transport`` gives it: cpu, nccl or gloo. A LoRA run
+    (``model.lora.rank`` > 0) syncs its adapter alone, whatever the transport."""
+    if cfg.model.lora_rank:
+        return AdapterSync(cfg, actors)
     return CpuSync(cfg, actors) if transport == "cpu" else CollectiveSync(cfg, actors, transport)
+
+
+class AdapterSync:
+    """LoRA: the trainable state is the adapter (megabytes), so each sync puts it in the object store
+    once and every generator adds it to its engine from memory, under the sync's version as its id
+    (``Generator.load_adapter``). The base weights never move; the engines' packed GEMM buffers of
+    the base are never rebuilt."""
+
+    def __init__(self, cfg: Config, actors: Actors):
+        self.cfg, self.actors, self.version = cfg, actors, 0
+
+    def forget_peers(self) -> None:
+        """Nothing to forget: a restarted generator serves the base until the next push."""
+
+    def push(self) -> dict[str, float]:
+        self.version += 1
+        timeout = self.cfg.cluster.sync_timeout_s
+        update = self.actors.learner.export_adapter.remote(self.actors.dtype)
+        loaded = ray.get([g.load_adapter.remote(update, self.version) for g in self.actors.generators],
+                         timeout=timeout)
+        return {"sync_bytes": loaded[0]["sync_bytes"], "sync_buckets": 1.0}
 
 
 class CpuSync:

@@ -35,6 +35,7 @@ from remax_ray.learner.batch import (
     micro_batch_rows,
 )
 from remax_ray.learner.critic import Critic
+from remax_ray.learner.lora import AdapterOff, LoraSpec, with_lora
 from remax_ray.learner.experience import (
     Experience,
     MicroExperience,
@@ -63,9 +64,12 @@ class Learner:
                  num_threads: int | None = None, reference_path: str | None = None,
                  trust_remote_code: bool = False, resume_from: str | None = None,
                  importance_cap: float = 0.0, rank: int = 0, world_size: int = 1,
-                 store: dist.Store | None = None, dist_timeout_s: float = 600.0) -> None:
+                 store: dist.Store | None = None, dist_timeout_s: float = 600.0,
+                 lora: LoraSpec | None = None) -> None:
         """``model_path`` is the policy's starting point (a checkpoint folder on resume);
         ``reference_path`` the KL anchor, which stays the original model (default: model_path).
+        With ``lora`` the policy is ``reference_path`` plus a trainable adapter (``model_path``'s on
+        resume) and the reference is the same model with the adapter off (``learner/lora.py``).
         With ``world_size`` > 1 this is rank ``rank`` of ``learner.num_workers`` ranks that join one
         process group through ``store`` and share the model by ``learner.strategy``."""
         from transformers import AutoTokenizer
@@ -83,32 +87,48 @@ class Learner:
         # > 0 with rollout.overlap: batches come from the generators' policy, one update behind.
         self.importance_cap = importance_cap
         # fp32 master weights everywhere; on GPU the forward runs under bf16 autocast.
-        self.policy = load_policy(model_path, self.device, trust_remote_code)
-        self.reference = load_policy(self.reference_path, self.device, trust_remote_code)
-        self.reference.eval().requires_grad_(False)
+        self.lora = lora
+        if lora:
+            base = load_policy(self.reference_path, self.device, trust_remote_code)
+            if learner.gradient_checkpointing:  # reentrant checkpoints would lose the adapter's gradients
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.policy = with_lora(base, lora, model_path if resume_from else None)
+            self.reference = None  # the policy with its adapter off
+        else:
+            self.policy = load_policy(model_path, self.device, trust_remote_code)
+            self.reference = load_policy(self.reference_path, self.device, trust_remote_code)
+            self.reference.eval().requires_grad_(False)
+            if learner.gradient_checkpointing:
+                self.policy.gradient_checkpointing_enable()
         self.policy.train()
-        if learner.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, **hf_kwargs(trust_remote_code))
         eos = self.policy.generation_config.eos_token_id or self.tokenizer.eos_token_id
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         # What the update calls: the response-position forward, wrapped for the ranks (parallel.py).
-        self.policy_logits = ResponseLogits(self.policy, self._autocast)
-        self.reference_logits = ResponseLogits(self.reference, self._autocast)
+        # (LoRA: the HF model inside PEFT's wrapper, its linear layers carrying the adapter.)
+        hf_policy = self.policy.get_base_model() if lora else self.policy
+        self.policy_logits = ResponseLogits(hf_policy, self._autocast)
         if world_size > 1:
-            self.policy_logits = self._wrap_trained(self.policy_logits, self.policy)
-            self.reference_logits = wrap(self.reference_logits, self.reference, learner.strategy, self.device,
-                                         trainable=False, offload=learner.fsdp_offload)
+            self.policy_logits = self._wrap_trained(self.policy_logits, hf_policy)
+        if lora:
+            self.reference_logits = AdapterOff(self.policy_logits, self.policy)
+        else:
+            self.reference_logits = ResponseLogits(self.reference, self._autocast)
+            if world_size > 1:
+                self.reference_logits = wrap(self.reference_logits, self.reference, learner.strategy, self.device,
+                                             trainable=False, offload=learner.fsdp_offload)
         betas = (learner.beta1, learner.beta2)
-        self.optimizer = adamw(self.policy.parameters(), lr=learner.lr, betas=betas,  # fused where possible
-                               weight_decay=learner.weight_decay)
+        self.optimizer = adamw([p for p in self.policy.parameters() if p.requires_grad], lr=learner.lr,
+                               betas=betas, weight_decay=learner.weight_decay)  # fused where possible
         warmup = learner.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
         self.critic = None
         if self.spec.needs_critic:
-            self.critic = Critic(model_path, lr=learner.critic_lr, betas=betas,
+            # The critic stays a full model (no adapter); on a LoRA resume its weights come from
+            # the checkpoint's sharded folder, loaded into the base's architecture.
+            self.critic = Critic(self.reference_path if lora else model_path, lr=learner.critic_lr, betas=betas,
                                  weight_decay=learner.weight_decay, max_grad_norm=learner.max_grad_norm,
                                  device=self.device, trust_remote_code=trust_remote_code,
                                  gradient_checkpointing=learner.gradient_checkpointing,
@@ -160,7 +180,7 @@ class Learner:
         experience = self.make_experience(rollouts, prompt_index)
         metrics = {**experience.stats, **self.update(experience)}
         per_seq = experience.num_tokens / experience.num_seqs
-        models = [self.policy, self.reference] + ([self.critic.backbone, self.critic.head] if self.critic else [])
+        models = [m for m in (self.policy, self.reference) if m is not None] + ([self.critic.backbone, self.critic.head] if self.critic else [])
         optimizers = [self.optimizer] + ([self.critic.optimizer] if self.critic else [])
         return {**metrics, "response_tokens": per_seq, "lr": self.scheduler.get_last_lr()[0],
                 "skipped_updates": float(self.skipped_updates),

@@ -57,15 +57,20 @@ _FROZEN = 4  # the reference: weights only
 
 
 def modelled_state_bytes(policy_params: int, *, ranks: int = 1, strategy: str = "ddp",
-                         critic_params: int = 0) -> float:
+                         critic_params: int = 0, lora_params: int = 0) -> float:
     """Training-state bytes one learner rank holds: the policy (trained), the frozen reference (the
     same size) and, for PPO, the critic (trained; its backbone's parameters plus a scalar head).
 
     DDP keeps a whole replica on every rank; FSDP2 shards all of it evenly over ``ranks`` (each
     decoder layer's whole weights exist only transiently, while that layer runs, so they are left
     out, as are activations). Per parameter: 16 bytes trained (fp32 weight, gradient, AdamW m and
-    v), 4 frozen. ReMax: 20 N; PPO: 20 N + 16 N_critic."""
-    total = _TRAINED * policy_params + _FROZEN * policy_params + _TRAINED * critic_params
+    v), 4 frozen. ReMax: 20 N; PPO: 20 N + 16 N_critic. With a LoRA adapter of ``lora_params``
+    (``model.lora.rank``) the base is held once, frozen, and is also the reference (adapter off):
+    4 N + 16 N_lora."""
+    if lora_params:
+        total = _FROZEN * policy_params + _TRAINED * lora_params + _TRAINED * critic_params
+    else:
+        total = _TRAINED * policy_params + _FROZEN * policy_params + _TRAINED * critic_params
     return total / ranks if strategy == "fsdp" else float(total)
 
 

@@ -13,6 +13,7 @@ import torch
 
 from remax_ray.assets.hf import hf_kwargs, portable_tokenizer_config
 from remax_ray.learner import checkpoint, dist
+from remax_ray.learner.lora import save_merged
 from remax_ray.learner.parallel import full
 
 # ``learner`` below is a Learner (remax_ray.learner.learner), typed loosely: that module imports this
@@ -205,7 +206,10 @@ def save_checkpoint(learner: Learner, folder: str | Path, run_state: str = "{}",
         torch.save(_rng_state(learner.device), tmp / rng_file(learner.rank))
         weights = _full_policy_state(learner)
         if learner.rank == 0:
+            # LoRA: PEFT's save_pretrained writes the adapter alone (and, asked for, merged/).
             learner.policy.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+            if learner.lora is not None and learner.lora.save_merged:
+                save_merged(learner.policy, tmp)
             learner.tokenizer.save_pretrained(tmp)
             portable_tokenizer_config(tmp)
             torch.save(own_state, tmp / checkpoint.LEARNER_STATE)

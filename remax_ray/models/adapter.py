@@ -63,6 +63,15 @@ class ModelAdapter:
         m = self._layer.match(module_name + ".")
         return bool(m) and m.group(1) == module_name
 
+    def lora_targets(self, module_names: dict[str, str]) -> list[str]:
+        """The module names (last path component) PEFT's LoRA targets by default: every linear
+        layer inside a decoder layer (``module_names``: module path -> class name, as
+        ``named_modules`` gives them). The embedding and LM head stay frozen (vLLM serves LoRA on
+        the decoder's linear layers). [] when the model has no such layer under this layout."""
+        linear = ("Linear", "Conv1D")
+        return sorted({path.rpartition(".")[2] for path, cls in module_names.items()
+                       if cls in linear and self._layer.match(path)})
+
     def to_vllm(self, name: str) -> str:
         """``name`` (HF) as vLLM's model names it."""
         for hf, vllm in self.vllm_prefixes:

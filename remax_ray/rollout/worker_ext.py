@@ -47,6 +47,28 @@ class WeightReloadExtension:
         named = reader.tensors(ArenaSlice(path, capacity, generation, offsets), names, dtypes, shapes)
         return self._remax_reload(named)
 
+    def remax_load_adapter(self, tensors: dict[str, torch.Tensor], config: dict, adapter_id: int) -> int:
+        """Add the learner's LoRA adapter (PEFT-named ``tensors``, its PEFT ``config``) to vLLM's
+        adapter cache under ``adapter_id``, from memory: vLLM's own path reads an adapter folder
+        from disk at its first request. Requests then name it by ``LoRARequest(..., adapter_id, ...)``,
+        which finds it cached and loads nothing. Older adapters are evicted (``max_loras`` 1)."""
+        from vllm.lora.lora_model import LoRAModel
+        from vllm.lora.peft_helper import PEFTHelper
+
+        manager = self.model_runner.lora_manager
+        cache = manager._adapter_manager
+        helper = PEFTHelper.from_dict(config)
+        helper.validate_legal(manager.lora_config)  # its rank within max_lora_rank, and the like
+        mapper = getattr(cache.model, "hf_to_vllm_mapper", None)
+        lora = LoRAModel.from_lora_tensors(
+            lora_model_id=adapter_id, tensors=tensors, peft_helper=helper, device="cpu",
+            dtype=manager.lora_config.lora_dtype, model_vocab_size=manager.vocab_size,
+            weights_mapper=mapper.get_rename_mapper() if mapper is not None else None)
+        for old in list(cache.list_adapters()):
+            cache.remove_adapter(old)
+        cache.add_adapter(lora)
+        return len(tensors)
+
     def remax_last_reload_direct(self) -> bool:
         """Whether the last bucket took ``direct_reload`` (tests and benches check the path)."""
         return bool(getattr(self, "remax_direct", False))

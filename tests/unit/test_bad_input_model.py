@@ -130,6 +130,10 @@ def test_llm_kwargs() -> None:
                      "enable_chunked_prefill": False}
     trusted = llm_kwargs("/m", **common, trust_remote_code=True)
     assert trusted == {**plain, "trust_remote_code": True}
+    # LoRA: one adapter at a time, and the smallest max_lora_rank vLLM accepts that holds the rank.
+    lora = {"enable_lora": True, "max_loras": 1, "max_cpu_loras": 1}
+    assert llm_kwargs("/m", **common, lora_rank=8) == {**plain, **lora, "max_lora_rank": 8}
+    assert llm_kwargs("/m", **common, lora_rank=12) == {**plain, **lora, "max_lora_rank": 16}
 
 
 def test_generator_passes_llm_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,8 @@ from remax_ray.config import (
 # The documented defaults; other modules rely on these names.
 EXPECTED_DEFAULTS = {
     "model": {"path": "builtin:smollm2-135m-instruct", "reference_path": "", "dtype": "auto",
-              "trust_remote_code": False, "allow_pickle_weights": False},
+              "trust_remote_code": False, "allow_pickle_weights": False, "lora_rank": 0, "lora_alpha": 16.0,
+              "lora_dropout": 0.0, "lora_target_modules": "all-linear", "lora_save_merged": False},
     "rollout": {
         "num_generators": 1,
         "samples_per_prompt": 1,
@@ -340,3 +341,29 @@ def test_default_yaml_comments_every_key():
     for i, line in enumerate(lines):
         if line.startswith("  ") and not line.lstrip().startswith("#"):
             assert lines[i - 1].lstrip().startswith("#"), f"no comment above {line!r}"
+
+
+# --------------------------------------------------------------------------- grouped keys (model.lora.*)
+
+
+def test_a_group_is_set_by_dotted_key_and_by_nested_yaml(tmp_path):
+    by_override = load_config(None, ["model.lora.rank=8", "model.lora.target_modules=q_proj,v_proj"])
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  lora:\n    rank: 8\n    target_modules: q_proj,v_proj\n")
+    assert load_config(path) == by_override
+    assert (by_override.model.lora_rank, by_override.model.lora_target_modules) == (8, "q_proj,v_proj")
+    assert load_config(None, ["model.lora_rank=8", "model.lora_target_modules=q_proj,v_proj"]) == by_override
+    with pytest.raises(ConfigError, match="model.lora_rnak"):
+        load_config(None, ["model.lora.rnak=8"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.lora.rank=600", r"model.lora_rank.*\[0, 512\]"),
+    ("model.lora.alpha=0", r"model.lora_alpha.*> 0"),
+    ("model.lora.dropout=1.0", r"model.lora_dropout"),
+    ("model.reference_path=/elsewhere", "the adapter off"),
+    ("model.lora.target_modules=all-linear,q_proj", "all-linear or"),
+])
+def test_lora_settings_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["model.lora.rank=8", override])
