@@ -20,10 +20,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remax_ray.config import Config, ConfigError, load_config
 from remax_ray.learner import checkpoint
+
+if TYPE_CHECKING:
+    from remax_ray.learner.lora import AdapterUpdate
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 
@@ -96,6 +99,22 @@ def with_model(cfg: Config, model: str) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=model))
 
 
+def served_as(cfg: Config, model: str) -> tuple[Config, AdapterUpdate | None]:
+    """How ``model`` is served: as itself, or, for a LoRA checkpoint (an adapter folder), as the base
+    model it was trained on (recorded in its adapter config) with the adapter loaded from memory."""
+    from remax_ray.learner.lora import base_of, is_adapter_folder, read_adapter  # torch: not at CLI import
+
+    if not is_adapter_folder(model):
+        return with_model(cfg, model), None
+    update = read_adapter(model)
+    base = base_of(update)
+    if not base:
+        raise ConfigError(f"{model}: a LoRA adapter whose adapter_config.json names no base model "
+                          "(base_model_name_or_path)")
+    lora = dataclasses.replace(cfg.model, path=base, reference_path="", lora_rank=int(update.config["r"]))
+    return dataclasses.replace(cfg, model=lora), update
+
+
 def format_table(rows: list[dict[str, Any]], n: int) -> str:
     """The printed table: one line per model."""
     width = max([len("model"), *(len(r["model"]) for r in rows)])
@@ -116,7 +135,9 @@ def run_eval(cfg: Config, models: list[str], n: int, out: Path) -> list[dict[str
     from remax_ray.driver.evaluation import evaluate
     from remax_ray.driver.preflight import preflight
 
-    checked = [(model, *preflight(with_model(cfg, model))) for model in models]  # before any actor
+    served = [served_as(cfg, model) for model in models]
+    checked = [(model, *preflight(how), how, adapter)  # before any actor
+               for model, (how, adapter) in zip(models, served)]
     connect(cfg)
     device = resolve_device(cfg)
     reward = start_reward(cfg)
@@ -126,10 +147,12 @@ def run_eval(cfg: Config, models: list[str], n: int, out: Path) -> list[dict[str
     rows = []
     try:
         ray.get(reward.__ray_ready__.remote())
-        for model, model_path, splits in checked:
-            generators = start_generators(with_model(cfg, model), model_path, device)
+        for model, model_path, splits, how, adapter in checked:
+            generators = start_generators(how, model_path, device)
             try:
                 ray.get([g.__ray_ready__.remote() for g in generators])
+                if adapter is not None:
+                    ray.get([g.load_adapter.remote(adapter, 1) for g in generators])
                 result = evaluate(
                     lambda prompts, **kw: actor_calls.generate(generators, prompts, seed=cfg.run.seed, **kw),
                     lambda rollouts, columns: actor_calls.score(reward, rollouts, columns),

@@ -75,7 +75,7 @@ class Trainer:
                                    overlap=self.overlap)
         self.transport = resolve_transport(cfg, device)
         self.architectures = architectures_of(self.model_path)
-        log.info(describe_path(self.architectures))
+        log.info(describe_path(self.architectures, lora_rank=cfg.model.lora_rank))
         self._sync_checked = False
         self.actors = actors or start_actors(cfg, self.model_path, reference_path=self.state.reference_path,
                                              resume_from=self.resumed_from)

@@ -62,12 +62,26 @@ def is_adapter_folder(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
+def read_adapter(folder: str | Path) -> AdapterUpdate:
+    """A saved adapter (PEFT's folder: a LoRA checkpoint) as a sync would send it."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    return AdapterUpdate(load_file(folder / "adapter_model.safetensors"),
+                         json.loads((folder / ADAPTER_CONFIG).read_text()))
+
+
+def base_of(update: AdapterUpdate) -> str:
+    """The model folder an adapter was trained on (PEFT records it in the adapter's config)."""
+    return str(update.config.get("base_model_name_or_path") or "")
+
+
 def target_modules(model: nn.Module, spec: LoraSpec) -> list[str]:
     """The module names the adapter goes on: ``spec.target_modules``, or with all-linear every linear
     layer of the decoder layers, as the model's architecture adapter finds them."""
     if spec.target_modules != "all-linear":
         return [name.strip() for name in spec.target_modules.split(",")]
-    architectures = getattr(model.config, "architectures", None)
+    architectures = getattr(model.config, "architectures", None) or [type(model).__name__]
     names = adapter_for(architectures).lora_targets({n: type(m).__name__ for n, m in model.named_modules()})
     if not names:
         raise ValueError(f"model.lora.target_modules=all-linear: no linear layer found inside the decoder "

@@ -117,10 +117,13 @@ def adapter_for(architectures: str | list[str] | None) -> ModelAdapter:
     return next((ADAPTERS[n] for n in names if n in ADAPTERS), GENERIC)
 
 
-def describe_path(architectures: str | list[str] | None, dtype: str = "") -> str:
+def describe_path(architectures: str | list[str] | None, dtype: str = "", lora_rank: int = 0) -> str:
     """The start-up line: which sync path a model takes."""
     adapter = adapter_for(architectures)
     names = architectures if isinstance(architectures, str) else ", ".join(architectures or ["?"])
+    if lora_rank:
+        return (f"model architecture {names}: LoRA rank {lora_rank}, each weight sync sends the adapter alone "
+                "(the engines keep the base weights and add the adapter from memory)")
     if not adapter.known:
         return (f"model architecture {names}: not in the tested matrix (README 'Models'); weight sync "
                 "takes the generic path (the whole model in one bucket, vLLM's whole-model reload) and "

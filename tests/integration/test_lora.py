@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import ray
 
+from remax_ray.driver.eval_command import run_eval
 from remax_ray.driver.trainer import Trainer
 from remax_ray.learner import checkpoint
 from remax_ray.learner.lora import is_adapter_folder
@@ -71,7 +72,12 @@ def test_a_lora_run_serves_the_learners_adapter_after_every_sync(ray_session, tm
     assert trainable < total / 5
     # The final sync is the engine's adapter, named by its version.
     assert version[0] == version[1] == len(syncs)
+    # remax-ray eval serves the LoRA checkpoint as its base plus its adapter: the held-out greedy
+    # reward of the run's own final evaluation, from a fresh engine.
     assert is_adapter_folder(summary["checkpoint"])
+    rows = run_eval(t.cfg, [str(summary["checkpoint"])], 0, tmp_path / "eval")
+    final = [r for r in t.metrics.read() if "eval_greedy_reward" in r][-1]
+    assert rows[0]["greedy_reward"] == pytest.approx(final["eval_greedy_reward"], abs=1e-9)
 
 
 def test_a_lora_run_overlaps_on_two_ranks_and_resumes(ray_session, tmp_path, tiny_model, prompt_file):

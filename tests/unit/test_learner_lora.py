@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -11,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from remax_ray.algo import ESTIMATORS
 from remax_ray.config import AlgoConfig, LearnerConfig
 from remax_ray.learner.learner import Learner
 from remax_ray.learner.lora import MERGED_DIR, LoraSpec, adapter_update
@@ -70,6 +72,21 @@ def test_the_reference_is_the_base_model_with_the_adapter_off(trained, tiny_mode
     # ... while the policy itself (adapter on) has moved away from it.
     policy = [trained._logp(trained.policy, me.batch) for me in batch.micro]
     assert max((p - r).abs().max().item() for p, r in zip(policy, ref_lora)) > 1e-4
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_every_estimator_trains_the_adapter_alone(estimator, tiny_model):
+    """PPO's critic stays a full model (its own backbone and head): only the policy gets an adapter."""
+    algo = AlgoConfig(estimator=estimator, kl_coef=0.05)
+    learner = Learner(str(tiny_model), CFG, algo, seed=0, lora=SPEC)
+    base, adapter = _frozen(learner), _adapter(learner)
+    for step in range(2):
+        metrics = learner.train_step(_rollouts(step))
+        assert all(math.isfinite(metrics[k]) for k in ("loss", "grad_norm", "kl")), metrics
+    assert all(torch.equal(t, base[n]) for n, t in _frozen(learner).items())
+    assert any(not torch.equal(t, adapter[n]) for n, t in _adapter(learner).items())
+    if estimator == "ppo":
+        assert all(p.requires_grad for p in learner.critic.value_model.parameters())
 
 
 def test_a_resumed_lora_learner_continues_bit_identically(tiny_model, tmp_path):

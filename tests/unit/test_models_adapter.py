@@ -59,3 +59,23 @@ def test_the_start_up_line_names_the_path(tmp_path) -> None:
     assert "not in the tested matrix" in describe_path(archs) and "whole-model reload" in describe_path(archs)
     assert "direct reload" in describe_path(["Qwen2ForCausalLM"])
     assert "one bucket" in describe_path(["GPT2LMHeadModel"])
+
+
+@pytest.mark.parametrize(("family", "targets"), [
+    ("llama", ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]),
+    ("phi3", ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]),
+    ("gpt2", ["c_attn", "c_fc", "c_proj"]),
+    ("gpt-neox", ["dense", "dense_4h_to_h", "dense_h_to_4h", "query_key_value"]),
+])
+def test_lora_all_linear_is_every_linear_layer_of_the_decoder(family, targets) -> None:
+    """model.lora.target_modules=all-linear, per family (built on the meta device): the decoder's
+    linear layers (GPT-2's Conv1D included), never the embedding or the LM head."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from remax_ray.assets.tiny_archs import TINY_ARCHITECTURES
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(TINY_ARCHITECTURES[family][0](320))
+    names = {n: type(m).__name__ for n, m in model.named_modules()}
+    assert adapter_for(type(model).__name__).lora_targets(names) == targets
