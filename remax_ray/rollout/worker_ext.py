@@ -55,6 +55,10 @@ class WeightReloadExtension:
         from vllm.lora.lora_model import LoRAModel
         from vllm.lora.peft_helper import PEFTHelper
 
+        from remax_ray.rollout import lora_kernels
+
+        if getattr(self, "remax_lora_fast_path", True):
+            lora_kernels.install()  # one adapter serves every token (lora_kernels.py)
         manager = self.model_runner.lora_manager
         cache = manager._adapter_manager
         helper = PEFTHelper.from_dict(config)
