@@ -51,8 +51,9 @@ class RunConfig:
     max_learner_restarts: int = _field(
         2, "Times the learner is started again after a learner rank died (OOM, a lost node): the "
            "ranks are torn down, started from the newest complete checkpoint, the generators re-synced, "
-           "and the steps since that checkpoint repeated with the same prompts and seeds. Needs a "
-           "checkpoint (run.save_every bounds the steps repeated); 0 stops the run for --resume.")
+           "and the steps since that checkpoint repeated with the same prompts and seeds (before the "
+           "first checkpoint: from model.path and the run's first step; run.save_every bounds the "
+           "steps repeated); 0 stops the run for --resume.")
     progress: bool = _field(True, "Show a progress bar.")
     check_sync: bool = _field(
         True, "Stop the run when, at the first step sampled after a weight sync, the learner's "

@@ -62,7 +62,11 @@ class RunState:
 
     @classmethod
     def from_file(cls, path: Path) -> RunState:
-        data = json.loads(path.read_text())
+        return cls.from_json(path.read_text())
+
+    @classmethod
+    def from_json(cls, text: str) -> RunState:
+        data = json.loads(text)
         state = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         state.counters = {**dict.fromkeys(COUNTERS, 0.0), **state.counters}
         return state

@@ -90,6 +90,7 @@ class Trainer:
         # too, so a resumed overlapped run trains on exactly what the original would have.
         self._pending = (rollouts_from_json(self.state.pending), self.state.pending_lag) if self.state.pending else None
         self._fit_start: float | None = None
+        self._start_state: str | None = None  # RunState at step 0 (see _fit)
         self._phase = "start"
         if actors is not None or self.resumed_from:  # generators start from the original model
             self.sync()
@@ -308,6 +309,10 @@ class Trainer:
             data = self.splits  # what preflight skipped or cut, once per run, next to the first eval
             self.log({**before, "dataset_lines_skipped": float(data.skipped),
                       "prompts_too_long": float(data.too_long), "prompts_truncated": float(data.truncated)})
+        if self.state.step == 0:  # where a learner restart returns to while no checkpoint exists
+            self.state.metrics_lines = self.metrics.count()
+            self.state.capture_rng()
+            self._start_state = self.state.to_json()
         bar = tqdm(total=run.steps, initial=self.state.step, unit="step", desc=self.cfg.algo.estimator,
                    disable=not (run.progress if progress is None else progress))
         while True:
@@ -340,15 +345,18 @@ class Trainer:
         checkpoint, restore the driver's state of that checkpoint (metrics cut back, as a resume does)
         and re-sync the generators; the steps since are repeated with the same prompts and seeds.
         A restart that meets another death (a rank killed while it starts or syncs) is the next
-        restart. False (the run stops) for any other error, without a checkpoint, or past the limit."""
+        restart. Before the run's first checkpoint the ranks start from ``model.path`` and the run from its
+        start (after the first evaluation). False (the run stops) for any other error, or past the limit."""
         while True:
             folder = checkpoint.latest(checkpoint.root(self.out))
             restarts = self.state.counters.get("learner_restarts", 0.0)
-            if not self.recovery.learner_died(err) or folder is None or restarts >= self.cfg.run.max_learner_restarts:
+            if not self.recovery.learner_died(err) or restarts >= self.cfg.run.max_learner_restarts or \
+                    (folder is None and self._start_state is None):
                 return False
             log.warning("step %d: a learner rank died (%s: %s); restart %d of %d from %s, repeating the steps "
                         "after it", self.state.step, type(err).__name__, str(err).splitlines()[0] if str(err) else "",
-                        restarts + 1, self.cfg.run.max_learner_restarts, folder.name)
+                        restarts + 1, self.cfg.run.max_learner_restarts,
+                        folder.name if folder else "the start (no checkpoint yet)")
             self.state.counters["learner_restarts"] = restarts + 1
             try:
                 self._start_learner_from(folder, restarts + 1)
@@ -358,17 +366,18 @@ class Trainer:
                     raise
                 err = again
 
-    def _start_learner_from(self, folder: Path, restarts: float) -> None:
+    def _start_learner_from(self, folder: Path | None, restarts: float) -> None:
         self._phase = "learner restart"
         self.actors.learner.kill()
         self.actors.learner = start_learner(self.cfg, self.model_path, self.actors.device, wait=False,
                                             reference_path=self.state.reference_path, resume_from=folder,
                                             where=self.actors.placement)
         ray.get(self.actors.learner.__ray_ready__.remote())  # a rank dying now is owned by the new group
-        state = RunState.from_file(folder / checkpoint.RUN_STATE)
+        state = RunState.from_file(folder / checkpoint.RUN_STATE) if folder else RunState.from_json(self._start_state)
         state.counters["learner_restarts"] = restarts  # the checkpoint's counters predate the restart
         self.metrics.truncate(state.metrics_lines)
-        checkpoint.discard_after(folder)
+        if folder:
+            checkpoint.discard_after(folder)
         state.restore_rng()
         self.state, self.recovery.counters = state, state.counters
         self._pending = (rollouts_from_json(state.pending), state.pending_lag) if state.pending else None

@@ -68,8 +68,37 @@ def test_a_dead_learner_is_started_again_from_the_newest_checkpoint(make, monkey
     assert steps[-1]["learner_restarts"] == 1.0 and steps[0]["learner_restarts"] == 0.0
 
 
-def test_a_learner_death_without_a_checkpoint_or_restarts_left_stops_the_run(make):
-    for overrides in (("run.save_every=0",), ("run.save_every=1", "run.max_learner_restarts=0")):
+def test_a_dead_learner_without_a_checkpoint_starts_the_run_again_from_model_path(make, monkeypatch):
+    """run.save_every=0 (the default): no checkpoint before the end. A learner death at step 2 starts
+    new ranks from model.path (no resume), cuts the metrics back to the first evaluation and trains
+    steps 1 and 2 again with the same prompts."""
+    t = make("run.save_every=0", "run.steps=2", "run.eval_every=0")
+    first = t.actors.learner
+    death = ActorDiedError()
+    death.actor_id = "learner"
+    first.train_step = _Method(lambda rollouts: (_ for _ in ()).throw(death) if t.step_idx == 1 else {"loss": 0.5})
+    trained: list[list[str]] = []
+    started: list = []
+
+    def start_learner(cfg, model_path, device, wait=True, *, reference_path, resume_from, where):
+        started.append((model_path, resume_from))
+        return FakeActor("learner-2", train_step=lambda rollouts: trained.append([r.prompt for r in rollouts])
+                         or {"loss": 0.25}, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
+                         export_bucket=lambda k, mb, dtype: b"w",
+                         save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
+
+    monkeypatch.setattr(trainer_module, "start_learner", start_learner)
+    t.fit()
+    assert first.killed and started == [(t.model_path, None)]
+    assert trained == [t._prompts(0), t._prompts(1)]  # both steps again, the same prompts
+    steps = [r for r in _records(t) if "loss" in r]
+    assert [r["step"] for r in steps] == [0, 1] and all(r["loss"] == 0.25 for r in steps)
+    assert steps[-1]["learner_restarts"] == 1.0
+
+
+def test_a_learner_death_with_no_restarts_left_stops_the_run(make):
+    for overrides in (("run.save_every=0", "run.max_learner_restarts=0"),
+                      ("run.save_every=1", "run.max_learner_restarts=0")):
         t = make(*overrides, "run.steps=3", "run.eval_every=0", overwrite=True)
         death = ActorDiedError()
         death.actor_id = "learner"
