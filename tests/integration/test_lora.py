@@ -106,3 +106,39 @@ def test_a_lora_run_overlaps_on_two_ranks_and_resumes(ray_session, tmp_path, tin
     finally:
         resumed.shutdown()
     assert after == straight
+
+
+def test_a_bfloat16_engine_serves_the_adapter_to_bfloat16_precision(ray_session, tiny_model):
+    """The adapter in the engines' dtype (bfloat16, as a GPU run's): the engine's sampled log-probs
+    are the fp32 learner's within bfloat16's noise (models.SYNC_NOISE), far below the adapter's effect."""
+    import torch
+
+    from remax_ray.cluster.shells import GeneratorShell
+    from remax_ray.learner.lora import LoraSpec, adapter_update, with_lora
+    from remax_ray.models import SYNC_NOISE
+    from transformers import AutoModelForCausalLM
+
+    from helpers import sequence_logprobs
+
+    policy = with_lora(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32), LoraSpec(RANK, 32.0))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    gen = ray.remote(GeneratorShell).options(num_cpus=0.25).remote(
+        str(tiny_model), max_prompt_tokens=16, max_new_tokens=8, dtype="bfloat16", lora_rank=RANK)
+    try:
+        ray.get(gen.load_adapter.remote(adapter_update(policy, torch.bfloat16), 1))
+        prompts = ["the movie was", "a story of one actor", "it is not so bad"]
+        served, base = _served(gen, prompts), _served(gen, prompts, adapter=False)
+    finally:
+        ray.kill(gen)
+
+    def worst(sequences, logprobs, model):
+        ours = sequence_logprobs(model, sequences)
+        return max(abs(a - b) for o, t in zip(ours, logprobs) for a, b in zip(o[-len(t):], t))
+    assert worst(*served, policy) < SYNC_NOISE["bfloat16"]
+    with policy.disable_adapter():
+        assert worst(*base, policy) < SYNC_NOISE["bfloat16"]
+    assert worst(*base, policy) > 10 * SYNC_NOISE["bfloat16"]  # with the adapter on: far off the base
