@@ -18,34 +18,64 @@ from helpers import sequence_logprobs
 
 pytestmark = pytest.mark.integration
 
+FIXED = [[1, 2, 3, 4, 5, 6, 7, 8]]
+TRANSPORTS = ("shm", "objects", "gloo")
+"""The learner's shared memory (one node), the object store into the generator's arena, the broadcast."""
+
 
 # FSDP2 only here (its export is the collective one: every rank joins each bucket's gathers); DDP
 # exports from rank 0 alone, as one learner does, and its update is checked in tests/unit/test_learner_ranks.py.
-@pytest.mark.parametrize("strategy", ["fsdp"])
-# The learner's shared memory (one node), the object store into the generator's arena, the broadcast.
-@pytest.mark.parametrize("transport", ["shm", "objects", "gloo"])
-def test_two_learner_ranks_train_sync_and_checkpoint(strategy, transport, ray_session, tmp_path, tiny_model,
-                                                     prompt_file):
+@pytest.fixture(scope="module", params=["fsdp"])
+def ranks(request, ray_session, tmp_path_factory, tiny_model, prompt_file):
+    """One started set of actors (two FSDP2 ranks, a generator, the reward actor) that every transport's
+    run trains on in turn, as `remax-ray repro` shares its engines between runs: a run given started
+    actors first syncs its learner's weights into the generator over its own transport, and the
+    transport is all that differs between the runs (starting the actors is most of a run's time)."""
     from test_service import make_trainer  # the module's config for the tiny model
+
+    strategy = request.param
+    owner = make_trainer(tmp_path_factory.mktemp("ranks"), tiny_model, prompt_file, *_overrides(strategy))
+    yield strategy, owner.actors
+    owner.shutdown()
+
+
+def _overrides(strategy: str, *extra: str) -> list[str]:
+    return ["learner.num_workers=2", f"learner.strategy={strategy}", "run.steps=3", "algo.kl_coef=0.05",
+            "learner.num_cpus=0.25", *extra]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_two_learner_ranks_train_sync_and_checkpoint(transport, ranks, tmp_path, tiny_model, prompt_file):
+    from test_service import make_config
     from transformers import AutoModelForCausalLM
 
-    t = make_trainer(tmp_path, tiny_model, prompt_file, "learner.num_workers=2", f"learner.strategy={strategy}",
-                     "run.steps=3", "algo.kl_coef=0.05", "learner.num_cpus=0.25",
-                     f"cluster.sync_transport={transport}")
+    from remax_ray.driver.trainer import Trainer
+
+    strategy, actors = ranks
+    cfg = make_config(tmp_path, tiny_model, prompt_file, *_overrides(strategy, f"cluster.sync_transport={transport}"))
+    t = Trainer(cfg, actors=actors)  # syncs the ranks' current weights in first, over this transport
     try:
         summary = t.fit(progress=False)
         records = [r for r in t.metrics.read() if "logp_diff" in r]
+        # The generator holds the weights of the last sync: the ranks' final ones.
+        engine_now = ray.get(actors.generators[0].sequence_logprobs.remote(FIXED))[0]
     finally:
-        t.shutdown()
+        t.metrics.close()  # the actors stay up for the next transport (the fixture kills them)
+    assert t.transport == ("gloo" if transport == "gloo" else "cpu")
     assert len(records) == 3 and all(r["skipped_updates"] == 0 for r in records)
-    # Steps 2 and 3 sample from the weights synced after steps 1 and 2.
+    # Steps 2 and 3 sample from the weights synced after steps 1 and 2 (step 1 from the first sync).
     assert all(r["logp_diff"] < 1e-4 for r in records), [r["logp_diff"] for r in records]
     folder = summary["checkpoint"]
-    fixed = [[1, 2, 3, 4, 5, 6, 7, 8]]
-    hf = sequence_logprobs(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), fixed)[0]
+    hf = sequence_logprobs(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), FIXED)[0]
+    # The checkpoint holds the ranks' final weights, the ones the last sync exported.
+    assert max(abs(a - b) for a, b in zip(engine_now, hf)) < 1e-4
+    if transport != TRANSPORTS[-1]:
+        return
+    # A fresh vLLM engine loads the folder itself. Once: how the ranks save does not depend on the
+    # transport, and an engine start costs as much as a run.
     engine = ray.remote(GeneratorShell).options(num_cpus=0.25).remote(folder, max_prompt_tokens=16, max_new_tokens=4)
     try:
-        served = ray.get(engine.sequence_logprobs.remote(fixed))[0]
+        served = ray.get(engine.sequence_logprobs.remote(FIXED))[0]
     finally:
         ray.kill(engine)
     assert max(abs(a - b) for a, b in zip(served, hf)) < 1e-4

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from contextlib import contextmanager
 
 import pytest
 import ray
@@ -39,6 +41,26 @@ def trainer(ray_session, tmp_path_factory, tiny_model, prompt_file):
     t = make_trainer(tmp_path_factory.mktemp("run"), tiny_model, prompt_file, "algo.kl_coef=0.05")
     yield t
     t.shutdown()
+
+
+@contextmanager
+def run_on_module_engines(trainer, cfg):
+    """A run of ``cfg`` with a fresh learner on the module trainer's running generator and reward
+    actor, as `remax-ray repro` runs: the Trainer first syncs the new learner in, so the run starts
+    from model.path whatever the engine served before. Starting the engines is most of a fresh run's
+    start-up; afterwards the engine serves the module's learner again."""
+    from remax_ray.cluster.actors import start_learner
+
+    learner = start_learner(cfg, str(cfg.model.path))
+    other = None
+    try:
+        other = Trainer(cfg, actors=dataclasses.replace(trainer.actors, learner=learner))
+        yield other
+    finally:
+        if other is not None:
+            other.metrics.close()
+        learner.kill()
+        trainer.sync()
 
 
 def _max_abs_diff(a: list[float], b: list[float]) -> float:
@@ -109,21 +131,12 @@ def test_estimators_without_a_greedy_baseline_never_generate_one(trainer, tmp_pa
                                                                 estimator):
     """A fresh learner on the module's running engines (as `remax-ray repro` does): the trainer
     first syncs it in, and no greedy request reaches the generator."""
-    import dataclasses
-
-    from remax_ray.cluster.actors import start_learner
-
     gen = trainer.actors.generators[0]
-    cfg = make_config(tmp_path, tiny_model, prompt_file, f"algo.estimator={estimator}")
-    learner = start_learner(cfg, str(tiny_model))
-    try:
-        other = Trainer(cfg, actors=dataclasses.replace(trainer.actors, learner=learner))
+    with run_on_module_engines(trainer, make_config(tmp_path, tiny_model, prompt_file,
+                                                    f"algo.estimator={estimator}")) as other:
         before = ray.get(gen.counts.remote())
         records = [other.step() for _ in range(2)]
         after = ray.get(gen.counts.remote())
-    finally:
-        learner.kill()
-        trainer.sync()  # the module's engine serves the module's learner again
     assert after["greedy"] == before["greedy"]
     assert after["sampled"] - before["sampled"] == 2 * 4 * 2
     for rec in records:
@@ -133,11 +146,12 @@ def test_estimators_without_a_greedy_baseline_never_generate_one(trainer, tmp_pa
         assert all(math.isfinite(rec[k]) for k in ("loss", "grad_norm", "kl", *keys))
 
 
-def test_same_seed_same_first_step_across_runs_and_shardings(ray_session, tmp_path, tiny_model, prompt_file):
-    """Two fresh runs with one seed: identical first-step rewards, even with 1 vs 2 generator replicas."""
-    one = make_trainer(tmp_path / "a", tiny_model, prompt_file)
-    rec_one = one.step()
-    one.shutdown()
+def test_same_seed_same_first_step_across_runs_and_shardings(trainer, tmp_path, tiny_model, prompt_file):
+    """Two runs with one seed: identical first-step rewards, even with 1 vs 2 generator replicas. The
+    first runs a fresh learner on the module's engine (whatever it served before), the second starts
+    everything afresh."""
+    with run_on_module_engines(trainer, make_config(tmp_path / "a", tiny_model, prompt_file)) as one:
+        rec_one = one.step()
     # The second run also syncs over the collective transport (gloo here; nccl on GPUs).
     two = make_trainer(tmp_path / "b", tiny_model, prompt_file, "rollout.num_generators=2",
                        "cluster.sync_transport=gloo")
@@ -179,16 +193,15 @@ def test_remax_raises_a_learnable_toy_reward(ray_session, tmp_path, tiny_model_u
     assert summary["eval_after"] > summary["eval_before"] + 0.1, summary
 
 
-def test_overlap_trains_one_policy_behind_with_importance_weights(ray_session, tmp_path, tiny_model, prompt_file):
+def test_overlap_trains_one_policy_behind_with_importance_weights(trainer, tmp_path, tiny_model, prompt_file):
     """rollout.overlap on real engines: from the second step on, the batch was sampled during the
     previous update (lag 1), so the generator's log-probs trail the learner's and the importance
-    ratios (truncated at algo.importance_cap) are reported; the run still trains."""
-    t = make_trainer(tmp_path, tiny_model, prompt_file, "rollout.overlap=true", "run.steps=3",
-                     "learner.lr=1e-2", "algo.kl_coef=0.05")
-    try:
+    ratios (truncated at algo.importance_cap) are reported; the run still trains. (A fresh learner
+    on the module's engine: overlap is the driver's schedule, not the actors'.)"""
+    cfg = make_config(tmp_path, tiny_model, prompt_file, "rollout.overlap=true", "run.steps=3",
+                      "learner.lr=1e-2", "algo.kl_coef=0.05")
+    with run_on_module_engines(trainer, cfg) as t:
         t.fit(progress=False)
-    finally:
-        t.shutdown()
     steps = [r for r in t.metrics.read() if "loss" in r]
     assert [r["policy_lag"] for r in steps] == [0.0, 1.0, 1.0]
     assert steps[0]["logp_diff"] < 1e-4  # on-policy first step: the engines hold the learner's weights

@@ -24,8 +24,10 @@ def test_assets_then_two_default_steps(ray_session, tmp_path, capsys):
     assert rm_metrics["heldout_accuracy"] >= 0.7, rm_metrics  # measured 0.870 on 200 held-out pairs
 
     out = tmp_path / "run"
-    # Shortened only in length: model, data, reward and algorithm are the embedded default's.
-    code = cli.main(["train", "run.steps=2", "run.eval_prompts=8", "run.prompts_per_step=8",
+    # Shortened only in length: model, data, reward and algorithm are the embedded default's. A step
+    # keeps 8 prompts (the default's micro-batch is 8 sequences, and a batch must fill whole ones);
+    # 4 held-out prompts halve the two evaluations' generation.
+    code = cli.main(["train", "run.steps=2", "run.eval_prompts=4", "run.prompts_per_step=8",
                      f"run.output_dir={out}", "run.progress=false"])
     assert code == 0
     printed = capsys.readouterr().out

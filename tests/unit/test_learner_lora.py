@@ -80,9 +80,8 @@ def test_every_estimator_trains_the_adapter_alone(estimator, tiny_model):
     algo = AlgoConfig(estimator=estimator, kl_coef=0.05)
     learner = Learner(str(tiny_model), CFG, algo, seed=0, lora=SPEC)
     base, adapter = _frozen(learner), _adapter(learner)
-    for step in range(2):
-        metrics = learner.train_step(_rollouts(step))
-        assert all(math.isfinite(metrics[k]) for k in ("loss", "grad_norm", "kl")), metrics
+    metrics = learner.train_step(_rollouts(0))
+    assert all(math.isfinite(metrics[k]) for k in ("loss", "grad_norm", "kl")), metrics
     assert all(torch.equal(t, base[n]) for n, t in _frozen(learner).items())
     assert any(not torch.equal(t, adapter[n]) for n, t in _adapter(learner).items())
     if estimator == "ppo":
