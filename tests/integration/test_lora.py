@@ -135,10 +135,16 @@ def test_a_bfloat16_engine_serves_the_adapter_to_bfloat16_precision(ray_session,
     finally:
         ray.kill(gen)
 
-    def worst(sequences, logprobs, model):
+    def mean_gap(sequences, logprobs, model):
+        """Mean |learner - engine| log-prob per sampled token: the quantity the trainer's sync check
+        holds to SYNC_NOISE (a per-token maximum in bfloat16 lands on either side of it by CPU)."""
         ours = sequence_logprobs(model, sequences)
-        return max(abs(a - b) for o, t in zip(ours, logprobs) for a, b in zip(o[-len(t):], t))
-    assert worst(*served, policy) < SYNC_NOISE["bfloat16"]
+        gaps = [abs(a - b) for o, t in zip(ours, logprobs) for a, b in zip(o[-len(t):], t)]
+        return sum(gaps) / len(gaps)
+    noise = mean_gap(*served, policy)
     with policy.disable_adapter():
-        assert worst(*base, policy) < SYNC_NOISE["bfloat16"]
-    assert worst(*base, policy) > 10 * SYNC_NOISE["bfloat16"]  # with the adapter on: far off the base
+        base_noise = mean_gap(*base, policy)
+    effect = mean_gap(*base, policy)  # the base's tokens scored with the adapter on
+    assert max(noise, base_noise) < SYNC_NOISE["bfloat16"], (noise, base_noise)
+    # An adapter that did not arrive would fail the trainer's sync check, and the engine's noise is far below it.
+    assert effect > SYNC_NOISE["bfloat16"] and effect > 10 * max(noise, base_noise), (effect, noise, base_noise)
