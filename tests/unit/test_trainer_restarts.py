@@ -16,6 +16,14 @@ FakeActor, _Method, _records, _save = failures.FakeActor, failures._Method, fail
 make = failures.make  # the fixture that builds a Trainer on fake actors
 
 
+def _new_learner(trained: list[list[str]]) -> FakeActor:
+    """The learner a restart starts: it records each step's prompts and returns loss 0.25."""
+    return FakeActor("learner-2", train_step=lambda rollouts: trained.append([r.prompt for r in rollouts])
+                     or {"loss": 0.25}, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
+                     export_bucket=lambda k, mb, dtype: b"w",
+                     save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
+
+
 @pytest.mark.parametrize("logp_diff, check, stops", [(0.02, "true", True), (0.02, "false", False),
                                                      (1e-5, "true", False)])
 def test_a_sync_the_engines_do_not_serve_stops_the_run_naming_the_architecture(make, logp_diff, check, stops):
@@ -55,10 +63,7 @@ def test_a_dead_learner_is_started_again_from_the_newest_checkpoint(make, monkey
 
     def start_learner(cfg, model_path, device, wait=True, *, reference_path, resume_from, where):
         started.append(Path(resume_from).name)
-        return FakeActor("learner-2", train_step=lambda rollouts: trained.append([r.prompt for r in rollouts])
-                         or {"loss": 0.25}, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
-                         export_bucket=lambda k, mb, dtype: b"w",
-                         save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
+        return _new_learner(trained)
 
     monkeypatch.setattr(trainer_module, "start_learner", start_learner)
     t.fit()
@@ -82,10 +87,7 @@ def test_a_dead_learner_without_a_checkpoint_starts_the_run_again_from_model_pat
 
     def start_learner(cfg, model_path, device, wait=True, *, reference_path, resume_from, where):
         started.append((model_path, resume_from))
-        return FakeActor("learner-2", train_step=lambda rollouts: trained.append([r.prompt for r in rollouts])
-                         or {"loss": 0.25}, weight_buckets=lambda mb, dtype: 1, node_id=lambda: "learner-node",
-                         export_bucket=lambda k, mb, dtype: b"w",
-                         save=lambda folder, state, cfg_yaml, keep: _save(folder, state))
+        return _new_learner(trained)
 
     monkeypatch.setattr(trainer_module, "start_learner", start_learner)
     t.fit()
